@@ -1,0 +1,1 @@
+//! gatehouse-bench: a load generator speaking FastCGI, SCGI and HTTP (in progress).

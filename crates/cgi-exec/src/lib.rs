@@ -1,0 +1,1 @@
+//! CGI scripts run per request by gatehouse (in progress).

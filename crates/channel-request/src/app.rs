@@ -1,0 +1,261 @@
+//! The request an app receives, the [`Application`] trait, and [`serve_request`]: the one place
+//! where app errors and panics become a 500 (or an aborted response) and a log line.
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use crate::body::RequestBody;
+use crate::channel::{BoxFuture, Response};
+use crate::env::Env;
+use crate::error::Error;
+
+/// The protocol a request arrived over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// FastCGI 1.0, RESPONDER role.
+    FastCgi,
+    /// SCGI.
+    Scgi,
+    /// CGI/1.1: this process serves one request from its environment.
+    Cgi,
+    /// HTTP/1.x served directly.
+    Http,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::FastCgi => "fastcgi",
+            Self::Scgi => "scgi",
+            Self::Cgi => "cgi",
+            Self::Http => "http",
+        })
+    }
+}
+
+/// Who is at the other end of the transport (the front server for FastCGI/SCGI, the client for
+/// HTTP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    /// A TCP peer.
+    Tcp(SocketAddr),
+    /// A unix-socket peer (usually unnamed).
+    Unix(Option<PathBuf>),
+    /// Our own stdin/stdout (the CGI front end).
+    Stdio,
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp(addr) => addr.fmt(f),
+            Self::Unix(Some(p)) => write!(f, "unix:{}", p.display()),
+            Self::Unix(None) => f.write_str("unix"),
+            Self::Stdio => f.write_str("stdio"),
+        }
+    }
+}
+
+/// Transport facts about a request, for logs and for apps that care.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestInfo {
+    /// The protocol it arrived over.
+    pub protocol: Protocol,
+    /// The transport peer.
+    pub peer: Peer,
+    /// A process-unique number for log lines.
+    pub id: u64,
+}
+
+impl RequestInfo {
+    /// Info for a new request with a fresh process-unique id.
+    pub fn new(protocol: Protocol, peer: Peer) -> Self {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Self {
+            protocol,
+            peer,
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+}
+
+/// A request as every app sees it, whatever front end carried it.
+#[derive(Debug)]
+pub struct Request {
+    /// The CGI meta-variables.
+    pub env: Env,
+    /// The body stream.
+    pub body: RequestBody,
+    /// Transport facts.
+    pub info: RequestInfo,
+}
+
+/// What an app returns when it fails.
+pub type AppError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An application: takes a request, answers through the response.
+///
+/// Returning `Err` before the head is sent gives the client a 500 (or the status the error maps
+/// to); after the head, the response is aborted. Returning `Ok` without finishing finishes the
+/// response. Panics are caught and treated as errors. A request cancelled by the front end (the
+/// client went away, FastCGI `ABORT_REQUEST`) has its future dropped.
+pub trait Application: Send + Sync + 'static {
+    /// Serves one request.
+    fn call<'a>(&'a self, req: Request, resp: &'a mut Response) -> BoxFuture<'a, Result<(), AppError>>;
+}
+
+impl<A: Application + ?Sized> Application for Arc<A> {
+    fn call<'a>(&'a self, req: Request, resp: &'a mut Response) -> BoxFuture<'a, Result<(), AppError>> {
+        (**self).call(req, resp)
+    }
+}
+
+/// Runs `app` on one request and makes sure the response ends properly.
+///
+/// This is what front ends spawn per request. Errors and panics are logged once, with the peer
+/// and request id, and answered with the status the error maps to (500 by default) when the head
+/// is not yet sent, or an abort when it is.
+///
+/// # Cancel safety
+/// Dropping this future drops the app's future: that is how requests are cancelled.
+pub async fn serve_request(app: &dyn Application, req: Request, mut resp: Response) {
+    let info = req.info.clone();
+    let outcome = CatchUnwind(AssertUnwindSafe(app.call(req, &mut resp))).await;
+    let error: AppError = match outcome {
+        Ok(Ok(())) => {
+            if !resp.head_sent() {
+                "application returned without sending a response".into()
+            } else {
+                if !resp.is_done() {
+                    let _ = resp.finish().await;
+                }
+                return;
+            }
+        }
+        Ok(Err(e)) => e,
+        Err(panic) => format!("application panicked: {}", panic_message(&*panic)).into(),
+    };
+    let core = error.downcast_ref::<Error>();
+    if core == Some(&Error::ClientGone) {
+        tracing::debug!(peer = %info.peer, request_id = info.id, "client gone before the response was complete");
+        resp.abort().await;
+        return;
+    }
+    tracing::error!(peer = %info.peer, request_id = info.id, protocol = %info.protocol, error = %error, "request failed");
+    if resp.head_sent() {
+        resp.abort().await;
+        return;
+    }
+    let status = core.map_or(500, Error::http_status);
+    let reason = crate::head::reason_phrase(status);
+    if resp.send_full(status, "text/plain", format!("{reason}\n")).await.is_err() {
+        resp.abort().await;
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("non-string panic payload")
+}
+
+/// Polls a future, turning a panic into `Err(payload)`.
+struct CatchUnwind<F>(AssertUnwindSafe<F>);
+
+impl<F: Future + Unpin> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let fut = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(&mut fut.0).poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::queue::{delivery_queue, QueueChannel};
+    use crate::{Output, ResponseHead};
+
+    struct Panics;
+    impl Application for Panics {
+        fn call<'a>(&'a self, _: Request, _: &'a mut Response) -> BoxFuture<'a, Result<(), AppError>> {
+            Box::pin(async { panic!("boom") })
+        }
+    }
+
+    struct FailsMidway;
+    impl Application for FailsMidway {
+        fn call<'a>(&'a self, _: Request, resp: &'a mut Response) -> BoxFuture<'a, Result<(), AppError>> {
+            Box::pin(async move {
+                resp.send_head(ResponseHead::new(200)).await?;
+                resp.write(Bytes::from_static(b"part")).await?;
+                Err("oops".into())
+            })
+        }
+    }
+
+    struct Silent;
+    impl Application for Silent {
+        fn call<'a>(&'a self, _: Request, resp: &'a mut Response) -> BoxFuture<'a, Result<(), AppError>> {
+            Box::pin(async move {
+                resp.send_head(ResponseHead::new(204)).await?;
+                Ok(())
+            })
+        }
+    }
+
+    async fn run(app: &dyn Application) -> Vec<Output> {
+        let (tx, mut rx) = delivery_queue();
+        let resp = Response::new(QueueChannel::new(1, tx, 1024, CancellationToken::new()));
+        let req = Request {
+            env: Env::new(),
+            body: RequestBody::empty(),
+            info: RequestInfo::new(Protocol::FastCgi, Peer::Stdio),
+        };
+        serve_request(app, req, resp).await;
+        let mut out = Vec::new();
+        while let Ok(d) = rx.try_recv() {
+            out.push(d.output);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn panic_becomes_500() {
+        let out = run(&Panics).await;
+        let Output::Head(h) = &out[0] else { panic!("{out:?}") };
+        assert_eq!(h.status(), 500);
+        assert_eq!(out.last(), Some(&Output::Finish));
+    }
+
+    #[tokio::test]
+    async fn error_after_head_aborts() {
+        let out = run(&FailsMidway).await;
+        assert_eq!(out.last(), Some(&Output::Abort));
+        assert_eq!(out.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn ok_without_finish_is_finished() {
+        let out = run(&Silent).await;
+        assert_eq!(out, vec![Output::Head(ResponseHead::new(204)), Output::Finish]);
+    }
+}

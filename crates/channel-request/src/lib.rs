@@ -1,0 +1,42 @@
+//! The shared core of gatehouse: one request model for every front end, one response channel for
+//! every app.
+//!
+//! ```text
+//!  FastCGI ─┐                                          ┌─ WSGI app
+//!  SCGI    ─┤  Request { env: Env, body: RequestBody }  ├─ CGI script
+//!  CGI     ─┼──────────────► Application::call ─────────┼─ built-in app
+//!  HTTP    ─┘  ◄──────────── Response ◄─────────────────┘─ Rust handler
+//!               send_head · write (awaits: backpressure) · finish · abort
+//!                     │
+//!                     ▼ ResponseChannel (one impl per front end, or QueueChannel)
+//! ```
+//!
+//! - [`env`]: the request head as CGI meta-variables (RFC 3875 section 4.1), stored as bytes.
+//! - [`body`]: the request body as a bounded stream: a slow app stops the front end's reads.
+//! - [`channel`]: [`ResponseChannel`], what front ends implement, and [`Response`], what apps use.
+//! - [`queue`]: [`QueueChannel`], the channel most front ends use: tagged outputs to a driver
+//!   task, with a byte budget per request.
+//! - [`head`] and [`cgi_head`]: response heads, header validation, and the CGI head format
+//!   (RFC 3875 section 6).
+//! - [`app`]: [`Application`] and [`serve_request`], which turns errors and panics into answers.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod body;
+pub mod cgi_head;
+pub mod channel;
+pub mod env;
+pub mod error;
+pub mod head;
+pub mod queue;
+
+pub use app::{serve_request, AppError, Application, Peer, Protocol, Request, RequestInfo};
+pub use body::{body_channel, BodyClosed, BodySender, RequestBody};
+pub use cgi_head::{parse_cgi_head, write_cgi_head, CgiResponse};
+pub use channel::{BoxFuture, Output, Response, ResponseChannel};
+pub use env::Env;
+pub use error::{BodyError, CgiHeadError, Error, HeaderError};
+pub use head::ResponseHead;
+pub use queue::{delivery_queue, Delivery, DeliveryReceiver, DeliverySender, QueueChannel};
+pub use tokio_util::sync::CancellationToken;

@@ -1,0 +1,191 @@
+//! A ready-made [`ResponseChannel`]: app outputs queued to the connection's driver task, with a
+//! per-request byte budget for backpressure.
+//!
+//! ```text
+//!   app ── QueueChannel(tag=7) ──┐
+//!   app ── QueueChannel(tag=9) ──┼── unbounded queue of Delivery ── driver ── socket
+//!                                 │    (bounded by the byte budgets)
+//! ```
+//!
+//! Every request of a connection gets a [`QueueChannel`] over one shared queue. Body chunks take
+//! *credit* (bytes) from their request's budget before they are queued; the credit travels inside
+//! the [`Delivery`] and returns to the budget when the driver drops it, which it does once the
+//! bytes are written to the socket. So each request has at most `budget` bytes in flight, and a
+//! slow client makes [`Response::write`](crate::Response::write) wait.
+//!
+//! Dropping a `QueueChannel` that did not finish queues [`Output::Abort`], so the driver always
+//! learns that a request's app ended, also when its task was cancelled or panicked.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::channel::{BoxFuture, Output, ResponseChannel};
+use crate::error::Error;
+
+/// Default per-request budget of queued response bytes.
+pub const DEFAULT_RESPONSE_BUDGET: usize = 256 * 1024;
+
+/// One output step on its way to the driver.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The front end's tag for the request (unique per request, never reused on a connection).
+    pub tag: u64,
+    /// The step.
+    pub output: Output,
+    /// Budget held until the driver drops this delivery.
+    credit: Option<OwnedSemaphorePermit>,
+}
+
+impl Delivery {
+    /// Returns the credit to the request's budget now (e.g. after copying the bytes into a write
+    /// buffer that the driver bounds itself).
+    pub fn release(&mut self) {
+        self.credit = None;
+    }
+}
+
+/// The sending end of a connection's output queue, cloned into every request's channel.
+pub type DeliverySender = mpsc::UnboundedSender<Delivery>;
+/// The driver's end of a connection's output queue.
+pub type DeliveryReceiver = mpsc::UnboundedReceiver<Delivery>;
+
+/// A connection's output queue.
+pub fn delivery_queue() -> (DeliverySender, DeliveryReceiver) {
+    mpsc::unbounded_channel()
+}
+
+/// A [`ResponseChannel`] that queues outputs, tagged, for a connection driver.
+#[derive(Debug)]
+pub struct QueueChannel {
+    tag: u64,
+    tx: DeliverySender,
+    budget: Arc<Semaphore>,
+    budget_bytes: usize,
+    gone: CancellationToken,
+    informational: bool,
+    ended: bool,
+}
+
+impl QueueChannel {
+    /// A channel for request `tag` with `budget_bytes` of body in flight at most. The driver
+    /// cancels `gone` when the client goes away.
+    pub fn new(tag: u64, tx: DeliverySender, budget_bytes: usize, gone: CancellationToken) -> Self {
+        let budget_bytes = budget_bytes.clamp(1, Semaphore::MAX_PERMITS);
+        Self {
+            tag,
+            tx,
+            budget: Arc::new(Semaphore::new(budget_bytes)),
+            budget_bytes,
+            gone,
+            informational: false,
+            ended: false,
+        }
+    }
+
+    /// Lets 1xx heads through (for HTTP/1.1).
+    pub fn with_informational(mut self) -> Self {
+        self.informational = true;
+        self
+    }
+
+    fn deliver(&mut self, output: Output, credit: Option<OwnedSemaphorePermit>) -> Result<(), Error> {
+        if matches!(output, Output::Finish | Output::Abort) {
+            self.ended = true;
+        }
+        let delivery = Delivery {
+            tag: self.tag,
+            output,
+            credit,
+        };
+        self.tx.send(delivery).map_err(|_| Error::ClientGone)
+    }
+}
+
+impl ResponseChannel for QueueChannel {
+    fn send(&mut self, out: Output) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async move {
+            if self.gone.is_cancelled() {
+                return Err(Error::ClientGone);
+            }
+            let Output::Body(chunk) = &out else {
+                return self.deliver(out, None);
+            };
+            let want = chunk.len().clamp(1, self.budget_bytes) as u32;
+            let budget = self.budget.clone();
+            let credit = tokio::select! {
+                credit = budget.acquire_many_owned(want) => credit.map_err(|_| Error::ClientGone)?,
+                () = self.gone.cancelled() => return Err(Error::ClientGone),
+            };
+            self.deliver(out, Some(credit))
+        })
+    }
+
+    fn client_gone(&self) -> BoxFuture<'static, ()> {
+        let gone = self.gone.clone();
+        Box::pin(async move { gone.cancelled_owned().await })
+    }
+
+    fn forwards_informational(&self) -> bool {
+        self.informational
+    }
+}
+
+impl Drop for QueueChannel {
+    fn drop(&mut self) {
+        if !self.ended {
+            let _ = self.deliver(Output::Abort, None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::{Response, ResponseHead};
+
+    #[tokio::test]
+    async fn budget_blocks_until_driver_drops_delivery() {
+        let (tx, mut rx) = delivery_queue();
+        let chan = QueueChannel::new(7, tx, 10, CancellationToken::new());
+        let mut resp = Response::new(chan);
+        resp.send_head(ResponseHead::new(200)).await.unwrap();
+        resp.write(Bytes::from_static(b"0123456789")).await.unwrap();
+        let head = rx.recv().await.unwrap();
+        assert_eq!((head.tag, head.output), (7, Output::Head(ResponseHead::new(200))));
+        let first = rx.recv().await.unwrap();
+        {
+            let write = resp.write(Bytes::from_static(b"abc"));
+            tokio::pin!(write);
+            let waited = tokio::time::timeout(std::time::Duration::from_millis(20), &mut write).await;
+            assert!(waited.is_err(), "second write must wait for budget");
+            drop(first);
+            write.await.unwrap();
+        }
+        let second = rx.recv().await.unwrap();
+        assert_eq!(second.output, Output::Body(Bytes::from_static(b"abc")));
+    }
+
+    #[tokio::test]
+    async fn drop_without_finish_aborts() {
+        let (tx, mut rx) = delivery_queue();
+        let resp = Response::new(QueueChannel::new(3, tx, 10, CancellationToken::new()));
+        drop(resp);
+        let d = rx.recv().await.unwrap();
+        assert_eq!((d.tag, d.output), (3, Output::Abort));
+    }
+
+    #[tokio::test]
+    async fn gone_fails_writes() {
+        let (tx, _rx) = delivery_queue();
+        let gone = CancellationToken::new();
+        let mut resp = Response::new(QueueChannel::new(1, tx, 10, gone.clone()));
+        resp.send_head(ResponseHead::new(200)).await.unwrap();
+        gone.cancel();
+        assert_eq!(resp.write(Bytes::from_static(b"x")).await, Err(Error::ClientGone));
+        resp.client_gone().await;
+    }
+}

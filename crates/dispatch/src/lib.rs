@@ -1,0 +1,1 @@
+//! Dispatcher (in progress).

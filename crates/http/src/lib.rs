@@ -1,0 +1,1 @@
+//! HTTP/1.1 front end for gatehouse, on hyper (in progress).

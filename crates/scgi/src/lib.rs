@@ -1,0 +1,1 @@
+//! SCGI front end for gatehouse (in progress).

@@ -1,0 +1,1 @@
+//! Python WSGI apps in an embedded CPython for gatehouse (in progress).
