@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use crate::body::RequestBody;
 use crate::channel::{BoxFuture, Response};
 use crate::env::Env;
-use crate::error::Error;
+use crate::error::{BodyError, Error};
 
 /// The protocol a request arrived over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,11 +109,19 @@ pub type AppError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// client went away, FastCGI `ABORT_REQUEST`) has its future dropped.
 pub trait Application: Send + Sync + 'static {
     /// Serves one request.
-    fn call<'a>(&'a self, req: Request, resp: &'a mut Response) -> BoxFuture<'a, Result<(), AppError>>;
+    fn call<'a>(
+        &'a self,
+        req: Request,
+        resp: &'a mut Response,
+    ) -> BoxFuture<'a, Result<(), AppError>>;
 }
 
 impl<A: Application + ?Sized> Application for Arc<A> {
-    fn call<'a>(&'a self, req: Request, resp: &'a mut Response) -> BoxFuture<'a, Result<(), AppError>> {
+    fn call<'a>(
+        &'a self,
+        req: Request,
+        resp: &'a mut Response,
+    ) -> BoxFuture<'a, Result<(), AppError>> {
         (**self).call(req, resp)
     }
 }
@@ -143,8 +151,7 @@ pub async fn serve_request(app: &dyn Application, req: Request, mut resp: Respon
         Ok(Err(e)) => e,
         Err(panic) => format!("application panicked: {}", panic_message(&*panic)).into(),
     };
-    let core = error.downcast_ref::<Error>();
-    if core == Some(&Error::ClientGone) {
+    if is_client_gone(&*error) {
         tracing::debug!(peer = %info.peer, request_id = info.id, "client gone before the response was complete");
         resp.abort().await;
         return;
@@ -154,11 +161,34 @@ pub async fn serve_request(app: &dyn Application, req: Request, mut resp: Respon
         resp.abort().await;
         return;
     }
-    let status = core.map_or(500, Error::http_status);
+    let status = error_status(&*error);
     let reason = crate::head::reason_phrase(status);
-    if resp.send_full(status, "text/plain", format!("{reason}\n")).await.is_err() {
+    if resp
+        .send_full(status, "text/plain", format!("{reason}\n"))
+        .await
+        .is_err()
+    {
         resp.abort().await;
     }
+}
+
+/// Whether an app's error only says that the client went away (not worth an error log line).
+fn is_client_gone(error: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(
+        error.downcast_ref::<Error>(),
+        Some(Error::ClientGone | Error::Body(BodyError::Aborted))
+    ) || matches!(error.downcast_ref::<BodyError>(), Some(BodyError::Aborted))
+}
+
+/// The status that answers an app's error: the core's errors know theirs, anything else is 500.
+fn error_status(error: &(dyn std::error::Error + 'static)) -> u16 {
+    if let Some(e) = error.downcast_ref::<Error>() {
+        return e.http_status();
+    }
+    if let Some(e) = error.downcast_ref::<BodyError>() {
+        return e.http_status();
+    }
+    500
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> &str {
@@ -196,14 +226,22 @@ mod tests {
 
     struct Panics;
     impl Application for Panics {
-        fn call<'a>(&'a self, _: Request, _: &'a mut Response) -> BoxFuture<'a, Result<(), AppError>> {
+        fn call<'a>(
+            &'a self,
+            _: Request,
+            _: &'a mut Response,
+        ) -> BoxFuture<'a, Result<(), AppError>> {
             Box::pin(async { panic!("boom") })
         }
     }
 
     struct FailsMidway;
     impl Application for FailsMidway {
-        fn call<'a>(&'a self, _: Request, resp: &'a mut Response) -> BoxFuture<'a, Result<(), AppError>> {
+        fn call<'a>(
+            &'a self,
+            _: Request,
+            resp: &'a mut Response,
+        ) -> BoxFuture<'a, Result<(), AppError>> {
             Box::pin(async move {
                 resp.send_head(ResponseHead::new(200)).await?;
                 resp.write(Bytes::from_static(b"part")).await?;
@@ -214,7 +252,11 @@ mod tests {
 
     struct Silent;
     impl Application for Silent {
-        fn call<'a>(&'a self, _: Request, resp: &'a mut Response) -> BoxFuture<'a, Result<(), AppError>> {
+        fn call<'a>(
+            &'a self,
+            _: Request,
+            resp: &'a mut Response,
+        ) -> BoxFuture<'a, Result<(), AppError>> {
             Box::pin(async move {
                 resp.send_head(ResponseHead::new(204)).await?;
                 Ok(())
@@ -241,7 +283,9 @@ mod tests {
     #[tokio::test]
     async fn panic_becomes_500() {
         let out = run(&Panics).await;
-        let Output::Head(h) = &out[0] else { panic!("{out:?}") };
+        let Output::Head(h) = &out[0] else {
+            panic!("{out:?}")
+        };
         assert_eq!(h.status(), 500);
         assert_eq!(out.last(), Some(&Output::Finish));
     }
@@ -256,6 +300,9 @@ mod tests {
     #[tokio::test]
     async fn ok_without_finish_is_finished() {
         let out = run(&Silent).await;
-        assert_eq!(out, vec![Output::Head(ResponseHead::new(204)), Output::Finish]);
+        assert_eq!(
+            out,
+            vec![Output::Head(ResponseHead::new(204)), Output::Finish]
+        );
     }
 }

@@ -383,7 +383,10 @@ mod tests {
         let mut b = RequestBody::from_bytes("hey");
         assert_eq!(b.read_to_end(10).await, Ok(Bytes::from_static(b"hey")));
         let mut b = RequestBody::from_bytes("hey");
-        assert_eq!(b.read_to_end(2).await, Err(BodyError::TooLarge { limit: 2 }));
+        assert_eq!(
+            b.read_to_end(2).await,
+            Err(BodyError::TooLarge { limit: 2 })
+        );
     }
 
     fn futures_poll_once<F: std::future::Future + Unpin>(f: &mut F) -> Poll<F::Output> {

@@ -129,7 +129,8 @@ fn classify(fields: Vec<(Bytes, Bytes)>) -> Result<CgiResponse, CgiHeadError> {
         }
     }
     let client_redirect = location.is_some() && status.is_none();
-    let mut head = status.unwrap_or_else(|| ResponseHead::new(if client_redirect { 302 } else { 200 }));
+    let mut head =
+        status.unwrap_or_else(|| ResponseHead::new(if client_redirect { 302 } else { 200 }));
     for (name, value) in others {
         head.add_header(name, value)?;
     }
@@ -216,7 +217,10 @@ mod tests {
     #[test]
     fn redirects() {
         let (r, _) = parse_all_splits(b"Location: /other?q=1\n\n").unwrap();
-        assert_eq!(r, CgiResponse::LocalRedirect(Bytes::from_static(b"/other?q=1")));
+        assert_eq!(
+            r,
+            CgiResponse::LocalRedirect(Bytes::from_static(b"/other?q=1"))
+        );
         let (r, _) = parse_all_splits(b"Location: http://x.test/\n\n").unwrap();
         let CgiResponse::ClientRedirect(h) = r else {
             panic!("{r:?}")
@@ -230,12 +234,30 @@ mod tests {
     #[test]
     fn malformed_heads() {
         let lim = DEFAULT_CGI_HEAD_LIMIT;
-        assert!(matches!(parse_cgi_head(b"no colon\n\n", lim), Err(CgiHeadError::MissingColon(_))));
-        assert!(matches!(parse_cgi_head(b"Status: abc\n\n", lim), Err(CgiHeadError::BadStatus(_))));
-        assert!(matches!(parse_cgi_head(b"\n\n", lim), Err(CgiHeadError::NoResponseType)));
-        assert!(matches!(parse_cgi_head(b"Bad Name: x\n\n", lim), Err(CgiHeadError::Header(_))));
-        assert!(matches!(parse_cgi_head(&[b'a'; 100], 50), Err(CgiHeadError::TooLarge { .. })));
-        assert_eq!(parse_cgi_head_final(b"Content-Type: x\n", lim), Err(CgiHeadError::Truncated));
+        assert!(matches!(
+            parse_cgi_head(b"no colon\n\n", lim),
+            Err(CgiHeadError::MissingColon(_))
+        ));
+        assert!(matches!(
+            parse_cgi_head(b"Status: abc\n\n", lim),
+            Err(CgiHeadError::BadStatus(_))
+        ));
+        assert!(matches!(
+            parse_cgi_head(b"\n\n", lim),
+            Err(CgiHeadError::NoResponseType)
+        ));
+        assert!(matches!(
+            parse_cgi_head(b"Bad Name: x\n\n", lim),
+            Err(CgiHeadError::Header(_))
+        ));
+        assert!(matches!(
+            parse_cgi_head(&[b'a'; 100], 50),
+            Err(CgiHeadError::TooLarge { .. })
+        ));
+        assert_eq!(
+            parse_cgi_head_final(b"Content-Type: x\n", lim),
+            Err(CgiHeadError::Truncated)
+        );
     }
 
     #[test]

@@ -261,7 +261,10 @@ mod tests {
     fn content_length_empty_means_absent() {
         assert_eq!(env(&[("CONTENT_LENGTH", "")]).content_length(), Ok(None));
         assert_eq!(env(&[]).content_length(), Ok(None));
-        assert_eq!(env(&[("CONTENT_LENGTH", "42")]).content_length(), Ok(Some(42)));
+        assert_eq!(
+            env(&[("CONTENT_LENGTH", "42")]).content_length(),
+            Ok(Some(42))
+        );
         assert!(env(&[("CONTENT_LENGTH", "-1")]).content_length().is_err());
         assert!(env(&[("CONTENT_LENGTH", "1 ")]).content_length().is_err());
         assert!(env(&[("CONTENT_LENGTH", "99999999999999999999")])
@@ -272,7 +275,10 @@ mod tests {
     #[test]
     fn header_lookup_uses_cgi_names() {
         let e = env(&[("CONTENT_TYPE", "text/plain"), ("HTTP_X_FOO_BAR", "1")]);
-        assert_eq!(e.header("Content-Type").map(|v| v.as_ref()), Some(&b"text/plain"[..]));
+        assert_eq!(
+            e.header("Content-Type").map(|v| v.as_ref()),
+            Some(&b"text/plain"[..])
+        );
         assert_eq!(e.header("x-foo-bar").map(|v| v.as_ref()), Some(&b"1"[..]));
         let hs: Vec<_> = e.http_headers().map(|(n, _)| n).collect();
         assert_eq!(hs, vec!["x-foo-bar".to_string()]);

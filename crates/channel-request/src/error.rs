@@ -191,7 +191,10 @@ impl fmt::Display for BodyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Short { expected, received } => {
-                write!(f, "body ended after {received} of {expected} announced bytes")
+                write!(
+                    f,
+                    "body ended after {received} of {expected} announced bytes"
+                )
             }
             Self::Long { expected } => write!(f, "body longer than the {expected} announced bytes"),
             Self::Aborted => f.write_str("body aborted by the front end"),

@@ -161,7 +161,10 @@ pub fn trim_ows(v: &[u8]) -> &[u8] {
     let Some(start) = start else {
         return &[];
     };
-    let end = v.iter().rposition(|&b| b != b' ' && b != b'\t').unwrap_or(start);
+    let end = v
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(start);
     &v[start..=end]
 }
 
@@ -225,7 +228,14 @@ mod tests {
         assert_eq!((h.status(), h.reason()), (404, &b"Not Here"[..]));
         let h = ResponseHead::from_status_line(b"204").unwrap();
         assert_eq!((h.status(), h.reason()), (204, &b"No Content"[..]));
-        for bad in [&b"20"[..], b"abc OK", b"200OK", b"099 x", b"200 a\r\nb", b""] {
+        for bad in [
+            &b"20"[..],
+            b"abc OK",
+            b"200OK",
+            b"099 x",
+            b"200 a\r\nb",
+            b"",
+        ] {
             assert!(ResponseHead::from_status_line(bad).is_err(), "{bad:?}");
         }
     }

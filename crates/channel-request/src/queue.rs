@@ -90,7 +90,11 @@ impl QueueChannel {
         self
     }
 
-    fn deliver(&mut self, output: Output, credit: Option<OwnedSemaphorePermit>) -> Result<(), Error> {
+    fn deliver(
+        &mut self,
+        output: Output,
+        credit: Option<OwnedSemaphorePermit>,
+    ) -> Result<(), Error> {
         if matches!(output, Output::Finish | Output::Abort) {
             self.ended = true;
         }
@@ -155,12 +159,16 @@ mod tests {
         resp.send_head(ResponseHead::new(200)).await.unwrap();
         resp.write(Bytes::from_static(b"0123456789")).await.unwrap();
         let head = rx.recv().await.unwrap();
-        assert_eq!((head.tag, head.output), (7, Output::Head(ResponseHead::new(200))));
+        assert_eq!(
+            (head.tag, head.output),
+            (7, Output::Head(ResponseHead::new(200)))
+        );
         let first = rx.recv().await.unwrap();
         {
             let write = resp.write(Bytes::from_static(b"abc"));
             tokio::pin!(write);
-            let waited = tokio::time::timeout(std::time::Duration::from_millis(20), &mut write).await;
+            let waited =
+                tokio::time::timeout(std::time::Duration::from_millis(20), &mut write).await;
             assert!(waited.is_err(), "second write must wait for budget");
             drop(first);
             write.await.unwrap();
@@ -185,7 +193,10 @@ mod tests {
         let mut resp = Response::new(QueueChannel::new(1, tx, 10, gone.clone()));
         resp.send_head(ResponseHead::new(200)).await.unwrap();
         gone.cancel();
-        assert_eq!(resp.write(Bytes::from_static(b"x")).await, Err(Error::ClientGone));
+        assert_eq!(
+            resp.write(Bytes::from_static(b"x")).await,
+            Err(Error::ClientGone)
+        );
         resp.client_gone().await;
     }
 }

@@ -1,1 +1,21 @@
-//! Dispatcher (in progress).
+//! The dispatcher and the built-in apps.
+//!
+//! ```text
+//!  front end ── Request ──► Dispatcher ──(longest mount prefix)──► Application
+//!                             │ sets SCRIPT_NAME = mount point
+//!                             │      PATH_INFO   = the rest of the path
+//! ```
+//!
+//! The dispatcher owns the `SCRIPT_NAME` / `PATH_INFO` split: whatever the front server sent
+//! (nginx's stock `fastcgi_params` sends `SCRIPT_NAME` = the whole path and no `PATH_INFO`;
+//! its `scgi_params` sends neither), the app sees its mount point as `SCRIPT_NAME` and the rest
+//! of the path as `PATH_INFO`, as PEP 3333 and RFC 3875 intend.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod builtin;
+mod dispatcher;
+mod path;
+
+pub use dispatcher::Dispatcher;
+pub use path::{full_path, percent_decode};
