@@ -1,0 +1,115 @@
+//! The daemon's life: bind the listeners, start the runtime, serve until a signal, drain, exit.
+//!
+//! ```text
+//!  Cli ──► listen::plan ──► listen::bind_all ──► runtime ──► serve::start ──► wait for SIGTERM/SIGINT
+//!           (flags, fd 0,     (before the runtime:                              │
+//!            or default)       errors exit early)        stop accepting ◄───────┘
+//!                                                        drain (≤ --drain-timeout) ──► exit 0
+//!                                                        a second signal ──► exit 128+N at once
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_channel_request::Application;
+use gatehouse_dispatch::Dispatcher;
+
+use crate::addr::ListenAddr;
+use crate::cli::{Cli, HumanDuration};
+use crate::error::Error;
+use crate::listen::{self, BindOptions};
+use crate::serve::{self, Frontends};
+use crate::signal::Signals;
+
+/// Serves `app` as the command line says until a stop signal, then drains.
+pub(crate) fn run(cli: &Cli, app: Arc<dyn Application>) -> Result<(), Error> {
+    let planned = listen::plan(&cli.listen.fastcgi)?;
+    if cli.listen.socket_mode.is_some()
+        && !planned
+            .iter()
+            .any(|(_, a)| matches!(a, ListenAddr::Unix(_)))
+    {
+        tracing::warn!("--socket-mode applies to unix sockets we create, and there is none");
+    }
+    let bound = listen::bind_all(
+        &planned,
+        BindOptions {
+            backlog: cli.listen.backlog,
+            socket_mode: cli.listen.socket_mode,
+        },
+    )?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("gatehouse")
+        .build()
+        .map_err(|source| Error::Io {
+            what: "cannot start the runtime",
+            source,
+        })?;
+    let result = runtime.block_on(serve_until_signal(cli, app, bound));
+    // Connections still open after the drain timeout are dropped here.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+async fn serve_until_signal(
+    cli: &Cli,
+    app: Arc<dyn Application>,
+    bound: Vec<listen::Bound>,
+) -> Result<(), Error> {
+    let mut signals = Signals::install().map_err(|source| Error::Io {
+        what: "cannot install signal handlers",
+        source,
+    })?;
+    let app: Arc<dyn Application> = Arc::new(Dispatcher::single(app));
+    let frontends = Frontends {
+        fastcgi: gatehouse_fastcgi::Server::new(app, fastcgi_config(cli)),
+    };
+    let max_conns = usize::try_from(cli.limits.max_conns).unwrap_or(usize::MAX);
+    let mut accepting = serve::start(bound, &frontends, max_conns).map_err(|source| Error::Io {
+        what: "cannot register the listeners with the runtime",
+        source,
+    })?;
+
+    let stop = signals.recv().await;
+    accepting.stop_accepting().await;
+    let drain = cli.run.drain_timeout;
+    tracing::info!(
+        "received {stop}: stopped accepting; waiting for {} open connection(s) to finish (at most {})",
+        accepting.open_connections(),
+        drain
+    );
+    tokio::spawn(async move {
+        let again = signals.recv().await;
+        tracing::warn!("received {again} again: exiting at once");
+        std::process::exit(again.immediate_exit_status());
+    });
+    if accepting.drain(drain.0).await {
+        tracing::info!("all connections finished; exiting");
+    } else {
+        tracing::warn!(
+            "drain timeout ({}) reached with {} connection(s) still open; exiting anyway",
+            HumanDuration(drain.0),
+            accepting.open_connections()
+        );
+    }
+    Ok(())
+}
+
+/// The FastCGI front end's configuration from the command line.
+fn fastcgi_config(cli: &Cli) -> gatehouse_fastcgi::Config {
+    let mut config = gatehouse_fastcgi::Config::default();
+    let limits = &cli.limits;
+    config.max_conns = limits.max_conns;
+    config.max_reqs = limits.max_requests;
+    config.max_reqs_per_conn = limits.max_requests_per_conn;
+    config.max_params_bytes = limits.max_params_bytes;
+    config.idle_timeout = limits.idle_timeout.0;
+    config.web_server_addrs = cli
+        .listen
+        .web_server_addrs
+        .as_ref()
+        .filter(|list| !list.0.is_empty())
+        .map(|list| list.0.clone());
+    config
+}

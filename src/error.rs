@@ -1,0 +1,73 @@
+//! The daemon's [`Error`]: why it could not start or run, and the exit status that says so.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Why the daemon could not start or keep running.
+///
+/// Faults are the operator's (a usage error, an address in use) or the system's (I/O). Request
+/// and connection errors never get here: front ends answer them and log one line.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The command line or environment is inconsistent in a way the parser cannot see.
+    Usage(String),
+    /// A listener could not be made: bind, listen, chmod or adopting an inherited socket failed.
+    Listen {
+        /// The address as the user wrote it.
+        addr: String,
+        /// The cause.
+        source: io::Error,
+    },
+    /// A live process already listens on this unix socket path.
+    SocketInUse(PathBuf),
+    /// The unix socket path exists and is not a socket; we never delete such a file.
+    NotASocket(PathBuf),
+    /// The runtime or the signal handlers could not be set up.
+    Io {
+        /// What we were doing.
+        what: &'static str,
+        /// The cause.
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// The process exit status for this error: 2 for usage errors, 1 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Usage(msg) => f.write_str(msg),
+            Self::Listen { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            Self::SocketInUse(path) => write!(
+                f,
+                "cannot listen on unix:{}: another process is listening on it",
+                path.display()
+            ),
+            Self::NotASocket(path) => write!(
+                f,
+                "cannot listen on unix:{}: the file exists and is not a socket",
+                path.display()
+            ),
+            Self::Io { what, source } => write!(f, "{what}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Listen { source, .. } | Self::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! Accept loops: one task per listener, one task per connection, handed to the front end of the
+//! listener's protocol.
+//!
+//! ```text
+//!  listener ──► acquire a connection permit ──► accept ──► peer allowed? ──► front end task
+//!     ▲            (waits at --max-conns: the        │                    (TaskTracker; the
+//!     └─────────────  kernel backlog holds the rest)  └─ error: log, back off, retry   permit drops
+//!                                                                                     with it)
+//! ```
+//!
+//! The permit is taken before `accept`, so beyond the limit connections wait in the kernel's
+//! backlog rather than costing us memory. Accept errors (`EMFILE` and friends) are logged and
+//! retried after a growing pause: they never stop the daemon. Shutdown cancels one token: the
+//! accept loops end (closing the listeners) and each connection finishes what it has in flight.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_channel_request::{CancellationToken, Peer};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::task::TaskTracker;
+
+use crate::listen::{Bound, Kind, SocketFile, StdListener};
+
+/// The front ends, one per protocol, shared by all listeners of that protocol.
+#[derive(Clone)]
+pub(crate) struct Frontends {
+    pub(crate) fastcgi: Arc<gatehouse_fastcgi::Server>,
+}
+
+/// A connection, whatever the transport.
+enum Conn {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+/// A tokio listener, with the socket file to remove when it closes.
+enum Listener {
+    Tcp(TcpListener),
+    /// The socket file is held only to be removed when the listener is dropped.
+    Unix {
+        listener: UnixListener,
+        _file: Option<SocketFile>,
+    },
+}
+
+impl Listener {
+    fn from_std(l: StdListener) -> io::Result<Self> {
+        Ok(match l {
+            StdListener::Tcp(l) => Self::Tcp(TcpListener::from_std(l)?),
+            StdListener::Unix(l, file) => Self::Unix {
+                listener: UnixListener::from_std(l)?,
+                _file: file,
+            },
+        })
+    }
+
+    /// # Cancel safety
+    /// Cancel-safe (tokio's `accept` is).
+    async fn accept(&self) -> io::Result<(Conn, Peer)> {
+        match self {
+            Self::Tcp(l) => {
+                let (s, addr) = l.accept().await?;
+                // The front ends write whole records or messages; Nagle would only add delay.
+                s.set_nodelay(true)?;
+                Ok((Conn::Tcp(s), Peer::Tcp(addr)))
+            }
+            Self::Unix { listener, .. } => {
+                let (s, addr) = listener.accept().await?;
+                Ok((
+                    Conn::Unix(s),
+                    Peer::Unix(addr.as_pathname().map(Into::into)),
+                ))
+            }
+        }
+    }
+}
+
+/// The running accept loops and the connections they started.
+pub(crate) struct Accepting {
+    loops: JoinSet<()>,
+    connections: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+/// Starts one accept loop per listener. Logs `listening on <protocol> <address>` for each.
+pub(crate) fn start(
+    bound: Vec<Bound>,
+    frontends: &Frontends,
+    max_conns: usize,
+) -> io::Result<Accepting> {
+    let limit = Arc::new(Semaphore::new(max_conns));
+    let acc = Accepting {
+        loops: JoinSet::new(),
+        connections: TaskTracker::new(),
+        shutdown: CancellationToken::new(),
+    };
+    let mut acc = acc;
+    for b in bound {
+        let listener = Listener::from_std(b.listener)?;
+        tracing::info!("listening on {} {}", b.kind.name(), b.name);
+        let ctx = LoopCtx {
+            kind: b.kind,
+            name: Arc::from(b.name),
+            frontends: frontends.clone(),
+            limit: limit.clone(),
+            connections: acc.connections.clone(),
+            shutdown: acc.shutdown.clone(),
+        };
+        acc.loops.spawn(accept_loop(listener, ctx));
+    }
+    Ok(acc)
+}
+
+impl Accepting {
+    /// Connections still open.
+    pub(crate) fn open_connections(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// Stops the accept loops and waits until every listener is closed. Open connections are
+    /// told to finish their requests in flight and close.
+    pub(crate) async fn stop_accepting(&mut self) {
+        self.shutdown.cancel();
+        while self.loops.join_next().await.is_some() {}
+    }
+
+    /// Waits until every connection has closed, at most `timeout`. Returns whether they all did.
+    pub(crate) async fn drain(&self, timeout: Duration) -> bool {
+        self.connections.close();
+        tokio::time::timeout(timeout, self.connections.wait())
+            .await
+            .is_ok()
+    }
+}
+
+struct LoopCtx {
+    kind: Kind,
+    name: Arc<str>,
+    frontends: Frontends,
+    limit: Arc<Semaphore>,
+    connections: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+async fn accept_loop(listener: Listener, ctx: LoopCtx) {
+    loop {
+        let Some(permit) = acquire(&ctx).await else {
+            return;
+        };
+        let Some((conn, peer)) = accept_one(&listener, &ctx).await else {
+            return;
+        };
+        if !allowed(&ctx, &peer) {
+            tracing::warn!(%peer, listener = %ctx.name, "connection refused: peer is not in the web server addresses (FCGI_WEB_SERVER_ADDRS / --web-server-addrs)");
+            continue;
+        }
+        let frontends = ctx.frontends.clone();
+        let shutdown = ctx.shutdown.clone();
+        let kind = ctx.kind;
+        ctx.connections.spawn(async move {
+            serve_conn(kind, &frontends, conn, peer, shutdown).await;
+            drop(permit);
+        });
+    }
+}
+
+/// A connection permit, or `None` at shutdown.
+async fn acquire(ctx: &LoopCtx) -> Option<OwnedSemaphorePermit> {
+    if let Ok(permit) = ctx.limit.clone().try_acquire_owned() {
+        return Some(permit);
+    }
+    tracing::warn!(listener = %ctx.name, "connection limit (--max-conns) reached: new connections wait in the backlog");
+    tokio::select! {
+        _ = ctx.shutdown.cancelled() => None,
+        permit = ctx.limit.clone().acquire_owned() => permit.ok(),
+    }
+}
+
+/// The next connection, retrying after errors; `None` at shutdown.
+async fn accept_one(listener: &Listener, ctx: &LoopCtx) -> Option<(Conn, Peer)> {
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let accepted = tokio::select! {
+            _ = ctx.shutdown.cancelled() => return None,
+            r = listener.accept() => r,
+        };
+        let err = match accepted {
+            Ok(c) => return Some(c),
+            Err(e) => e,
+        };
+        if is_per_connection(&err) {
+            tracing::debug!(listener = %ctx.name, error = %err, "a connection failed while being accepted");
+            continue;
+        }
+        tracing::warn!(listener = %ctx.name, error = %err, "accept failed; retrying in {}ms", pause.as_millis());
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// Errors that concern only the connection being accepted (retry at once), as opposed to
+/// resource exhaustion such as `EMFILE` (retry after a pause).
+fn is_per_connection(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ECONNABORTED | libc::ECONNRESET | libc::EPROTO | libc::EPERM | libc::EINTR)
+    )
+}
+
+fn allowed(ctx: &LoopCtx, peer: &Peer) -> bool {
+    match ctx.kind {
+        Kind::FastCgi => ctx.frontends.fastcgi.peer_allowed(peer),
+    }
+}
+
+async fn serve_conn(
+    kind: Kind,
+    frontends: &Frontends,
+    conn: Conn,
+    peer: Peer,
+    shutdown: CancellationToken,
+) {
+    match (kind, conn) {
+        (Kind::FastCgi, Conn::Tcp(s)) => {
+            gatehouse_fastcgi::serve_connection(frontends.fastcgi.clone(), s, peer, shutdown).await
+        }
+        (Kind::FastCgi, Conn::Unix(s)) => {
+            gatehouse_fastcgi::serve_connection(frontends.fastcgi.clone(), s, peer, shutdown).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_connection_errors() {
+        assert!(is_per_connection(&io::Error::from_raw_os_error(
+            libc::ECONNABORTED
+        )));
+        assert!(!is_per_connection(&io::Error::from_raw_os_error(
+            libc::EMFILE
+        )));
+        assert!(!is_per_connection(&io::Error::from_raw_os_error(
+            libc::ENFILE
+        )));
+    }
+}
