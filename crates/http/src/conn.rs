@@ -1,0 +1,95 @@
+//! What one connection's parts share: its peer, its timeouts, and the signals between the hyper
+//! service (running inside the connection) and the driver's `select!`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use gatehouse_channel_request::{CancellationToken, Peer};
+use tokio::sync::Notify;
+
+use crate::watchdog::Timeouts;
+use crate::Server;
+
+/// State shared by the driver, the socket wrapper, the service and the response bodies of one
+/// connection.
+pub(crate) struct ConnShared {
+    pub(crate) server: Arc<Server>,
+    pub(crate) peer: Peer,
+    pub(crate) local: Option<SocketAddr>,
+    timeouts: Mutex<Timeouts>,
+    /// Wakes the driver: a deadline may have moved, or a close was requested.
+    wake: Notify,
+    close_after: AtomicBool,
+    /// Cancelled to abort the connection at once (no lingering, no more bytes).
+    pub(crate) kill: CancellationToken,
+    /// Cancelled when the connection is over; every request's "client gone" token is a child.
+    pub(crate) gone: CancellationToken,
+}
+
+impl ConnShared {
+    pub(crate) fn new(server: Arc<Server>, peer: Peer, local: Option<SocketAddr>) -> Arc<Self> {
+        let config = server.config();
+        let timeouts = Timeouts::new(config.idle_timeout, config.header_read_timeout, now());
+        Arc::new(Self {
+            server,
+            peer,
+            local,
+            timeouts: Mutex::new(timeouts),
+            wake: Notify::new(),
+            close_after: AtomicBool::new(false),
+            kill: CancellationToken::new(),
+            gone: CancellationToken::new(),
+        })
+    }
+
+    /// Runs `f` on the timeouts with the current time; wakes the driver when `f` says a deadline
+    /// may have changed.
+    pub(crate) fn timeouts(&self, f: impl FnOnce(&mut Timeouts, Instant) -> bool) {
+        if f(&mut self.lock(), now()) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The earliest deadline, for the driver's timer.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.lock().poll_timeout()
+    }
+
+    /// What expired at the current time, if anything.
+    pub(crate) fn expired(&self) -> Option<crate::watchdog::Expired> {
+        self.lock().handle_timeout(now())
+    }
+
+    /// Asks the driver to close the connection once the response in progress is written.
+    pub(crate) fn request_close(&self) {
+        self.close_after.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// Whether a close was requested since the last call.
+    pub(crate) fn take_close_request(&self) -> bool {
+        self.close_after.swap(false, Ordering::AcqRel)
+    }
+
+    /// Resolves when the driver should look at the state again.
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await;
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Timeouts> {
+        // A panic while holding this lock cannot leave the timeouts inconsistent (every update
+        // is a single assignment), so a poisoned lock is still usable.
+        match self.timeouts.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+/// The current time on tokio's clock (which tests can pause), as a std `Instant` for the sans-io
+/// core.
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}

@@ -1,0 +1,308 @@
+//! The hyper service: one HTTP request in, one spawned app task, one response out.
+//!
+//! ```text
+//!  hyper Request ─► env::request_env ─► Request{env, body} ─► spawn(serve_request ∥ Pump)
+//!                                                                   │ QueueChannel
+//!  hyper Response ◄── convert_head ◄── first Delivery(Head) ◄───────┘
+//! ```
+//!
+//! Each request has its own delivery queue: hyper asks for one response at a time, so there is
+//! nothing to demultiplex. Its tag is the request id, unique in the process.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use gatehouse_channel_request::head::{reason_phrase, trim_ows};
+use gatehouse_channel_request::{
+    body_channel, delivery_queue, serve_request, BodyError, BodySender, DeliveryReceiver, Output,
+    Protocol, QueueChannel, Request, RequestBody, RequestInfo, Response, ResponseHead,
+};
+use http::header::{
+    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING,
+};
+use http::{Method, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Incoming};
+
+use crate::body::{AppTask, InFlight, RequestCtx, ResponseBody};
+use crate::conn::ConnShared;
+use crate::env::request_env;
+use crate::error::Error;
+
+/// The service hyper calls for every request of one connection.
+#[derive(Clone)]
+pub(crate) struct Service {
+    pub(crate) shared: Arc<ConnShared>,
+}
+
+type Answer = Result<http::Response<ResponseBody>, Error>;
+
+impl hyper::service::Service<http::Request<Incoming>> for Service {
+    type Response = http::Response<ResponseBody>;
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Answer> + Send>>;
+
+    fn call(&self, req: http::Request<Incoming>) -> Self::Future {
+        let in_flight = InFlight::start(self.shared.clone());
+        Box::pin(answer(self.shared.clone(), req, in_flight))
+    }
+}
+
+async fn answer(
+    shared: Arc<ConnShared>,
+    req: http::Request<Incoming>,
+    in_flight: InFlight,
+) -> Answer {
+    let info = RequestInfo::new(Protocol::Http, shared.peer.clone());
+    let (parts, incoming) = req.into_parts();
+    let content_length = announced_length(&parts.headers, &incoming);
+    let env = match request_env(&parts, content_length, &shared.peer, shared.local) {
+        Ok(env) => env,
+        Err(error) => {
+            tracing::warn!(peer = %info.peer, request_id = info.id, %error, "request rejected with 400");
+            return Ok(fixed(400, true));
+        }
+    };
+    let config = shared.server.config();
+    let (body, pump) = if incoming.is_end_stream() {
+        (RequestBody::empty(), None)
+    } else {
+        let (sender, body) = body_channel(config.body_queue_chunks, content_length);
+        let pump = Pump {
+            incoming,
+            sender,
+            shared: shared.clone(),
+            info: info.clone(),
+        };
+        (body, Some(pump))
+    };
+    let (tx, rx) = delivery_queue();
+    let token = shared.gone.child_token();
+    let chan = QueueChannel::new(info.id, tx, config.response_budget, token.clone());
+    let request = Request {
+        env,
+        body,
+        info: info.clone(),
+    };
+    let app = shared.server.app.clone();
+    let task = tokio::spawn(async move {
+        let serve = serve_request(&*app, request, Response::new(chan));
+        match pump {
+            Some(pump) => drop(tokio::join!(serve, pump.run())),
+            None => serve.await,
+        }
+    });
+    let ctx = RequestCtx {
+        shared,
+        info,
+        in_flight: Some(in_flight),
+        task: AppTask::new(task.abort_handle(), token),
+    };
+    respond(rx, ctx, parts.method == Method::HEAD).await
+}
+
+/// `CONTENT_LENGTH`: the length hyper framed the body with, when the client framed it with
+/// `Content-Length` (with `Transfer-Encoding` the length is unknown, RFC 9112 section 6.3).
+fn announced_length(headers: &http::HeaderMap, incoming: &Incoming) -> Option<u64> {
+    if !headers.contains_key(CONTENT_LENGTH) || headers.contains_key(TRANSFER_ENCODING) {
+        return None;
+    }
+    incoming.size_hint().exact()
+}
+
+/// Waits for the app's head and turns it into hyper's response.
+async fn respond(mut rx: DeliveryReceiver, mut ctx: RequestCtx, is_head: bool) -> Answer {
+    let head = loop {
+        match rx.recv().await.map(|d| d.output) {
+            Some(Output::Head(head)) => break head,
+            // Not forwarded: see the crate docs on 1xx responses.
+            Some(Output::Informational(_)) => {}
+            // The app was cancelled before its head (serve_request answers every other case).
+            Some(Output::Body(_) | Output::Finish | Output::Abort) | None => {
+                ctx.task.disarm();
+                return Err(Error::ResponseAborted);
+            }
+        }
+    };
+    match convert_head(&head) {
+        Ok((parts, announced)) => {
+            let status = head.status();
+            let enforce = announced.is_some() && !is_head && status != 204 && status != 304;
+            Ok(http::Response::from_parts(
+                parts,
+                ResponseBody::stream(rx, announced, enforce, ctx),
+            ))
+        }
+        Err(error) => {
+            tracing::error!(peer = %ctx.info.peer, request_id = ctx.info.id, %error, "answering 500 instead");
+            ctx.task.release();
+            Ok(fixed(500, false))
+        }
+    }
+}
+
+/// The app's head as hyper's, and its `Content-Length`. `Transfer-Encoding` is dropped: the
+/// framing is hyper's (chunked when there is no `Content-Length`).
+fn convert_head(head: &ResponseHead) -> Result<(http::response::Parts, Option<u64>), Error> {
+    let bad = |why: String| Error::BadResponseHead(why);
+    let (mut parts, ()) = http::Response::new(()).into_parts();
+    parts.status = StatusCode::from_u16(head.status()).map_err(|e| bad(e.to_string()))?;
+    if head.reason() != reason_phrase(head.status()).as_bytes() {
+        let reason =
+            hyper::ext::ReasonPhrase::try_from(head.reason()).map_err(|e| bad(e.to_string()))?;
+        parts.extensions.insert(reason);
+    }
+    let mut announced = None;
+    for (name, value) in head.headers() {
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let len = gatehouse_channel_request::env::parse_decimal(trim_ows(value))
+                .ok_or_else(|| bad(format!("content-length \"{}\"", value.escape_ascii())))?;
+            match announced {
+                Some(prev) if prev != len => {
+                    return Err(bad("two different content-length values".into()))
+                }
+                Some(_) => continue,
+                None => announced = Some(len),
+            }
+        }
+        let n = HeaderName::from_bytes(name).map_err(|e| bad(e.to_string()))?;
+        let v = HeaderValue::from_bytes(value).map_err(|e| bad(e.to_string()))?;
+        parts.headers.append(n, v);
+    }
+    Ok((parts, announced))
+}
+
+/// A whole response made here: `status`, its reason as a text/plain body, and `Connection:
+/// close` when the connection must not be reused.
+pub(crate) fn fixed(status: u16, close: bool) -> http::Response<ResponseBody> {
+    let body = Bytes::from(format!("{}\n", reason_phrase(status)));
+    let mut resp = http::Response::new(());
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    if close {
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp.map(|()| ResponseBody::fixed(body, None))
+}
+
+/// Moves the request body from hyper to the app's queue, one chunk per free slot: while the
+/// queue is full hyper's body is not polled, so hyper stops reading the socket.
+///
+/// `Expect: 100-continue`: hyper sends `100 Continue` when the body is first polled, which this
+/// pump does as soon as the app is dispatched (RFC 9110 section 10.1.1 allows an immediate 100).
+struct Pump {
+    incoming: Incoming,
+    sender: BodySender,
+    shared: Arc<ConnShared>,
+    info: RequestInfo,
+}
+
+impl Pump {
+    async fn run(mut self) {
+        let idle = self.shared.server.config().idle_timeout;
+        loop {
+            if std::future::poll_fn(|cx| self.sender.poll_reserve(cx))
+                .await
+                .is_err()
+            {
+                // The app dropped its body: hyper reads what is buffered, or closes after the
+                // response (with a lingering close).
+                return;
+            }
+            let frame = match tokio::time::timeout(idle, self.incoming.frame()).await {
+                Err(_elapsed) => return self.stalled(idle),
+                Ok(None) => return self.sender.finish(),
+                Ok(Some(Err(e))) => return self.broken(&e),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            // Trailers are dropped: CGI has no place for them.
+            if let Ok(data) = frame.into_data() {
+                if !data.is_empty() && self.sender.send_item(data).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn stalled(self, idle: std::time::Duration) {
+        let error = Error::IdleTimeout {
+            after: idle,
+            during: "the request body",
+        };
+        tracing::warn!(peer = %self.info.peer, request_id = self.info.id, %error, "closing the connection");
+        self.shared.kill.cancel();
+        self.sender.fail(BodyError::Aborted);
+    }
+
+    fn broken(self, e: &hyper::Error) {
+        if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
+            tracing::debug!(peer = %self.info.peer, request_id = self.info.id, error = %e, "client went away during the request body");
+            return self.sender.fail(BodyError::Aborted);
+        }
+        let error = Error::BadBody(e.to_string());
+        tracing::warn!(peer = %self.info.peer, request_id = self.info.id, %error, "request body rejected");
+        self.sender.fail(BodyError::Malformed(e.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_conversion() {
+        let head = ResponseHead::from_status_line(b"299 Custom Thing")
+            .unwrap()
+            .with_header("X-A", "1")
+            .unwrap()
+            .with_header("X-A", "2")
+            .unwrap()
+            .with_header("Content-Length", " 5 ")
+            .unwrap()
+            .with_header("Transfer-Encoding", "chunked")
+            .unwrap();
+        let (parts, announced) = convert_head(&head).unwrap();
+        assert_eq!(parts.status.as_u16(), 299);
+        assert_eq!(announced, Some(5));
+        assert_eq!(parts.headers.get_all("x-a").iter().count(), 2);
+        assert!(parts.headers.get("transfer-encoding").is_none());
+        let reason = parts.extensions.get::<hyper::ext::ReasonPhrase>().unwrap();
+        assert_eq!(reason.as_bytes(), b"Custom Thing");
+        let plain = convert_head(&ResponseHead::new(404)).unwrap().0;
+        assert!(plain.extensions.get::<hyper::ext::ReasonPhrase>().is_none());
+    }
+
+    #[test]
+    fn bad_content_lengths() {
+        let head = ResponseHead::new(200)
+            .with_header("Content-Length", "12x")
+            .unwrap();
+        assert!(matches!(
+            convert_head(&head),
+            Err(Error::BadResponseHead(_))
+        ));
+        let head = ResponseHead::new(200)
+            .with_header("Content-Length", "1")
+            .unwrap()
+            .with_header("Content-Length", "2")
+            .unwrap();
+        assert!(convert_head(&head).is_err());
+        let head = ResponseHead::new(200)
+            .with_header("Content-Length", "2")
+            .unwrap()
+            .with_header("content-length", "2")
+            .unwrap();
+        let (parts, len) = convert_head(&head).unwrap();
+        assert_eq!(
+            (parts.headers.get_all("content-length").iter().count(), len),
+            (1, Some(2))
+        );
+    }
+}
