@@ -1,1 +1,52 @@
-//! CGI scripts run per request by gatehouse (in progress).
+//! CGI programs run per request (RFC 3875): what fcgiwrap does for nginx, behind any gatehouse
+//! front end, with the safety checks fcgiwrap lacks.
+//!
+//! ```text
+//!  front end ─► Request ─► CgiApp::call
+//!                            │ resolve   SCRIPT_FILENAME | DOCUMENT_ROOT+path | path under root
+//!                            │           walk segments to the first file: SCRIPT_NAME | PATH_INFO
+//!                            │ check     inside the root, regular, executable, not world-writable
+//!                            │ slot      --cgi-max semaphore (excess requests wait)
+//!                            │ spawn     env_clear().envs(request vars), cwd = script dir,
+//!                            │           argv = [script], own process group (posix_spawn path)
+//!                            ▼
+//!        RequestBody ──► stdin ┐                      ┌─► stderr ─► log lines (tagged)
+//!                              script (process group) ┤
+//!        Response ◄── head ◄── stdout ◄───────────────┘
+//!          Status / Location: local redirect ─► run again (GET, no body), client redirect ─► 302
+//!        client gone, timeout, future dropped ─► SIGTERM group ─ grace ─ SIGKILL ─ reap
+//! ```
+//!
+//! - [`CgiApp`]: the [`Application`](gatehouse_channel_request::Application); built from
+//!   `cgi:PATH` and a [`Config`].
+//! - `resolve`: which file a request names, and the `SCRIPT_NAME` / `PATH_INFO` split.
+//! - `safety`: the checks a file passes before it is executed.
+//! - `childenv`: the script's environment, built from the request (httpoxy-safe).
+//! - `pump`: body to stdin and stdout to response at the same time, with backpressure.
+//! - `guard`: stopping and reaping a script's process group, also when the future is dropped.
+//! - `stderr`: the script's stderr as log lines.
+//! - `sys`: the few libc calls std lacks (the only `unsafe`).
+#![deny(missing_docs)]
+#![deny(unsafe_code)] // allowed in `sys` alone
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod app;
+mod childenv;
+mod config;
+mod error;
+mod guard;
+mod pump;
+mod resolve;
+mod safety;
+mod stderr;
+mod sys;
+
+pub use app::CgiApp;
+pub use childenv::PATH_TRANSLATED;
+pub use config::{
+    Config, Group, User, DEFAULT_KILL_GRACE, DEFAULT_MAX_CHILDREN, DEFAULT_MAX_HEAD_BYTES,
+    DEFAULT_PATH, MAX_LOCAL_REDIRECTS,
+};
+pub use error::{Error, Refusal};
+pub use pump::{READ_CHUNK, REDIRECT_DRAIN_LIMIT};
+pub use stderr::MAX_LINE as MAX_STDERR_LINE;

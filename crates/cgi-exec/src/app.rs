@@ -1,0 +1,395 @@
+//! [`CgiApp`]: the [`Application`] that runs a CGI program per request.
+//!
+//! One request is one or more *runs*: resolve the script, take a concurrency slot, spawn it (on
+//! the blocking pool: path checks and `posix_spawn` are system calls), pump bytes both ways, and
+//! either answer or, on a local redirect, start over with the new path (GET, no body) up to
+//! [`MAX_LOCAL_REDIRECTS`] times. Every failure ends with one log line and the status the error
+//! maps to (or an abort once the head is out).
+
+use std::ffi::OsString;
+use std::fmt;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use gatehouse_channel_request::env::{
+    CONTENT_LENGTH, CONTENT_TYPE, DOCUMENT_URI, PATH_INFO, QUERY_STRING, REQUEST_METHOD,
+    REQUEST_URI, SCRIPT_FILENAME, SCRIPT_NAME,
+};
+use gatehouse_channel_request::head::reason_phrase;
+use gatehouse_channel_request::{
+    AppError, Application, BoxFuture, Env, Request, RequestBody, RequestInfo, Response,
+};
+use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::childenv::{self, ScriptVars, PATH_TRANSLATED};
+use crate::config::{self, Config, MAX_LOCAL_REDIRECTS};
+use crate::error::{Error, Refusal};
+use crate::guard::ChildGuard;
+use crate::pump::{self, Ctl, Outcome};
+use crate::resolve::{self, RequestPath};
+use crate::safety::{self, Policy};
+use crate::stderr;
+
+/// Runs CGI programs (RFC 3875) for requests from any front end.
+///
+/// Built from `cgi:PATH`: a directory holds scripts found per request; a file is the one
+/// program that serves every request (git-http-backend style). Cloning is cheap and shares the
+/// concurrency limit.
+#[derive(Clone)]
+pub struct CgiApp {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    root: Root,
+    config: Config,
+    daemon_env: Vec<(OsString, OsString)>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    slots: Option<Arc<Semaphore>>,
+}
+
+enum Root {
+    Dir(Policy),
+    File(PathBuf),
+}
+
+impl fmt::Debug for CgiApp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CgiApp")
+            .field("root", &self.root())
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+impl CgiApp {
+    /// Checks `path` and `config` once: the path must exist; a directory must not be
+    /// world-writable, a file must pass the checks every script passes; a user or group needs
+    /// gatehouse to run as root. Reads the `pass_env` variables of the daemon now.
+    pub fn new(path: PathBuf, config: Config) -> Result<Self, Error> {
+        let root_err = |why, source| Error::Root {
+            path: path.clone(),
+            why,
+            source,
+        };
+        let canonical =
+            fs::canonicalize(&path).map_err(|e| root_err("cannot be opened", Some(e)))?;
+        let meta = fs::metadata(&canonical).map_err(|e| root_err("cannot be read", Some(e)))?;
+        let (uid, gid) = config::identity(&config)?;
+        let root = if meta.is_dir() {
+            if !config.allow_world_writable && meta.permissions().mode() & 0o002 != 0 {
+                return Err(root_err("is world-writable", None));
+            }
+            Root::Dir(Policy {
+                root: canonical,
+                root_configured: path.clone(),
+                allow_symlinks: config.allow_symlinks,
+                allow_world_writable: config.allow_world_writable,
+                extensions: config::normalised_extensions(&config),
+            })
+        } else {
+            check_file_root(&canonical, config.allow_world_writable)
+                .map_err(|why| root_err(why.as_str(), None))?;
+            Root::File(canonical)
+        };
+        let slots =
+            (config.max_children > 0).then(|| Arc::new(Semaphore::new(config.max_children)));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                root,
+                daemon_env: childenv::snapshot_daemon_env(&config.pass_env),
+                config,
+                uid,
+                gid,
+                slots,
+            }),
+        })
+    }
+
+    /// The canonical root: the script directory, or the one program.
+    pub fn root(&self) -> &Path {
+        match &self.inner.root {
+            Root::Dir(policy) => &policy.root,
+            Root::File(program) => program,
+        }
+    }
+
+    /// Scripts running now (or killed and not yet reaped), when a limit is set.
+    pub fn running(&self) -> Option<usize> {
+        let slots = self.inner.slots.as_ref()?;
+        Some(self.inner.config.max_children - slots.available_permits())
+    }
+}
+
+/// The checks a file root passes at start-up and before every run.
+fn check_file_root(program: &Path, allow_ww: bool) -> Result<(), Refusal> {
+    let refusal = |e: Error| match e {
+        Error::Forbidden { why, .. } => why,
+        _ => Refusal::Inaccessible,
+    };
+    let meta = fs::metadata(program).map_err(|_| Refusal::Inaccessible)?;
+    safety::check_program(program, &meta, allow_ww).map_err(refusal)?;
+    if !allow_ww {
+        safety::check_directories(program, safety::parent(program)).map_err(refusal)?;
+    }
+    Ok(())
+}
+
+impl Application for CgiApp {
+    fn call<'a>(
+        &'a self,
+        req: Request,
+        resp: &'a mut Response,
+    ) -> BoxFuture<'a, Result<(), AppError>> {
+        Box::pin(self.serve(req, resp))
+    }
+}
+
+/// A started script and its pipes.
+struct Started {
+    guard: ChildGuard,
+    stdin: Option<ChildStdin>,
+    stdout: ChildStdout,
+    stderr: ChildStderr,
+    program: Arc<Path>,
+    dropped: Vec<Bytes>,
+}
+
+impl CgiApp {
+    async fn serve(&self, req: Request, resp: &mut Response) -> Result<(), AppError> {
+        let Request {
+            mut env,
+            body,
+            info,
+        } = req;
+        let mut body = Some(body);
+        let mut script: Option<Arc<Path>> = None;
+        for _ in 0..=MAX_LOCAL_REDIRECTS {
+            let body = body.take().unwrap_or_else(RequestBody::empty);
+            match self.run(&mut env, body, resp, &info, &mut script).await {
+                Ok(Outcome::Complete(_)) => return Ok(()),
+                Ok(Outcome::LocalRedirect(location)) => {
+                    tracing::debug!(peer = %info.peer, request_id = info.id,
+                        location = %location.escape_ascii(), "cgi local redirect");
+                    env = redirect_env(env, &location);
+                }
+                Err(e) => return fail(resp, &info, &env, script.as_deref(), e).await,
+            }
+        }
+        let e = Error::TooManyRedirects {
+            limit: MAX_LOCAL_REDIRECTS,
+        };
+        fail(resp, &info, &env, script.as_deref(), e).await
+    }
+
+    /// One run of one script.
+    async fn run(
+        &self,
+        env: &mut Env,
+        body: RequestBody,
+        resp: &mut Response,
+        info: &RequestInfo,
+        script: &mut Option<Arc<Path>>,
+    ) -> Result<Outcome, Error> {
+        let mut gone = resp.client_gone();
+        let permit = match &self.inner.slots {
+            Some(slots) => tokio::select! {
+                permit = slots.clone().acquire_owned() => permit.ok(),
+                () = &mut gone => return Err(Error::ClientGone),
+            },
+            None => None,
+        };
+        let has_body = !body.is_end() && body.content_length() != Some(0);
+        let inner = self.inner.clone();
+        let owned_env = std::mem::take(env);
+        let (owned_env, started) = tokio::task::spawn_blocking(move || {
+            let started = start(&inner, &owned_env, permit, has_body);
+            (owned_env, started)
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+        *env = owned_env;
+        let Started {
+            mut guard,
+            stdin,
+            mut stdout,
+            stderr,
+            program,
+            dropped,
+        } = started?;
+        *script = Some(program.clone());
+        if !dropped.is_empty() {
+            let names: Vec<String> = dropped
+                .iter()
+                .map(|n| n.escape_ascii().to_string())
+                .collect();
+            tracing::warn!(peer = %info.peer, request_id = info.id, script = %program.display(),
+                dropped = ?names, "request variables the environment cannot carry were not passed");
+        }
+        let source = stderr::Source {
+            script: program,
+            info: info.clone(),
+        };
+        tracing::debug!(peer = %info.peer, request_id = info.id, pid = guard.pid(),
+            script = %source.script.display(), "cgi script started");
+        tokio::spawn(stderr::log_lines(stderr, source));
+        let mut ctl = Ctl::new(gone, body, stdin, self.inner.config.timeout);
+        let max_head = self.inner.config.max_head_bytes;
+        let outcome = pump::answer(&mut ctl, &mut guard, &mut stdout, resp, max_head).await?;
+        if let Outcome::Complete(status) = &outcome {
+            if !status.success() {
+                tracing::warn!(peer = %info.peer, request_id = info.id,
+                    script = %script.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_default(),
+                    %status, "cgi script failed after a complete response");
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+/// Resolves, checks and spawns the script for `env` (blocking: file-system calls and spawn).
+fn start(
+    inner: &Inner,
+    env: &Env,
+    permit: Option<OwnedSemaphorePermit>,
+    has_body: bool,
+) -> Result<Started, Error> {
+    let req_path = RequestPath::from_env(env)?;
+    let (program, script_name, path_info) = match &inner.root {
+        Root::File(program) => {
+            check_file_root(program, inner.config.allow_world_writable).map_err(|why| {
+                Error::Forbidden {
+                    path: program.clone(),
+                    why,
+                }
+            })?;
+            let (name, info) = req_path.split_at_mount();
+            (program.clone(), name, info)
+        }
+        Root::Dir(policy) => {
+            let found = resolve::find_in_dir(&policy.root, env, &req_path)?;
+            let program = policy.check_script(&found.path)?;
+            (program, found.script_name, found.path_info)
+        }
+    };
+    let vars = ScriptVars {
+        program: &program,
+        script_name: &script_name,
+        path_info: &path_info,
+    };
+    let child_env = childenv::build(env, vars, &inner.config.path_env, &inner.daemon_env);
+    let mut cmd = tokio::process::Command::new(&program);
+    cmd.env_clear()
+        .envs(child_env.vars.iter().map(|(n, v)| (n, v)))
+        .current_dir(safety::parent(&program))
+        .stdin(if has_body {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(false);
+    if let Some(uid) = inner.uid {
+        cmd.uid(uid);
+    }
+    if let Some(gid) = inner.gid {
+        cmd.gid(gid);
+    }
+    let spawn_err = |source| Error::Spawn {
+        path: program.clone(),
+        source,
+    };
+    let mut child = cmd.spawn().map_err(spawn_err)?;
+    let stdin = child.stdin.take();
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(spawn_err(std::io::Error::other("no stdout/stderr pipe")));
+    };
+    let guard = ChildGuard::new(child, inner.config.kill_grace, permit)
+        .ok_or_else(|| spawn_err(std::io::Error::other("child has no pid")))?;
+    Ok(Started {
+        guard,
+        stdin,
+        stdout,
+        stderr,
+        program: Arc::from(program),
+        dropped: child_env.dropped,
+    })
+}
+
+/// The request a local redirect (RFC 3875 section 6.2.2) becomes: a GET of the new path and
+/// query, without a body, below the same mount point when the new path lies under it.
+fn redirect_env(mut env: Env, location: &[u8]) -> Env {
+    let mount = RequestPath::from_env(&env)
+        .map(|r| Bytes::copy_from_slice(r.mount()))
+        .unwrap_or_default();
+    let (path, query) = match location.iter().position(|&b| b == b'?') {
+        Some(i) => (&location[..i], &location[i + 1..]),
+        None => (location, &b""[..]),
+    };
+    let path = Bytes::from(resolve::percent_decode(path));
+    for name in [
+        CONTENT_LENGTH,
+        CONTENT_TYPE,
+        SCRIPT_FILENAME,
+        PATH_TRANSLATED,
+    ] {
+        env.remove(name);
+    }
+    env.set(REQUEST_METHOD, "GET");
+    env.set(QUERY_STRING, Bytes::copy_from_slice(query));
+    env.set(REQUEST_URI, Bytes::copy_from_slice(location));
+    env.set(DOCUMENT_URI, path.clone());
+    let under_mount = !mount.is_empty()
+        && path.starts_with(&mount)
+        && (path.len() == mount.len() || path[mount.len()] == b'/');
+    if under_mount {
+        env.set(SCRIPT_NAME, mount.clone());
+        env.set(PATH_INFO, path.slice(mount.len()..));
+    } else {
+        env.set(SCRIPT_NAME, Bytes::new());
+        env.set(PATH_INFO, path);
+    }
+    env
+}
+
+/// Logs a failed request once and answers it: the error's status when the head is not out yet,
+/// an abort otherwise. A client that went away gets neither.
+async fn fail(
+    resp: &mut Response,
+    info: &RequestInfo,
+    env: &Env,
+    script: Option<&Path>,
+    err: Error,
+) -> Result<(), AppError> {
+    if err.is_client_gone() {
+        tracing::debug!(peer = %info.peer, request_id = info.id, error = %err, "cgi request cancelled");
+        return Err(Box::new(gatehouse_channel_request::Error::ClientGone));
+    }
+    let status = err.http_status();
+    let path = env.path();
+    let script = script.map(|s| s.display().to_string()).unwrap_or_default();
+    if err.is_peer_fault() {
+        tracing::warn!(peer = %info.peer, request_id = info.id, path = %path.escape_ascii(),
+            script, status, error = %err, "cgi request refused");
+    } else {
+        tracing::error!(peer = %info.peer, request_id = info.id, path = %path.escape_ascii(),
+            script, status, error = %err, "cgi script failed");
+    }
+    if resp.head_sent() {
+        resp.abort().await;
+        return Ok(());
+    }
+    let body = format!("{}\n", reason_phrase(status));
+    if resp.send_full(status, "text/plain", body).await.is_err() {
+        resp.abort().await;
+    }
+    Ok(())
+}

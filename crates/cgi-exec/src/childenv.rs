@@ -1,0 +1,243 @@
+//! The environment a script gets: built from the request, never inherited from the daemon.
+//!
+//! The child is started with `env_clear()` and exactly these variables, later ones winning:
+//!
+//! 1. the request's meta-variables as the front end gave them (RFC 3875 section 4.1, the
+//!    `HTTP_*` headers of section 4.1.18, and whatever the front server adds with `fastcgi_param`,
+//!    such as `GIT_PROJECT_ROOT`), except `HTTP_PROXY` (httpoxy: a client's `Proxy:` header must
+//!    never look like proxy configuration), `LD_*` (loader injection), an empty `CONTENT_LENGTH` or
+//!    `CONTENT_TYPE` (section 4.1.2: only set with a body), and the variables computed below;
+//! 2. the fixed `PATH`;
+//! 3. the daemon variables the operator listed (`pass_env`), read once at start-up;
+//! 4. the computed ones: `SCRIPT_NAME`, `PATH_INFO` and `PATH_TRANSLATED` (only with path info,
+//!    sections 4.1.5-4.1.6), `SCRIPT_FILENAME`, and `GATEWAY_INTERFACE`, `SERVER_SOFTWARE`,
+//!    `REQUEST_METHOD`, `QUERY_STRING`, `SERVER_PROTOCOL` when the front end left them out
+//!    (section 4.1 says they must be set).
+//!
+//! Names and values that the C environment cannot carry (a NUL byte, `=` in a name) are dropped
+//! and reported.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
+
+use bytes::Bytes;
+use gatehouse_channel_request::env::{
+    CONTENT_LENGTH, CONTENT_TYPE, DOCUMENT_ROOT, GATEWAY_INTERFACE, PATH_INFO, QUERY_STRING,
+    REQUEST_METHOD, SCRIPT_FILENAME, SCRIPT_NAME, SERVER_PROTOCOL, SERVER_SOFTWARE,
+};
+use gatehouse_channel_request::Env;
+
+/// `PATH_TRANSLATED` (RFC 3875 section 4.1.6).
+pub const PATH_TRANSLATED: &str = "PATH_TRANSLATED";
+
+/// The variables we compute; a request's own values for them are ignored.
+const COMPUTED: &[&str] = &[
+    SCRIPT_NAME,
+    PATH_INFO,
+    PATH_TRANSLATED,
+    SCRIPT_FILENAME,
+    "PATH",
+];
+
+/// Defaults for variables RFC 3875 requires, when the front end did not send them.
+const REQUIRED_DEFAULTS: &[(&str, &str)] = &[
+    (GATEWAY_INTERFACE, "CGI/1.1"),
+    (SERVER_SOFTWARE, "gatehouse"),
+    (REQUEST_METHOD, "GET"),
+    (QUERY_STRING, ""),
+    (SERVER_PROTOCOL, "HTTP/1.1"),
+];
+
+/// What the computed variables are made of.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScriptVars<'a> {
+    /// The canonical program path.
+    pub(crate) program: &'a Path,
+    /// `SCRIPT_NAME`.
+    pub(crate) script_name: &'a [u8],
+    /// `PATH_INFO` (empty: unset).
+    pub(crate) path_info: &'a [u8],
+}
+
+/// The child's environment, and the request variables that had to be dropped.
+#[derive(Debug, Default)]
+pub(crate) struct ChildEnv {
+    /// The variables, in order; later ones win.
+    pub(crate) vars: Vec<(OsString, OsString)>,
+    /// Names of request variables dropped because the C environment cannot carry them.
+    pub(crate) dropped: Vec<Bytes>,
+}
+
+/// Builds the environment for one run of a script.
+pub(crate) fn build(
+    req: &Env,
+    script: ScriptVars<'_>,
+    path_env: &OsStr,
+    daemon: &[(OsString, OsString)],
+) -> ChildEnv {
+    let mut out = ChildEnv {
+        vars: Vec::with_capacity(req.len() + daemon.len() + 8),
+        dropped: Vec::new(),
+    };
+    for (name, value) in req.iter() {
+        if !passes(name, value) {
+            continue;
+        }
+        if !is_env_name(name) || value.contains(&0) {
+            out.dropped.push(name.clone());
+            continue;
+        }
+        out.vars.push((os(name), os(value)));
+    }
+    out.vars.push(("PATH".into(), path_env.to_owned()));
+    out.vars.extend(daemon.iter().cloned());
+    computed(req, script, &mut out.vars);
+    out
+}
+
+/// Whether a request variable is passed through (before the well-formedness check).
+fn passes(name: &[u8], value: &[u8]) -> bool {
+    if name == b"HTTP_PROXY" || name.starts_with(b"LD_") {
+        return false;
+    }
+    if value.is_empty() && (name == CONTENT_LENGTH.as_bytes() || name == CONTENT_TYPE.as_bytes()) {
+        return false;
+    }
+    !COMPUTED.iter().any(|c| c.as_bytes() == name)
+}
+
+fn computed(req: &Env, script: ScriptVars<'_>, vars: &mut Vec<(OsString, OsString)>) {
+    for (name, default) in REQUIRED_DEFAULTS {
+        if req
+            .get(name)
+            .is_none_or(|v| v.is_empty() && *name != QUERY_STRING)
+        {
+            vars.push(((*name).into(), (*default).into()));
+        }
+    }
+    vars.push((SCRIPT_NAME.into(), os(script.script_name)));
+    vars.push((
+        SCRIPT_FILENAME.into(),
+        script.program.as_os_str().to_owned(),
+    ));
+    if !script.path_info.is_empty() {
+        vars.push((PATH_INFO.into(), os(script.path_info)));
+        if let Some(root) = req.get(DOCUMENT_ROOT).filter(|r| !r.is_empty()) {
+            let mut translated = root.strip_suffix(b"/").unwrap_or(root).to_vec();
+            translated.extend_from_slice(script.path_info);
+            vars.push((PATH_TRANSLATED.into(), OsString::from_vec(translated)));
+        }
+    }
+}
+
+/// Whether `name` can be an environment variable name: non-empty, no `=`, no NUL.
+fn is_env_name(name: &[u8]) -> bool {
+    !name.is_empty() && !name.contains(&b'=') && !name.contains(&0)
+}
+
+fn os(bytes: &[u8]) -> OsString {
+    OsStr::from_bytes(bytes).to_owned()
+}
+
+/// Reads the daemon variables the operator listed, once. `HTTP_PROXY` is never passed
+/// (whatever its case): scripts cannot tell it from a client's `Proxy:` header.
+pub(crate) fn snapshot_daemon_env(names: &[OsString]) -> Vec<(OsString, OsString)> {
+    names
+        .iter()
+        .filter(|n| !n.as_bytes().eq_ignore_ascii_case(b"HTTP_PROXY"))
+        .filter_map(|n| std::env::var_os(n).map(|v| (n.clone(), v)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(pairs: &[(&'static str, &'static str)]) -> Env {
+        pairs.iter().map(|&(n, v)| (n.into(), v.into())).collect()
+    }
+
+    fn last_wins(c: &ChildEnv) -> HashMap<String, String> {
+        c.vars
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.to_string_lossy().into_owned(),
+                    v.to_string_lossy().into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    fn script() -> ScriptVars<'static> {
+        ScriptVars {
+            program: Path::new("/srv/cgi-bin/x.sh"),
+            script_name: b"/cgi-bin/x.sh",
+            path_info: b"/more",
+        }
+    }
+
+    #[test]
+    fn builds_clean_environment() {
+        let req = env(&[
+            ("REQUEST_METHOD", "POST"),
+            ("HTTP_PROXY", "http://evil.test:3128"),
+            ("HTTP_USER_AGENT", "t"),
+            ("LD_PRELOAD", "/tmp/x.so"),
+            ("CONTENT_LENGTH", ""),
+            ("CONTENT_TYPE", ""),
+            ("SCRIPT_NAME", "/wrong"),
+            ("PATH", "/evil"),
+            ("DOCUMENT_ROOT", "/srv/www/"),
+            ("GIT_PROJECT_ROOT", "/srv/git"),
+        ]);
+        let daemon = vec![(OsString::from("TZ"), OsString::from("UTC"))];
+        let c = build(&req, script(), OsStr::new("/usr/bin:/bin"), &daemon);
+        let m = last_wins(&c);
+        assert!(!m.contains_key("HTTP_PROXY"));
+        assert!(!m.contains_key("LD_PRELOAD"));
+        assert!(!m.contains_key("CONTENT_LENGTH"));
+        assert!(!m.contains_key("CONTENT_TYPE"));
+        assert_eq!(m["PATH"], "/usr/bin:/bin");
+        assert_eq!(m["TZ"], "UTC");
+        assert_eq!(m["SCRIPT_NAME"], "/cgi-bin/x.sh");
+        assert_eq!(m["PATH_INFO"], "/more");
+        assert_eq!(m["PATH_TRANSLATED"], "/srv/www/more");
+        assert_eq!(m["SCRIPT_FILENAME"], "/srv/cgi-bin/x.sh");
+        assert_eq!(m["REQUEST_METHOD"], "POST");
+        assert_eq!(m["GATEWAY_INTERFACE"], "CGI/1.1");
+        assert_eq!(m["QUERY_STRING"], "");
+        assert_eq!(m["GIT_PROJECT_ROOT"], "/srv/git");
+        assert_eq!(m["HTTP_USER_AGENT"], "t");
+        assert_eq!(c.vars.iter().filter(|(n, _)| n == "SCRIPT_NAME").count(), 1);
+    }
+
+    #[test]
+    fn drops_what_the_c_environment_cannot_carry() {
+        let mut req = Env::new();
+        req.set("HTTP_X", Bytes::from_static(b"a\0b"));
+        req.set("A=B", "v");
+        req.set("", "v");
+        req.set("QUERY_STRING", "q=1");
+        let script = ScriptVars {
+            path_info: b"",
+            ..script()
+        };
+        let c = build(&req, script, OsStr::new("/bin"), &[]);
+        assert_eq!(c.dropped.len(), 3);
+        let m = last_wins(&c);
+        assert!(!m.contains_key("PATH_INFO"));
+        assert!(!m.contains_key("PATH_TRANSLATED"));
+        assert_eq!(m["QUERY_STRING"], "q=1");
+        assert_eq!(m["REQUEST_METHOD"], "GET");
+    }
+
+    #[test]
+    fn daemon_snapshot_never_passes_http_proxy() {
+        let names = [OsString::from("HTTP_PROXY"), OsString::from("http_proxy")];
+        assert!(snapshot_daemon_env(&names).is_empty());
+    }
+}
