@@ -1,0 +1,137 @@
+//! [`WsgiApp`]: the async side. It hands each request to the pool and pumps what the pool thread
+//! produces into the [`Response`], so every `await` (backpressure, client gone) happens in tokio
+//! and the Python thread only ever blocks with the GIL released.
+
+use std::sync::{Mutex, PoisonError};
+
+use gatehouse_channel_request::{
+    AppError, Application, BoxFuture, Error as CoreError, Request, RequestInfo, Response,
+};
+use pyo3::prelude::*;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{Config, WsgiSpec};
+use crate::error::Error;
+use crate::pool::Pool;
+use crate::sink::Chunk;
+use crate::worker::Job;
+use crate::{interpreter, loader};
+
+static LOADING: Mutex<()> = Mutex::new(());
+
+/// Chunks a pool thread may produce ahead of the client: one being written, one waiting.
+const OUT_CHANNEL_CHUNKS: usize = 1;
+
+/// A WSGI callable served by a pool of Python threads.
+pub struct WsgiApp {
+    pool: Pool,
+    spec: WsgiSpec,
+}
+
+impl WsgiApp {
+    /// Starts the interpreter (first call in the process), imports the app and starts its pool.
+    ///
+    /// Import errors come back as [`Error::Import`] with Python's traceback: the binary prints
+    /// it and exits 2. The virtualenv is `config.venv`, else `$VIRTUAL_ENV`; only the first
+    /// load of a process chooses it.
+    pub fn load(spec: &WsgiSpec, config: Config) -> Result<Self, Error> {
+        interpreter::ensure_started(config.venv.as_deref())?;
+        // One load at a time: a file is registered in sys.modules before its code has run, and
+        // a concurrent load of the same file must not take the half-run module. Taken before
+        // attaching, so no thread waits for it while holding the GIL.
+        let _loading = LOADING.lock().unwrap_or_else(PoisonError::into_inner);
+        let callable = Python::attach(|py| loader::load_callable(py, spec, &config.pythonpath))?;
+        let pool = Pool::start(callable, &config)?;
+        Ok(Self {
+            pool,
+            spec: spec.clone(),
+        })
+    }
+
+    /// The spec this app was loaded from.
+    pub fn spec(&self) -> &WsgiSpec {
+        &self.spec
+    }
+
+    /// The number of Python threads serving it.
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    async fn serve(&self, req: Request, resp: &mut Response) -> Result<(), AppError> {
+        let info = req.info.clone();
+        let (out, mut out_rx) = mpsc::channel(OUT_CHANNEL_CHUNKS);
+        let (done, done_rx) = oneshot::channel();
+        if let Err(e) = self.pool.submit(Job { req, out, done }) {
+            return refuse(e, &info, resp).await;
+        }
+        let pumped = pump(&mut out_rx, resp).await;
+        // The thread answers once the result's close() has returned.
+        let outcome = done_rx.await.unwrap_or(Err(Error::WorkerLost));
+        match (pumped, outcome) {
+            (Err(e), _) => Err(Box::new(e)),
+            (Ok(()), Err(Error::ClientGone)) => Err(Box::new(CoreError::ClientGone)),
+            (Ok(()), Err(e)) => Err(Box::new(e)),
+            (Ok(()), Ok(())) => {
+                resp.finish().await?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Forwards the pool thread's head and chunks to the response until the thread is done. When
+/// the client goes away (or a write fails) the channel is closed, so the thread's next send fails
+/// and it stops iterating.
+async fn pump(out: &mut mpsc::Receiver<Chunk>, resp: &mut Response) -> Result<(), CoreError> {
+    let mut gone = resp.client_gone();
+    let mut result = Ok(());
+    loop {
+        let chunk = tokio::select! {
+            chunk = out.recv() => chunk,
+            () = &mut gone, if result.is_ok() => {
+                out.close();
+                result = Err(CoreError::ClientGone);
+                continue;
+            }
+        };
+        let Some(chunk) = chunk else {
+            return result;
+        };
+        if result.is_err() {
+            continue; // draining what was sent before the close
+        }
+        let sent = match chunk {
+            Chunk::Head(head) => resp.send_head(head).await,
+            Chunk::Body(bytes) => resp.write(bytes).await,
+        };
+        if let Err(e) = sent {
+            out.close();
+            result = Err(e);
+        }
+    }
+}
+
+/// Answers a request the pool cannot take: 503 when full, one log line.
+async fn refuse(e: Error, info: &RequestInfo, resp: &mut Response) -> Result<(), AppError> {
+    if !matches!(e, Error::Overloaded { .. }) {
+        return Err(Box::new(e));
+    }
+    tracing::warn!(peer = %info.peer, request_id = info.id, error = %e, "request refused");
+    resp.send_full(503, "text/plain", "Service Unavailable\n")
+        .await?;
+    Ok(())
+}
+
+impl Application for WsgiApp {
+    /// # Cancel safety
+    /// Dropping the future closes the output channel: the pool thread stops at its next chunk
+    /// and still calls the result's `close()`. A request still queued is skipped.
+    fn call<'a>(
+        &'a self,
+        req: Request,
+        resp: &'a mut Response,
+    ) -> BoxFuture<'a, Result<(), AppError>> {
+        Box::pin(self.serve(req, resp))
+    }
+}

@@ -1,0 +1,149 @@
+//! The WSGI `environ` dict (PEP 3333, "environ Variables"): every CGI variable the front end
+//! sent, as native strings (each byte one latin-1 character), the required ones filled in when
+//! missing, and the `wsgi.*` keys.
+
+use gatehouse_channel_request::{Env, Protocol, RequestInfo};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple};
+
+use crate::errors::Errors;
+use crate::file_wrapper::FileWrapper;
+use crate::input::Input;
+
+/// Per-pool facts that go into every environ.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Flags {
+    /// `wsgi.multithread`.
+    pub(crate) multithread: bool,
+    /// `wsgi.multiprocess`.
+    pub(crate) multiprocess: bool,
+}
+
+/// Builds the environ for a request, with `input` as `wsgi.input`.
+pub(crate) fn build<'py>(
+    py: Python<'py>,
+    env: &Env,
+    input: &Bound<'py, Input>,
+    info: &RequestInfo,
+    flags: Flags,
+) -> PyResult<Bound<'py, PyDict>> {
+    let environ = PyDict::new(py);
+    for (name, value) in env.iter() {
+        // PEP 3333: CONTENT_TYPE and CONTENT_LENGTH, never HTTP_CONTENT_*. A front end that
+        // passed the header twice keeps the CGI names.
+        if name.as_ref() == b"HTTP_CONTENT_TYPE" || name.as_ref() == b"HTTP_CONTENT_LENGTH" {
+            continue;
+        }
+        environ.set_item(latin1(py, name), latin1(py, value))?;
+    }
+    fill_required(&environ, env)?;
+    let scheme = if is_https(env) { "https" } else { "http" };
+    environ.set_item("wsgi.version", PyTuple::new(py, [1, 0])?)?;
+    environ.set_item("wsgi.url_scheme", scheme)?;
+    environ.set_item("wsgi.input", input)?;
+    environ.set_item("wsgi.errors", Bound::new(py, Errors::new(info.clone()))?)?;
+    environ.set_item("wsgi.multithread", flags.multithread)?;
+    environ.set_item("wsgi.multiprocess", flags.multiprocess)?;
+    environ.set_item("wsgi.run_once", info.protocol == Protocol::Cgi)?;
+    environ.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
+    // The stream ends where the body ends, with or without CONTENT_LENGTH (chunked uploads).
+    environ.set_item("wsgi.input_terminated", true)?;
+    environ.set_item("gatehouse.request_id", info.id)?;
+    environ.set_item("gatehouse.protocol", info.protocol.to_string())?;
+    Ok(environ)
+}
+
+/// Bytes as a native string: byte `b` becomes code point `b` (latin-1).
+pub(crate) fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
+    if bytes.is_ascii() {
+        // ASCII is valid UTF-8, and decoding it either way gives the same string.
+        return PyString::new(py, std::str::from_utf8(bytes).unwrap_or_default());
+    }
+    let text: String = bytes.iter().map(|&b| char::from(b)).collect();
+    PyString::new(py, &text)
+}
+
+fn is_https(env: &Env) -> bool {
+    env.is_https()
+        || env
+            .get("REQUEST_SCHEME")
+            .is_some_and(|s| s.eq_ignore_ascii_case(b"https"))
+}
+
+/// The variables PEP 3333 requires, when the front end did not send them.
+fn fill_required(environ: &Bound<'_, PyDict>, env: &Env) -> PyResult<()> {
+    for (name, default) in [
+        ("REQUEST_METHOD", "GET"),
+        ("SCRIPT_NAME", ""),
+        ("PATH_INFO", ""),
+        ("QUERY_STRING", ""),
+        ("SERVER_PROTOCOL", "HTTP/1.0"),
+    ] {
+        if env.get(name).is_none() {
+            environ.set_item(name, default)?;
+        }
+    }
+    // "SCRIPT_NAME ... can never be '/'": the root mount is the empty string.
+    if env.script_name() == b"/" {
+        let py = environ.py();
+        let mut path = b"/".to_vec();
+        path.extend_from_slice(
+            env.path_info()
+                .strip_prefix(b"/")
+                .unwrap_or(env.path_info()),
+        );
+        environ.set_item("SCRIPT_NAME", "")?;
+        environ.set_item("PATH_INFO", latin1(py, &path))?;
+    }
+    let empty = |name: &str| env.get(name).is_none_or(|v| v.is_empty());
+    // SERVER_NAME and SERVER_PORT "can never be empty strings": from Host, else defaults.
+    let host = env.get("HTTP_HOST").map(|h| h.as_ref()).unwrap_or_default();
+    let (host_name, host_port) = split_host(host);
+    if empty("SERVER_NAME") {
+        let name = if host_name.is_empty() {
+            b"localhost".as_slice()
+        } else {
+            host_name
+        };
+        environ.set_item("SERVER_NAME", latin1(environ.py(), name))?;
+    }
+    if empty("SERVER_PORT") {
+        let port = match host_port {
+            Some(p) => p,
+            None if is_https(env) => b"443".as_slice(),
+            None => b"80".as_slice(),
+        };
+        environ.set_item("SERVER_PORT", latin1(environ.py(), port))?;
+    }
+    Ok(())
+}
+
+/// `host[:port]` and `[v6]:port` split into the name and the port.
+fn split_host(host: &[u8]) -> (&[u8], Option<&[u8]>) {
+    let colon = match host.iter().rposition(|&b| b == b':') {
+        Some(i) if !host[i..].contains(&b']') => i,
+        _ => return (host, None),
+    };
+    let port = &host[colon + 1..];
+    if port.is_empty() || !port.iter().all(u8::is_ascii_digit) {
+        return (host, None);
+    }
+    (&host[..colon], Some(port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_split() {
+        assert_eq!(
+            split_host(b"example.org:8080"),
+            (&b"example.org"[..], Some(&b"8080"[..]))
+        );
+        assert_eq!(split_host(b"example.org"), (&b"example.org"[..], None));
+        assert_eq!(split_host(b"[::1]:81"), (&b"[::1]"[..], Some(&b"81"[..])));
+        assert_eq!(split_host(b"[::1]"), (&b"[::1]"[..], None));
+        assert_eq!(split_host(b"h:"), (&b"h:"[..], None));
+    }
+}

@@ -1,0 +1,276 @@
+//! Starting the embedded CPython, once per process, as the interpreter the crate was built for.
+//!
+//! pyo3's `auto-initialize` would call `Py_InitializeEx(0)`: CPython then guesses its prefix from
+//! our binary's path and `sys.executable` is `gatehouse`. We initialise through `PyConfig`
+//! instead (PEP 587), which needs raw FFI, hence the only `unsafe` of the crate:
+//!
+//! - `executable` is the build interpreter's (`GATEHOUSE_PYTHON_EXECUTABLE`, from pyo3's build
+//!   config) or the virtualenv's `bin/python3`. CPython's path calculation then does exactly what
+//!   it does when that executable runs: same `sys.prefix`, same site-packages, and a virtualenv's
+//!   `pyvenv.cfg` is honoured (`sys.prefix` = the venv, `sys.base_prefix` = its base).
+//! - `install_signal_handlers = 0`: SIGINT and SIGTERM belong to the daemon, not to Python.
+//!
+//! Before starting, [`ensure_started`] checks in `/proc/self/maps` that the libpython the loader
+//! mapped is the one from the build directory: without the rpath the loader may pick a distro
+//! libpython of the same soname, and we would run another interpreter without noticing.
+
+use std::ffi::{CStr, CString};
+use std::mem::MaybeUninit;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+use crate::error::Error;
+
+/// The interpreter this crate was compiled against (from pyo3's build configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuildInfo {
+    /// `MAJOR.MINOR`.
+    pub version: &'static str,
+    /// The interpreter pyo3 ran at build time (may be empty when unknown).
+    pub executable: &'static str,
+    /// Directory of the shared libpython, embedded as the rpath; empty for a static build.
+    pub lib_dir: &'static str,
+}
+
+/// What the crate was built against.
+pub fn built_for() -> BuildInfo {
+    BuildInfo {
+        version: env!("GATEHOUSE_PYTHON_VERSION"),
+        executable: env!("GATEHOUSE_PYTHON_EXECUTABLE"),
+        lib_dir: env!("GATEHOUSE_PYTHON_LIBDIR"),
+    }
+}
+
+#[derive(Debug)]
+struct Started {
+    venv: Option<PathBuf>,
+}
+
+static STARTED: OnceLock<Result<Started, String>> = OnceLock::new();
+
+/// Starts the interpreter unless it runs already; `venv` (else `$VIRTUAL_ENV`) is the virtualenv.
+///
+/// There is one interpreter per process: a later call naming another virtualenv fails.
+pub(crate) fn ensure_started(venv: Option<&Path>) -> Result<(), Error> {
+    let venv = resolve_venv(venv)?;
+    let started = STARTED.get_or_init(|| {
+        check_loaded_library()?;
+        start(executable_for(venv.as_deref()).as_deref())?;
+        Ok(Started { venv: venv.clone() })
+    });
+    match started {
+        Err(msg) => Err(Error::Interpreter(msg.clone())),
+        Ok(s) if s.venv != venv => Err(Error::Interpreter(format!(
+            "already running with virtualenv {:?}, cannot switch to {:?} (one interpreter per process)",
+            s.venv, venv
+        ))),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// Whether [`ensure_started`] succeeded.
+pub(crate) fn is_started() -> bool {
+    matches!(STARTED.get(), Some(Ok(_)))
+}
+
+/// One line for the start-up log: version, prefixes, executable and the libpython file.
+pub fn interpreter_info() -> String {
+    if !is_started() {
+        return "python interpreter not started".to_owned();
+    }
+    let library = loaded_libpython()
+        .map_or_else(|| "static".to_owned(), |p| p.to_string_lossy().into_owned());
+    Python::attach(|py| {
+        let attr = |name: &str| -> String {
+            py.import("sys")
+                .and_then(|sys| sys.getattr(name))
+                .map_or_else(|e| format!("<{e}>"), |v| v.to_string())
+        };
+        let version = attr("version");
+        let version = version.split_whitespace().next().unwrap_or_default();
+        format!(
+            "CPython {version} prefix={} base_prefix={} executable={} library={library}",
+            attr("prefix"),
+            attr("base_prefix"),
+            attr("executable"),
+        )
+    })
+}
+
+/// The virtualenv to use, checked: it has a `pyvenv.cfg` for our `MAJOR.MINOR`.
+fn resolve_venv(given: Option<&Path>) -> Result<Option<PathBuf>, Error> {
+    let dir = match (given, std::env::var_os("VIRTUAL_ENV")) {
+        (Some(dir), _) => dir.to_path_buf(),
+        (None, Some(env)) if !env.is_empty() => PathBuf::from(env),
+        _ => return Ok(None),
+    };
+    let bad = |what: String| Error::Interpreter(format!("virtualenv {}: {what}", dir.display()));
+    let dir = dir.canonicalize().map_err(|e| bad(e.to_string()))?;
+    let cfg = std::fs::read_to_string(dir.join("pyvenv.cfg"))
+        .map_err(|e| bad(format!("not a virtualenv (pyvenv.cfg: {e})")))?;
+    let want = built_for().version;
+    match venv_version(&cfg) {
+        Some(v) if v == want || v.starts_with(&format!("{want}.")) => Ok(Some(dir)),
+        Some(v) => Err(bad(format!(
+            "made by Python {v}, but gatehouse embeds Python {want}"
+        ))),
+        None => Err(bad("pyvenv.cfg names no version".to_owned())),
+    }
+}
+
+/// The `version` (venv) or `version_info` (virtualenv) value of a `pyvenv.cfg`.
+fn venv_version(cfg: &str) -> Option<String> {
+    cfg.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        matches!(key.trim(), "version" | "version_info").then(|| value.trim().to_owned())
+    })
+}
+
+/// The executable CPython computes its paths from.
+fn executable_for(venv: Option<&Path>) -> Option<PathBuf> {
+    if let Some(venv) = venv {
+        let bin = venv.join("bin");
+        let found = ["python3", "python"]
+            .iter()
+            .map(|name| bin.join(name))
+            .find(|p| p.exists());
+        return Some(found.unwrap_or_else(|| bin.join("python3")));
+    }
+    let exe = built_for().executable;
+    (!exe.is_empty()).then(|| PathBuf::from(exe))
+}
+
+/// The libpython file mapped into this process, if any (a static build has none).
+fn loaded_libpython() -> Option<PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .map(Path::new)
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.as_bytes().starts_with(b"libpython"))
+        })
+        .map(Path::to_path_buf)
+}
+
+/// Fails when the loader mapped a libpython from another directory than the build's.
+fn check_loaded_library() -> Result<(), String> {
+    let want = built_for().lib_dir;
+    let (Some(got), false) = (loaded_libpython(), want.is_empty()) else {
+        return Ok(());
+    };
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    if got.parent().is_some_and(|dir| same(dir, Path::new(want))) {
+        return Ok(());
+    }
+    Err(format!(
+        "the loader mapped {} but gatehouse was built against the libpython in {want}: \
+         the binary lacks its rpath (see crates/wsgi/README.md)",
+        got.display()
+    ))
+}
+
+/// Initialises CPython from a `PyConfig` and releases the GIL.
+fn start(executable: Option<&Path>) -> Result<(), String> {
+    // SAFETY: a plain query, valid before initialisation.
+    if unsafe { ffi::Py_IsInitialized() } != 0 {
+        return Err("the interpreter was started outside gatehouse-wsgi".to_owned());
+    }
+    let executable = executable
+        .map(|p| CString::new(p.as_os_str().as_bytes()))
+        .transpose()
+        .map_err(|_| "the executable path holds a NUL byte".to_owned())?;
+    let mut config = MaybeUninit::<ffi::PyConfig>::uninit();
+    let cfg = config.as_mut_ptr();
+    // SAFETY: `cfg` points to writable memory sized for `PyConfig` as laid out for the Python
+    // version we link (pyo3-ffi picks the layout from the same build configuration);
+    // PyConfig_InitPythonConfig initialises every field.
+    unsafe { ffi::PyConfig_InitPythonConfig(cfg) };
+    // SAFETY: `cfg` was initialised above; these are plain int fields.
+    unsafe {
+        (*cfg).install_signal_handlers = 0;
+        (*cfg).parse_argv = 0;
+    }
+    if let Some(exe) = &executable {
+        // SAFETY: the field belongs to the initialised config, and the function copies the
+        // NUL-terminated string into memory the config owns (freed by PyConfig_Clear).
+        let status = unsafe {
+            ffi::PyConfig_SetBytesString(
+                cfg,
+                std::ptr::addr_of_mut!((*cfg).executable),
+                exe.as_ptr(),
+            )
+        };
+        if let Some(msg) = status_error(status) {
+            // SAFETY: `cfg` is initialised; clearing frees what it owns.
+            unsafe { ffi::PyConfig_Clear(cfg) };
+            return Err(format!("setting the executable: {msg}"));
+        }
+    }
+    // SAFETY: runs once (the caller's OnceLock), with an initialised config; the config is
+    // cleared once, after use.
+    let status = unsafe {
+        let status = ffi::Py_InitializeFromConfig(cfg);
+        ffi::PyConfig_Clear(cfg);
+        status
+    };
+    if let Some(msg) = status_error(status) {
+        return Err(format!("initialisation failed: {msg}"));
+    }
+    // SAFETY: initialisation left this thread holding the GIL; releasing it lets the pool
+    // threads take it (the thread state stays valid, as in pyo3's own initialisation).
+    unsafe { ffi::PyEval_SaveThread() };
+    Ok(())
+}
+
+/// The message of a failed `PyStatus`, `None` for success.
+fn status_error(status: ffi::PyStatus) -> Option<String> {
+    // SAFETY: PyStatus_Exception only reads the struct passed by value.
+    if unsafe { ffi::PyStatus_Exception(status) } == 0 {
+        return None;
+    }
+    let text = |p: *const std::ffi::c_char| {
+        if p.is_null() {
+            return String::new();
+        }
+        // SAFETY: CPython sets these to static NUL-terminated strings or leaves them NULL.
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    };
+    Some(format!(
+        "{} ({}, exit code {})",
+        text(status.err_msg),
+        text(status.func),
+        status.exitcode
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn venv_versions() {
+        assert_eq!(
+            venv_version("home = /usr/bin\nversion = 3.11.7\n").as_deref(),
+            Some("3.11.7")
+        );
+        assert_eq!(
+            venv_version("version_info = 3.11.7.final.0\n").as_deref(),
+            Some("3.11.7.final.0")
+        );
+        assert_eq!(venv_version("home = /x\n"), None);
+    }
+
+    #[test]
+    fn build_info_is_filled() {
+        let b = built_for();
+        assert!(b.version.starts_with("3."), "{b:?}");
+    }
+}

@@ -1,0 +1,210 @@
+//! `start_response(status, response_headers, exc_info=None)` and the `write(data)` callable it
+//! returns (PEP 3333, "The start_response() Callable").
+//!
+//! The head is checked here, while the app still runs, so that a bad status or header raises in
+//! the app ("servers should check for errors in the headers at the time start_response is
+//! called"): native strings must be latin-1, names tokens, values free of CR/LF/NUL (the core's
+//! [`ResponseHead`] rules), and hop-by-hop headers are a fatal error.
+
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+
+use gatehouse_channel_request::env::parse_decimal;
+use gatehouse_channel_request::head::trim_ows;
+use gatehouse_channel_request::ResponseHead;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+
+use crate::sink::{ClientDisconnected, Sink, WriteError};
+
+/// The sink shared by `start_response`, `write` and the worker.
+pub(crate) type SharedSink = Arc<Mutex<Sink>>;
+
+/// HTTP/1.1 hop-by-hop headers (RFC 2616 section 13.5.1), which PEP 3333 forbids apps to send.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// The `start_response` callable of one request.
+#[pyclass(frozen, module = "gatehouse", name = "start_response")]
+pub(crate) struct StartResponse {
+    sink: SharedSink,
+}
+
+impl StartResponse {
+    pub(crate) fn new(sink: SharedSink) -> Self {
+        Self { sink }
+    }
+}
+
+#[pymethods]
+impl StartResponse {
+    #[pyo3(signature = (status, response_headers, exc_info = None))]
+    fn __call__(
+        &self,
+        status: &Bound<'_, PyAny>,
+        response_headers: &Bound<'_, PyAny>,
+        exc_info: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Write> {
+        let exc_info = match exc_info {
+            Some(e) if !e.is_none() && !e.get_item(1)?.is_none() => Some(e),
+            _ => None,
+        };
+        let mut sink = lock(&self.sink)?;
+        match exc_info {
+            // "if exc_info is provided, and the HTTP headers have already been sent,
+            // start_response must raise an error, and should re-raise using the exc_info tuple."
+            Some(exc) if sink.head_sent() => {
+                drop(sink);
+                return Err(reraise(exc)?);
+            }
+            None if sink.started() => {
+                return Err(PyRuntimeError::new_err(
+                    "start_response() called a second time without exc_info (PEP 3333)",
+                ))
+            }
+            _ => {}
+        }
+        let (head, content_length) = build_head(status, response_headers)?;
+        sink.start(head, content_length);
+        Ok(Write {
+            sink: self.sink.clone(),
+        })
+    }
+}
+
+/// The `write(data)` callable: sends bytes at once, head first (PEP 3333 imperative API).
+#[pyclass(frozen, module = "gatehouse", name = "write")]
+pub(crate) struct Write {
+    sink: SharedSink,
+}
+
+#[pymethods]
+impl Write {
+    fn __call__(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let data = data.cast::<PyBytes>().map_err(|_| {
+            PyTypeError::new_err(format!("write() takes bytes, not {}", type_name(data)))
+        })?;
+        let mut sink = lock(&self.sink)?;
+        sink.write(py, data.as_bytes()).map_err(write_error)
+    }
+}
+
+/// The Python exception for a failed write.
+pub(crate) fn write_error(e: WriteError) -> PyErr {
+    match e {
+        WriteError::Gone => ClientDisconnected::new_err("the client went away"),
+        WriteError::NotStarted => {
+            PyRuntimeError::new_err("body data before start_response() (PEP 3333)")
+        }
+    }
+}
+
+/// Locks the sink without waiting: waiting here would hold the GIL while the owner (another
+/// thread, in a broken app) waits for it, a deadlock. Concurrent use is an app bug, raised.
+pub(crate) fn lock(sink: &SharedSink) -> PyResult<MutexGuard<'_, Sink>> {
+    match sink.try_lock() {
+        Ok(guard) => Ok(guard),
+        Err(TryLockError::Poisoned(p)) => Ok(p.into_inner()),
+        Err(TryLockError::WouldBlock) => Err(PyRuntimeError::new_err(
+            "start_response()/write() used from two threads at once",
+        )),
+    }
+}
+
+/// `raise exc_info[1].with_traceback(exc_info[2])`.
+fn reraise(exc_info: &Bound<'_, PyAny>) -> PyResult<PyErr> {
+    let value = exc_info.get_item(1)?;
+    let tb = exc_info.get_item(2)?;
+    let value = if tb.is_none() {
+        value
+    } else {
+        value.call_method1("with_traceback", (tb,))?
+    };
+    Ok(PyErr::from_value(value))
+}
+
+/// Checks `status` and `response_headers`, returning the head and its `Content-Length`.
+fn build_head(
+    status: &Bound<'_, PyAny>,
+    headers: &Bound<'_, PyAny>,
+) -> PyResult<(ResponseHead, Option<u64>)> {
+    let status = native_string(status, "status")?;
+    let mut head = ResponseHead::from_status_line(&status)
+        .map_err(|e| PyValueError::new_err(format!("bad status: {e}")))?;
+    if head.status() < 200 {
+        return Err(PyValueError::new_err(
+            "a WSGI app cannot send a 1xx status (the server handles 100-continue)",
+        ));
+    }
+    let headers = headers.cast::<PyList>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "response_headers must be a list, not {}",
+            type_name(headers)
+        ))
+    })?;
+    let mut content_length = None;
+    for item in headers.iter() {
+        let (name, value) = header_pair(&item)?;
+        let lower = String::from_utf8_lossy(&name).to_ascii_lowercase();
+        if HOP_BY_HOP.contains(&lower.as_str()) {
+            return Err(PyValueError::new_err(format!(
+                "hop-by-hop header {lower:?} is not allowed from a WSGI app (PEP 3333)"
+            )));
+        }
+        if lower == "content-length" && content_length.is_none() {
+            content_length = Some(parse_decimal(trim_ows(&value)).ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "bad Content-Length {:?}",
+                    String::from_utf8_lossy(&value)
+                ))
+            })?);
+        }
+        head.add_header(name, value)
+            .map_err(|e| PyValueError::new_err(format!("bad response header: {e}")))?;
+    }
+    Ok((head, content_length))
+}
+
+fn header_pair(item: &Bound<'_, PyAny>) -> PyResult<(Vec<u8>, Vec<u8>)> {
+    let tuple = item.cast::<PyTuple>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "each response header must be a (name, value) tuple, not {}",
+            type_name(item)
+        ))
+    })?;
+    if tuple.len() != 2 {
+        return Err(PyTypeError::new_err(
+            "each response header must be a (name, value) tuple of two strings",
+        ));
+    }
+    Ok((
+        native_string(&tuple.get_item(0)?, "header name")?,
+        native_string(&tuple.get_item(1)?, "header value")?,
+    ))
+}
+
+/// A PEP 3333 native string: a `str` whose characters are all latin-1, as bytes.
+fn native_string(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
+    let s = obj
+        .cast::<PyString>()
+        .map_err(|_| PyTypeError::new_err(format!("{what} must be str, not {}", type_name(obj))))?;
+    s.to_cow()?
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).ok())
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(|| PyValueError::new_err(format!("{what} holds a character outside latin-1")))
+}
+
+pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map_or_else(|_| "?".to_owned(), |n| n.to_string())
+}
