@@ -158,6 +158,7 @@ async fn accept_loop(listener: Listener, ctx: LoopCtx) {
             tracing::warn!(%peer, listener = %ctx.name, "connection refused: peer is not in the web server addresses (FCGI_WEB_SERVER_ADDRS / --web-server-addrs)");
             continue;
         }
+        tracing::debug!(%peer, listener = %ctx.name, "accepted a connection");
         let frontends = ctx.frontends.clone();
         let shutdown = ctx.shutdown.clone();
         let kind = ctx.kind;
