@@ -1,1 +1,73 @@
-//! SCGI front end for gatehouse (in progress).
+//! The SCGI front end of gatehouse: a sans-io request parser and a tokio driver per connection.
+//!
+//! ```text
+//!  front server (nginx scgi_pass, Apache mod_proxy_scgi, lighttpd mod_scgi)
+//!     │  "<len>:" CONTENT_LENGTH NUL n NUL SCGI NUL 1 NUL ... "," body
+//!     ▼
+//!  netstring ──► head (rules of section 3) ──► Env ─┐
+//!     (nom, sans-io: codec::HeadDecoder)            ├─► Request ──► Application (spawned task)
+//!  body bytes ──► codec::BodyDecoder ──► BodySender ┘                    │
+//!     (socket not read while the body queue is full)                     ▼
+//!  socket ◄── "Status: 200 OK" headers "" body, then close ◄── QueueChannel (byte budget)
+//! ```
+//!
+//! SCGI (Neil Schemenauer's specification, 2008-06-23) carries one request per connection: a
+//! netstring of NUL-terminated name/value pairs (`CONTENT_LENGTH` first, `SCGI` = `1`, no
+//! duplicate names), then exactly `CONTENT_LENGTH` body bytes; the server answers and closes.
+//! The answer is a CGI response (RFC 3875 section 6), which every front server expects.
+//!
+//! # Use
+//!
+//! ```no_run
+//! # async fn demo(app: std::sync::Arc<dyn gatehouse_channel_request::Application>) -> std::io::Result<()> {
+//! use gatehouse_channel_request::{CancellationToken, Peer};
+//! use gatehouse_scgi::{serve_connection, Config, Server};
+//!
+//! let server = Server::new(app, Config::default());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:4000").await?;
+//! let shutdown = CancellationToken::new();
+//! loop {
+//!     server.ready().await; // stop accepting while max_conns connections are served
+//!     let (stream, addr) = listener.accept().await?;
+//!     tokio::spawn(serve_connection(server.clone(), stream, Peer::Tcp(addr), shutdown.clone()));
+//! }
+//! # }
+//! ```
+//!
+//! # Errors and answers
+//!
+//! A request that cannot be read (see [`PeerError`]), a head over
+//! [`Config::max_header_bytes`] and a head not complete within [`Config::header_timeout`] are
+//! answered `Status: 400 Bad Request` and closed, with one `warn` log line naming the peer and
+//! the offending bytes (escaped). A connection over [`Config::max_conns`] gets `503`. A peer
+//! that closes before the body is complete has its app cancelled and gets `400` if no response
+//! byte went out yet. A peer that half-closes (`shutdown(SHUT_WR)`) after its request still gets
+//! the whole response; a peer that resets, or closes while we write, has its app cancelled.
+//!
+//! SCGI cannot mark a response as incomplete: when an app fails after its first body bytes went
+//! out, the connection is closed, and only a front server that got a `Content-Length` notices.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod codec;
+mod driver;
+mod error;
+mod head;
+mod netstring;
+mod response;
+mod server;
+
+#[cfg(fuzzing)]
+pub mod fuzzing;
+
+pub use codec::{BodyDecoder, BodyFrame, HeadDecoder};
+pub use driver::serve_connection;
+pub use error::{Error, Excerpt, LimitError, PeerError, EXCERPT_LEN};
+pub use head::{parse_head, RequestHead, SCGI, SCGI_VERSION};
+pub use netstring::encode_head;
+pub use response::{error_response, Action, ResponseWriter, COALESCE_MAX};
+pub use server::{
+    Config, Server, DEFAULT_BODY_QUEUE_CHUNKS, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_LINGER_TIMEOUT, DEFAULT_MAX_CONNS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_RESPONSE_BUDGET,
+    LINGER_MAX_BYTES, READ_CHUNK,
+};

@@ -1,0 +1,375 @@
+//! The tokio driver of one SCGI connection: socket in, app outputs out, timers, shutdown.
+//!
+//! ```text
+//!            ┌── read head (header_timeout, shutdown) ──► bad: 400, linger, close
+//!  socket ───┤
+//!            └── body ──(reserve room first: backpressure)──► BodySender ──► app task
+//!  socket ◄── ResponseWriter ◄── Delivery (credit dropped once written) ◄── QueueChannel
+//! ```
+//!
+//! Protocol decisions live in [`crate::codec`] and [`crate::response`]; this file only moves
+//! bytes and reacts to what they say. One request per connection (SCGI section 2): once the
+//! response is complete, the write side is shut and the connection closed, lingering while the
+//! peer may still be sending body bytes.
+
+use std::future::poll_fn;
+use std::io;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use gatehouse_channel_request::{
+    body_channel, delivery_queue, serve_request, Application, BodySender, CancellationToken,
+    DeliveryReceiver, Peer, Protocol, QueueChannel, Request, RequestInfo, Response,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+use tokio_util::codec::Decoder;
+
+use crate::codec::{BodyDecoder, BodyFrame, HeadDecoder};
+use crate::error::{Error, LimitError};
+use crate::head::RequestHead;
+use crate::response::{error_response, Action, ResponseWriter};
+use crate::server::{Config, Server, LINGER_MAX_BYTES, READ_CHUNK};
+
+/// Serves one SCGI connection: reads the request, runs the app, writes the response, closes.
+///
+/// Never panics on peer input and always ends: a bad head is answered `400` (one `warn` log
+/// line with the peer and the offending bytes escaped), a dead peer by the timeouts of
+/// [`Config`]. `shutdown` closes the connection if it is still waiting for its head; a request
+/// already running is let finish (bound that with a drain timeout by dropping this future).
+///
+/// # Cancel safety
+/// Dropping the future closes the connection and cancels the app (its task is aborted).
+pub async fn serve_connection<IO>(
+    server: Arc<Server>,
+    io: IO,
+    peer: Peer,
+    shutdown: CancellationToken,
+) where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let info = RequestInfo::new(Protocol::Scgi, peer);
+    let mut conn = Conn::new(io, server.config().clone());
+    let Some(_slot) = server.try_admit() else {
+        let limit = server.config().max_conns;
+        return conn
+            .refuse(&info, Error::from(LimitError::Connections { limit }))
+            .await;
+    };
+    match conn.read_head(&shutdown).await {
+        Ok(Some(head)) => conn.serve(server.app().clone(), head, info).await,
+        Ok(None) => {}
+        Err(e) => conn.refuse(&info, e).await,
+    }
+}
+
+/// The read side: a buffer and the socket, decoded by whichever decoder the phase needs.
+struct Reader<R> {
+    io: R,
+    buf: BytesMut,
+    eof: bool,
+}
+
+impl<R: AsyncRead + Unpin> Reader<R> {
+    /// The next frame of `dec`, reading the socket only when the buffer holds none.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: bytes read stay in the buffer.
+    async fn next<D: Decoder<Error = Error>>(
+        &mut self,
+        dec: &mut D,
+    ) -> Result<Option<D::Item>, Error> {
+        loop {
+            if self.eof {
+                return dec.decode_eof(&mut self.buf);
+            }
+            if let Some(item) = dec.decode(&mut self.buf)? {
+                return Ok(Some(item));
+            }
+            self.buf.reserve(READ_CHUNK);
+            if self.io.read_buf(&mut self.buf).await? == 0 {
+                self.eof = true;
+            }
+        }
+    }
+
+    /// Reads and discards until the end of input, an error, or [`LINGER_MAX_BYTES`].
+    async fn drain(&mut self) {
+        let mut total = self.buf.len();
+        self.buf.clear();
+        while !self.eof && total < LINGER_MAX_BYTES {
+            self.buf.reserve(READ_CHUNK);
+            match self.io.read_buf(&mut self.buf).await {
+                Ok(0) | Err(_) => self.eof = true,
+                Ok(n) => total += n,
+            }
+            self.buf.clear();
+        }
+    }
+}
+
+/// Where reading the socket stands while the request runs.
+enum Inbound {
+    /// Body bytes go to the app.
+    Body(BodySender),
+    /// The app dropped its body: the rest is read and discarded.
+    Discard,
+    /// The body is complete; reading only notices a reset (or the peer's half-close).
+    AfterBody,
+    /// Nothing more to read: end of input, or given up.
+    Closed,
+}
+
+/// How the request ended, for [`Conn::serve`]'s close.
+enum Ending {
+    /// The response was written in full.
+    Complete,
+    /// The app aborted after bytes went out: close, the response is incomplete.
+    Aborted,
+    /// The app's task ended without any response byte out.
+    AppFailed,
+    /// The connection failed (peer error, timeout, client gone).
+    Failed(Error),
+}
+
+/// Aborts the app's task when dropped: cancellation is `drop`.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+struct Conn<IO> {
+    reader: Reader<ReadHalf<IO>>,
+    wr: WriteHalf<IO>,
+    config: Config,
+}
+
+impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn<IO> {
+    fn new(io: IO, config: Config) -> Self {
+        let (rd, wr) = tokio::io::split(io);
+        let reader = Reader {
+            io: rd,
+            buf: BytesMut::new(),
+            eof: false,
+        };
+        Self { reader, wr, config }
+    }
+
+    /// Reads the head; `Ok(None)` when the peer closed or `shutdown` came first.
+    async fn read_head(
+        &mut self,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<RequestHead>, Error> {
+        let mut dec = HeadDecoder::new(self.config.max_header_bytes);
+        let limit = self.config.header_timeout;
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => Ok(None),
+            head = timeout(limit, self.reader.next(&mut dec)) => {
+                head.map_err(|_| Error::HeaderTimeout(limit))?
+            }
+        }
+    }
+
+    /// Answers an unreadable request (or a refused connection) with its status, then closes.
+    async fn refuse(mut self, info: &RequestInfo, err: Error) {
+        log_failure(info, &err);
+        if !err.is_client_gone() {
+            let answer = error_response(err.http_status());
+            if self.write_all(&answer).await.is_ok() {
+                self.close(true).await;
+            }
+        }
+    }
+
+    /// Runs the request: spawns the app, pumps the body in and the response out, closes.
+    async fn serve(mut self, app: Arc<dyn Application>, head: RequestHead, info: RequestInfo) {
+        let RequestHead {
+            env,
+            content_length,
+        } = head;
+        let (body_tx, body) = body_channel(self.config.body_queue_chunks, Some(content_length));
+        let (dtx, mut drx) = delivery_queue();
+        let gone = CancellationToken::new();
+        let chan = QueueChannel::new(info.id, dtx, self.config.response_budget, gone.clone());
+        let req = Request {
+            env,
+            body,
+            info: info.clone(),
+        };
+        let task = AbortOnDrop(tokio::spawn(async move {
+            serve_request(&*app, req, Response::new(chan)).await;
+        }));
+        let mut writer = ResponseWriter::new();
+        let mut dec = BodyDecoder::new(content_length);
+        let ending = self
+            .pump(Inbound::Body(body_tx), &mut dec, &mut drx, &mut writer)
+            .await;
+        if !matches!(ending, Ending::Complete) {
+            gone.cancel();
+            drop(task);
+        }
+        match ending {
+            Ending::Complete => self.close(!dec.is_ended()).await,
+            Ending::Aborted => {}
+            Ending::AppFailed => {
+                tracing::error!(peer = %info.peer, request_id = info.id, "application ended without a response");
+                self.answer(500, !dec.is_ended()).await;
+            }
+            Ending::Failed(err) => {
+                log_failure(&info, &err);
+                if !err.is_client_gone() && !writer.has_written() {
+                    self.answer(err.http_status(), !dec.is_ended()).await;
+                }
+            }
+        }
+    }
+
+    /// The request's loop: body in (when the app has room), outputs out, until the response ends.
+    async fn pump(
+        &mut self,
+        mut inbound: Inbound,
+        dec: &mut BodyDecoder,
+        drx: &mut DeliveryReceiver,
+        writer: &mut ResponseWriter,
+    ) -> Ending {
+        loop {
+            tokio::select! {
+                read = self.read_step(&mut inbound, dec), if !matches!(inbound, Inbound::Closed) => {
+                    if let Err(e) = read {
+                        return Ending::Failed(e);
+                    }
+                }
+                delivery = drx.recv() => {
+                    // The queue ends with Finish or Abort; a closed queue is an app task gone.
+                    let Some(delivery) = delivery else { return Ending::AppFailed };
+                    let action = writer.handle_output(delivery.output.clone());
+                    let step = self.act(action).await;
+                    drop(delivery); // The bytes are written: return the credit.
+                    if let Some(ending) = step {
+                        return ending;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes what an output step asks for; `Some` when the response is over.
+    async fn act(&mut self, action: Action) -> Option<Ending> {
+        let written = match action {
+            Action::Nothing => return None,
+            Action::Abort => return Some(Ending::Aborted),
+            Action::Fail => return Some(Ending::AppFailed),
+            Action::Write(first, second) => {
+                let mut r = self.write_all(&first).await;
+                if let (Ok(()), Some(second)) = (&r, second) {
+                    r = self.write_all(&second).await;
+                }
+                r.map(|()| None)
+            }
+            Action::Finish(last) => match last {
+                Some(bytes) => self.write_all(&bytes).await,
+                None => Ok(()),
+            }
+            .map(|()| Some(Ending::Complete)),
+        };
+        written.unwrap_or_else(|e| Some(Ending::Failed(e)))
+    }
+
+    /// One step of reading the socket while the request runs.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a reserved body slot stays reserved, read bytes stay buffered.
+    async fn read_step(
+        &mut self,
+        inbound: &mut Inbound,
+        dec: &mut BodyDecoder,
+    ) -> Result<(), Error> {
+        if let Inbound::Body(tx) = inbound {
+            // Backpressure: the socket is not read until the app's body queue has room.
+            if poll_fn(|cx| tx.poll_reserve(cx)).await.is_err() {
+                *inbound = Inbound::Discard;
+            }
+        }
+        let idle = self.config.idle_timeout;
+        let frame = match inbound {
+            Inbound::Body(_) => timeout(idle, self.reader.next(dec))
+                .await
+                .map_err(|_| Error::IdleTimeout(idle))??,
+            Inbound::Discard => match timeout(idle, self.reader.next(dec)).await {
+                Ok(frame) => frame?,
+                Err(_) => None, // The app does not need the rest: stop reading, linger later.
+            },
+            Inbound::AfterBody => self.reader.next(dec).await?,
+            Inbound::Closed => return Ok(()),
+        };
+        match (frame, &mut *inbound) {
+            (Some(BodyFrame::Chunk(chunk)), Inbound::Body(tx)) => {
+                if tx.send_item(chunk).is_err() {
+                    *inbound = Inbound::Discard;
+                }
+            }
+            (Some(BodyFrame::Chunk(_)), _) => {}
+            (Some(BodyFrame::End), _) => {
+                if let Inbound::Body(tx) = std::mem::replace(inbound, Inbound::AfterBody) {
+                    tx.finish();
+                }
+            }
+            // The peer half-closed after the body: the response still goes out.
+            (None, _) => *inbound = Inbound::Closed,
+        }
+        Ok(())
+    }
+
+    /// Writes `data`, failing if the peer takes no byte for `idle_timeout`.
+    async fn write_all(&mut self, mut data: &[u8]) -> Result<(), Error> {
+        let idle = self.config.idle_timeout;
+        while !data.is_empty() {
+            let n = timeout(idle, self.wr.write(data))
+                .await
+                .map_err(|_| Error::IdleTimeout(idle))??;
+            if n == 0 {
+                return Err(io::Error::from(io::ErrorKind::WriteZero).into());
+            }
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    /// Answers with our own `status` response, then closes.
+    async fn answer(mut self, status: u16, linger: bool) {
+        if self.write_all(&error_response(status)).await.is_ok() {
+            self.close(linger).await;
+        }
+    }
+
+    /// Shuts the write side (the peer reads the end of the response), then, if the peer may
+    /// still be sending, reads and discards for up to `linger_timeout` before closing.
+    async fn close(mut self, linger: bool) {
+        let limit = self.config.linger_timeout;
+        if timeout(limit, self.wr.shutdown()).await.is_err() {
+            return;
+        }
+        if linger && !self.reader.eof {
+            let _ = timeout(limit, self.reader.drain()).await;
+        }
+    }
+}
+
+/// The one log line of a failed connection.
+fn log_failure(info: &RequestInfo, err: &Error) {
+    let (peer, id) = (&info.peer, info.id);
+    match err {
+        _ if err.is_client_gone() => {
+            tracing::debug!(peer = %peer, request_id = id, error = %err, "scgi: client gone");
+        }
+        Error::Limit(LimitError::Connections { .. }) => {
+            tracing::warn!(peer = %peer, request_id = id, error = %err, "scgi: connection refused");
+        }
+        _ => tracing::warn!(peer = %peer, request_id = id, error = %err, "scgi: bad request"),
+    }
+}
