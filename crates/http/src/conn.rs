@@ -22,6 +22,10 @@ pub(crate) struct ConnShared {
     /// Wakes the driver: a deadline may have moved, or a close was requested.
     wake: Notify,
     close_after: AtomicBool,
+    /// Sticky: no new request is served once a close was requested.
+    closing: AtomicBool,
+    /// Some request body was not read to its end: the client may still be sending.
+    unread: AtomicBool,
     /// Cancelled to abort the connection at once (no lingering, no more bytes).
     pub(crate) kill: CancellationToken,
     /// Cancelled when the connection is over; every request's "client gone" token is a child.
@@ -39,6 +43,8 @@ impl ConnShared {
             timeouts: Mutex::new(timeouts),
             wake: Notify::new(),
             close_after: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            unread: AtomicBool::new(false),
             kill: CancellationToken::new(),
             gone: CancellationToken::new(),
         })
@@ -64,8 +70,24 @@ impl ConnShared {
 
     /// Asks the driver to close the connection once the response in progress is written.
     pub(crate) fn request_close(&self) {
+        self.closing.store(true, Ordering::Release);
         self.close_after.store(true, Ordering::Release);
         self.wake.notify_one();
+    }
+
+    /// Whether a close was requested: requests parsed from now on are not answered.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// Records whether a request body is being read (`true` until its end was read).
+    pub(crate) fn set_unread(&self, unread: bool) {
+        self.unread.store(unread, Ordering::Release);
+    }
+
+    /// Whether some request body was left unread, so a lingering close is needed.
+    pub(crate) fn has_unread(&self) -> bool {
+        self.unread.load(Ordering::Acquire)
     }
 
     /// Whether a close was requested since the last call.

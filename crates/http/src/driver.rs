@@ -66,11 +66,17 @@ pub async fn serve_connection<IO>(
     let peer = &shared.peer;
     match outcome {
         Outcome::Done(Ok(())) => {
-            lingering_close(conn.into_parts().io.into_inner().into_inner(), linger).await;
+            let parts = conn.into_parts();
+            let io = parts.io.into_inner().into_inner();
+            if shared.has_unread() || !parts.read_buf.is_empty() {
+                lingering_close(io, linger).await;
+            } else {
+                close(io).await;
+            }
         }
         Outcome::Done(Err(e)) => {
             let io = conn.into_parts().io.into_inner();
-            if log_hyper_error(&e, peer, io.last_read()) {
+            if log_hyper_error(&e, peer, io.last_read()) || shared.has_unread() {
                 lingering_close(io.into_inner(), linger).await;
             }
         }
@@ -143,19 +149,19 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 /// Logs why hyper ended the connection; returns whether a lingering close is worth it (the
 /// client may still be sending a request we answered with an error).
 fn log_hyper_error(e: &hyper::Error, peer: &Peer, last_read: &[u8]) -> bool {
-    let bytes = last_read.escape_ascii().to_string();
+    let bytes = last_read.escape_ascii();
     if let Some(ours) = find_ours(e) {
         // Logged where it happened (ResponseTooShort) or by serve_request (ResponseAborted).
         tracing::debug!(%peer, error = %ours, "connection aborted");
         return false;
     }
     if e.is_parse_too_large() {
-        tracing::warn!(%peer, error = %Error::HeadTooLarge, bytes, "request rejected with 431");
+        tracing::warn!(%peer, error = %Error::HeadTooLarge, %bytes, "request rejected with 431");
         return true;
     }
     if e.is_parse() || e.is_parse_status() {
         let error = Error::Malformed(e.to_string());
-        tracing::warn!(%peer, %error, bytes, "request rejected with 400");
+        tracing::warn!(%peer, %error, %bytes, "request rejected with 400");
         return true;
     }
     if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
@@ -177,6 +183,11 @@ fn find_ours(e: &hyper::Error) -> Option<&Error> {
         source = s.source();
     }
     None
+}
+
+/// Closes our side when the client is not sending anything we left unread.
+async fn close<IO: AsyncWrite + Unpin>(mut io: IO) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
 }
 
 /// Lingering close (seed 003, Twisted `HTTPChannel.lingeringClose`): shut our write side so the

@@ -86,6 +86,9 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Malformed(why) => write!(f, "malformed request: {why}"),
+            Self::BadRequest { what, bytes } if bytes.is_empty() => {
+                write!(f, "bad request: {what}")
+            }
             Self::BadRequest { what, bytes } => {
                 write!(f, "bad request: {what}: \"{}\"", bytes.escape_ascii())
             }

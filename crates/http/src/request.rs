@@ -45,6 +45,11 @@ impl hyper::service::Service<http::Request<Incoming>> for Service {
     type Future = Pin<Box<dyn Future<Output = Answer> + Send>>;
 
     fn call(&self, req: http::Request<Incoming>) -> Self::Future {
+        if self.shared.is_closing() {
+            // A response on this connection broke its Content-Length: serve nothing more, even
+            // requests pipelined behind it (hyper then closes the connection).
+            return Box::pin(std::future::ready(Err(Error::ResponseAborted)));
+        }
         let in_flight = InFlight::start(self.shared.clone());
         Box::pin(answer(self.shared.clone(), req, in_flight))
     }
@@ -62,6 +67,7 @@ async fn answer(
         Ok(env) => env,
         Err(error) => {
             tracing::warn!(peer = %info.peer, request_id = info.id, %error, "request rejected with 400");
+            shared.set_unread(!incoming.is_end_stream());
             return Ok(fixed(400, true));
         }
     };
@@ -70,6 +76,7 @@ async fn answer(
         (RequestBody::empty(), None)
     } else {
         let (sender, body) = body_channel(config.body_queue_chunks, content_length);
+        shared.set_unread(true);
         let pump = Pump {
             incoming,
             sender,
@@ -218,7 +225,10 @@ impl Pump {
             }
             let frame = match tokio::time::timeout(idle, self.incoming.frame()).await {
                 Err(_elapsed) => return self.stalled(idle),
-                Ok(None) => return self.sender.finish(),
+                Ok(None) => {
+                    self.shared.set_unread(false);
+                    return self.sender.finish();
+                }
                 Ok(Some(Err(e))) => return self.broken(&e),
                 Ok(Some(Ok(frame))) => frame,
             };
