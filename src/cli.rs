@@ -118,23 +118,24 @@ pub struct LimitArgs {
     ///
     /// Further connections wait in the kernel's backlog until one closes.
     #[arg(long, value_name = "N", default_value_t = fastcgi_defaults().max_conns,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_conns: u32,
+          value_parser = at_least_one())]
+    pub max_conns: usize,
 
     /// Requests in progress at once, over all connections.
     ///
     /// A request beyond it is refused with FCGI_OVERLOADED (nginx answers its client 502).
     #[arg(long, value_name = "N", default_value_t = fastcgi_defaults().max_reqs,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_requests: u32,
+          value_parser = at_least_one())]
+    pub max_requests: usize,
 
     /// Requests in progress at once on one connection (FastCGI multiplexing).
     #[arg(long, value_name = "N", default_value_t = fastcgi_defaults().max_reqs_per_conn,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_requests_per_conn: u32,
+          value_parser = at_least_one())]
+    pub max_requests_per_conn: usize,
 
     /// Largest size of one request's CGI variables (FastCGI PARAMS), in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = fastcgi_defaults().max_params_bytes)]
+    #[arg(long, value_name = "BYTES", default_value_t = fastcgi_defaults().max_params_bytes,
+          value_parser = at_least_one())]
     pub max_params_bytes: usize,
 
     /// Close a connection idle for this long (e.g. 30s, 500ms, 2m).
@@ -240,6 +241,10 @@ fn report(e: &clap::Error) -> u8 {
     2
 }
 
+fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..)
+}
+
 fn fastcgi_defaults() -> gatehouse_fastcgi::Config {
     gatehouse_fastcgi::Config::default()
 }
@@ -314,14 +319,9 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 }
 
 fn parse_ip_list(s: &str) -> Result<IpList, String> {
-    let mut ips = Vec::new();
-    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        ips.push(
-            item.parse::<IpAddr>()
-                .map_err(|_| format!("'{item}' is not an IP address"))?,
-        );
-    }
-    Ok(IpList(ips))
+    gatehouse_fastcgi::Config::web_server_addrs_from_env(s)
+        .map(IpList)
+        .map_err(|e| e.to_string())
 }
 
 fn parse_log_filter(s: &str) -> Result<String, String> {
@@ -408,7 +408,7 @@ mod tests {
         assert_eq!(parse_mode("0o600").unwrap(), 0o600);
         assert!(parse_mode("8").is_err());
         assert_eq!(parse_ip_list(" 127.0.0.1, ::1 ,").unwrap().0.len(), 2);
-        assert!(parse_ip_list("").unwrap().0.is_empty());
+        assert!(parse_ip_list("").is_err());
     }
 
     #[test]

@@ -23,6 +23,8 @@ use crate::signal::Signals;
 
 /// Serves `app` as the command line says until a stop signal, then drains.
 pub(crate) fn run(cli: &Cli, app: Arc<dyn Application>) -> Result<(), Error> {
+    let config = fastcgi_config(cli);
+    config.validate().map_err(|e| Error::Usage(e.to_string()))?;
     let planned = listen::plan(&cli.listen.fastcgi)?;
     if cli.listen.socket_mode.is_some()
         && !planned
@@ -46,7 +48,7 @@ pub(crate) fn run(cli: &Cli, app: Arc<dyn Application>) -> Result<(), Error> {
             what: "cannot start the runtime",
             source,
         })?;
-    let result = runtime.block_on(serve_until_signal(cli, app, bound));
+    let result = runtime.block_on(serve_until_signal(cli, app, config, bound));
     // Connections still open after the drain timeout are dropped here.
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
@@ -55,6 +57,7 @@ pub(crate) fn run(cli: &Cli, app: Arc<dyn Application>) -> Result<(), Error> {
 async fn serve_until_signal(
     cli: &Cli,
     app: Arc<dyn Application>,
+    config: gatehouse_fastcgi::Config,
     bound: Vec<listen::Bound>,
 ) -> Result<(), Error> {
     let mut signals = Signals::install().map_err(|source| Error::Io {
@@ -63,13 +66,13 @@ async fn serve_until_signal(
     })?;
     let app: Arc<dyn Application> = Arc::new(Dispatcher::single(app));
     let frontends = Frontends {
-        fastcgi: gatehouse_fastcgi::Server::new(app, fastcgi_config(cli)),
+        fastcgi: gatehouse_fastcgi::Server::new(app, config),
     };
-    let max_conns = usize::try_from(cli.limits.max_conns).unwrap_or(usize::MAX);
-    let mut accepting = serve::start(bound, &frontends, max_conns).map_err(|source| Error::Io {
-        what: "cannot register the listeners with the runtime",
-        source,
-    })?;
+    let mut accepting =
+        serve::start(bound, &frontends, cli.limits.max_conns).map_err(|source| Error::Io {
+            what: "cannot register the listeners with the runtime",
+            source,
+        })?;
 
     let stop = signals.recv().await;
     accepting.stop_accepting().await;
@@ -105,11 +108,6 @@ fn fastcgi_config(cli: &Cli) -> gatehouse_fastcgi::Config {
     config.max_reqs_per_conn = limits.max_requests_per_conn;
     config.max_params_bytes = limits.max_params_bytes;
     config.idle_timeout = limits.idle_timeout.0;
-    config.web_server_addrs = cli
-        .listen
-        .web_server_addrs
-        .as_ref()
-        .filter(|list| !list.0.is_empty())
-        .map(|list| list.0.clone());
+    config.web_server_addrs = cli.listen.web_server_addrs.as_ref().map(|l| l.0.clone());
     config
 }
