@@ -94,10 +94,7 @@ pub(crate) struct RequestCtx {
 /// The body of a response hyper is writing.
 pub(crate) enum ResponseBody {
     /// A whole body made here (a 400 or 500 answer).
-    Fixed {
-        bytes: Option<Bytes>,
-        _ctx: Option<RequestCtx>,
-    },
+    Fixed(Option<Bytes>),
     /// The app's streamed body.
     Stream(Box<Stream>),
 }
@@ -117,11 +114,8 @@ pub(crate) struct Stream {
 }
 
 impl ResponseBody {
-    pub(crate) fn fixed(bytes: Bytes, ctx: Option<RequestCtx>) -> Self {
-        Self::Fixed {
-            bytes: Some(bytes).filter(|b| !b.is_empty()),
-            _ctx: ctx,
-        }
+    pub(crate) fn fixed(bytes: Bytes) -> Self {
+        Self::Fixed(Some(bytes).filter(|b| !b.is_empty()))
     }
 
     pub(crate) fn stream(
@@ -152,21 +146,21 @@ impl hyper::body::Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         match self.get_mut() {
-            Self::Fixed { bytes, .. } => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Self::Fixed(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Self::Stream(s) => s.poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Self::Fixed { bytes, .. } => bytes.is_none(),
+            Self::Fixed(bytes) => bytes.is_none(),
             Self::Stream(s) => s.ended,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Self::Fixed { bytes, .. } => {
+            Self::Fixed(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
             // hyper takes the length from the app's Content-Length header, if any.

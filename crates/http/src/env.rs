@@ -81,7 +81,11 @@ pub(crate) fn request_env(
     );
     match peer {
         Peer::Tcp(addr) => {
-            put(cgi::REMOTE_ADDR, addr.ip().to_string().into());
+            // An IPv4 client of a dual-stack listener shows as 192.0.2.1, not ::ffff:192.0.2.1.
+            put(
+                cgi::REMOTE_ADDR,
+                addr.ip().to_canonical().to_string().into(),
+            );
             put(cgi::REMOTE_PORT, addr.port().to_string().into());
         }
         // RFC 3875 says REMOTE_ADDR MUST be set; a unix peer has no address.
@@ -434,6 +438,15 @@ mod tests {
         for bad in ["", "a b", "h:99999", "h:x", "[::1", "[zz]", "[::1]x", "a/b"] {
             assert!(split_host(bad.as_bytes()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn mapped_ipv4_peer_is_canonical() {
+        let peer = Peer::Tcp("[::ffff:192.0.2.9]:80".parse().unwrap());
+        let p = parts(&[("Host", "h")], "/", Version::HTTP_11);
+        let env = request_env(&p, None, &peer, None).unwrap();
+        assert_eq!(var(&env, "REMOTE_ADDR"), b"192.0.2.9");
+        assert_eq!(var(&env, "CONTENT_LENGTH"), b"<unset>");
     }
 
     #[test]

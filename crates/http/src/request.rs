@@ -62,6 +62,12 @@ async fn answer(
 ) -> Answer {
     let info = RequestInfo::new(Protocol::Http, shared.peer.clone());
     let (parts, incoming) = req.into_parts();
+    if parts.method == Method::CONNECT {
+        // Not a proxy: a 2xx would turn the connection into a tunnel nobody serves.
+        tracing::debug!(peer = %info.peer, request_id = info.id, "CONNECT answered with 501");
+        shared.set_unread(!incoming.is_end_stream());
+        return Ok(fixed(501, true));
+    }
     let content_length = announced_length(&parts.headers, &incoming);
     let env = match request_env(&parts, content_length, &shared.peer, shared.local) {
         Ok(env) => env,
@@ -196,7 +202,7 @@ pub(crate) fn fixed(status: u16, close: bool) -> http::Response<ResponseBody> {
     if close {
         headers.insert(CONNECTION, HeaderValue::from_static("close"));
     }
-    resp.map(|()| ResponseBody::fixed(body, None))
+    resp.map(|()| ResponseBody::fixed(body))
 }
 
 /// Moves the request body from hyper to the app's queue, one chunk per free slot: while the

@@ -160,6 +160,7 @@ async fn chunked_upload_env_has_no_content_length() {
     assert_eq!(env.get("CONTENT_LENGTH"), None);
     assert_eq!(env.get("CONTENT_TYPE").map(String::as_str), Some("text/x"));
     assert_eq!(env.get("HTTP_CONTENT_TYPE"), None);
+    drop(c);
     srv.stop().await;
 }
 
@@ -228,6 +229,7 @@ async fn app_that_ignores_the_body_with_expect_gets_its_answer_out() {
         .await;
     let resp = c.read_response().await;
     assert_eq!(resp.status, 417);
+    drop(c);
     srv.stop().await;
 }
 
@@ -273,10 +275,12 @@ async fn oversized_head_gets_431_and_a_log_line() {
         .await;
     let resp = c.read_response().await;
     assert_eq!(resp.status, 431);
+    drop(c);
     let mut c = srv.connect().await;
     let many: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
     c.send(get("/", &many)).await;
     assert_eq!(c.read_response().await.status, 431);
+    drop(c);
     // A head just under the limit is fine.
     let mut c = srv.connect().await;
     c.send(get("/", &format!("X-Big: {}\r\n", "a".repeat(15_000))))
@@ -299,6 +303,7 @@ async fn malformed_requests_get_400_and_a_log_line() {
     c.send("GARBAGE\x01 / HTTP/1.1\r\n\r\n").await;
     assert_eq!(c.read_response().await.status, 400);
     assert_eq!(c.read_to_close().await.unwrap(), b"");
+    drop(c);
     for bad in [
         "GET / HTTP/1.1\r\n\r\n".to_string(), // no Host
         "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".to_string(), // two Hosts
@@ -306,6 +311,7 @@ async fn malformed_requests_get_400_and_a_log_line() {
         "GET /a/%00 HTTP/1.1\r\nHost: h\r\n\r\n".to_string(), // NUL
         "GET /../etc/passwd HTTP/1.1\r\nHost: h\r\n\r\n".to_string(), // above root
         "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: x\r\n\r\n".to_string(), // bad length
+        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_string(), // bad chunk
     ] {
         let mut c = srv.connect().await;
         c.send(&bad).await;
@@ -323,6 +329,17 @@ async fn malformed_requests_get_400_and_a_log_line() {
         "peer bytes escaped in the log: {text}"
     );
     assert!(text.contains("NUL byte in path"), "{text}");
+}
+
+#[tokio::test]
+async fn connect_is_not_implemented() {
+    let srv = TestServer::start(echo(), Config::default()).await;
+    let mut c = srv.connect().await;
+    c.send("CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n")
+        .await;
+    assert_eq!(c.read_response().await.status, 501);
+    drop(c);
+    srv.stop().await;
 }
 
 #[tokio::test]

@@ -1,0 +1,169 @@
+//! Driver tests on in-memory streams with tokio's clock paused: the timeouts fire on virtual
+//! time, so these are deterministic however loaded the machine is.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use gatehouse_channel_request::{Application, CancellationToken, Peer, ResponseHead};
+use gatehouse_http::{serve_connection, Config, Server};
+use support::*;
+use tokio::io::DuplexStream;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+const HEAD: Duration = Duration::from_secs(10);
+const IDLE: Duration = Duration::from_secs(60);
+
+fn config() -> Config {
+    Config {
+        header_read_timeout: HEAD,
+        idle_timeout: IDLE,
+        ..Config::default()
+    }
+}
+
+fn serve(app: Arc<dyn Application>) -> (Client<DuplexStream>, JoinHandle<()>, CancellationToken) {
+    let (client, server_io) = tokio::io::duplex(64 * 1024);
+    let shutdown = CancellationToken::new();
+    let peer = Peer::Tcp("192.0.2.1:4000".parse().unwrap());
+    let local = Some("192.0.2.2:80".parse().unwrap());
+    let conn = serve_connection(
+        Server::new(app, config()),
+        server_io,
+        peer,
+        local,
+        shutdown.clone(),
+    );
+    (Client::new(client), tokio::spawn(conn), shutdown)
+}
+
+#[tokio::test(start_paused = true)]
+async fn header_timeout_closes_a_slow_head() {
+    let (logs, _guard) = Logs::capture();
+    let (mut c, conn, _) = serve(echo());
+    // Quiet for a while first: the header timer only starts with the first byte.
+    tokio::time::sleep(IDLE / 2).await;
+    let start = Instant::now();
+    c.send("GET / HTTP/1.1\r\nHost: h\r\n").await;
+    // Trickling bytes does not extend the deadline.
+    for _ in 0..3 {
+        tokio::time::sleep(HEAD / 4).await;
+        c.send("X-Slow: 1\r\n").await;
+    }
+    assert_eq!(
+        c.read_to_close().await.unwrap(),
+        b"",
+        "closed without an answer"
+    );
+    let waited = start.elapsed();
+    assert!(waited >= HEAD && waited < IDLE, "{waited:?}");
+    conn.await.unwrap();
+    let text = logs.text();
+    assert!(
+        text.contains("request head not complete") && text.contains("192.0.2.1:4000"),
+        "{text}"
+    );
+    assert!(text.contains("X-Slow: 1"), "last bytes shown: {text}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_timeout_closes_a_quiet_keep_alive_connection() {
+    let (mut c, conn, _) = serve(echo());
+    c.send(get("/one", "")).await;
+    assert_eq!(c.read_response().await.status, 200);
+    // Less than the idle timeout: the connection is still there.
+    tokio::time::sleep(IDLE / 2).await;
+    c.send(get("/two", "")).await;
+    assert_eq!(c.read_response().await.json()["path"], "/two");
+    let start = Instant::now();
+    assert_eq!(c.read_to_close().await.unwrap(), b"");
+    let waited = start.elapsed();
+    assert!(waited >= IDLE && waited < IDLE + HEAD, "{waited:?}");
+    conn.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_app_is_not_timed_out() {
+    let slow = app(|_req, resp| {
+        Box::pin(async move {
+            tokio::time::sleep(IDLE * 10).await;
+            resp.send_full(200, "text/plain", "late but fine").await?;
+            Ok(())
+        })
+    });
+    let (mut c, _conn, _) = serve(slow);
+    c.send(get("/", "")).await;
+    let resp = c.read_response().await;
+    assert_eq!(resp.body, b"late but fine");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stalled_request_body_closes_the_connection() {
+    let (logs, _guard) = Logs::capture();
+    let (mut c, conn, _) = serve(echo());
+    c.send("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc")
+        .await;
+    let start = Instant::now();
+    assert_eq!(c.read_to_close().await.unwrap(), b"");
+    assert!(start.elapsed() >= IDLE);
+    conn.await.unwrap();
+    assert!(
+        logs.text().contains("while waiting for the request body"),
+        "{}",
+        logs.text()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn client_that_stops_reading_is_dropped() {
+    let (logs, _guard) = Logs::capture();
+    let firehose = app(|_req, resp| {
+        Box::pin(async move {
+            resp.send_head(ResponseHead::new(200)).await?;
+            let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+            for _ in 0..1024 {
+                resp.write(chunk.clone()).await?;
+            }
+            resp.finish().await?;
+            Ok(())
+        })
+    });
+    let (mut c, conn, _) = serve(firehose);
+    c.send(get("/", "")).await;
+    // Never read: the duplex buffer fills, hyper's writes block, the send timeout fires.
+    conn.await.unwrap();
+    assert!(
+        logs.text().contains("response bytes to be read"),
+        "{}",
+        logs.text()
+    );
+    drop(c);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_closes_idle_and_lets_busy_finish() {
+    let (mut idle, idle_conn, idle_stop) = serve(echo());
+    idle.send(get("/", "")).await;
+    idle.read_response().await;
+    idle_stop.cancel();
+    idle_conn.await.unwrap();
+    assert_eq!(idle.read_to_close().await.unwrap(), b"");
+
+    let slow = app(|_req, resp| {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            resp.send_full(200, "text/plain", "done").await?;
+            Ok(())
+        })
+    });
+    let (mut busy, busy_conn, busy_stop) = serve(slow);
+    busy.send(get("/", "")).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    busy_stop.cancel();
+    assert_eq!(busy.read_response().await.body, b"done");
+    assert_eq!(busy.read_to_close().await.unwrap(), b"");
+    busy_conn.await.unwrap();
+}
