@@ -13,6 +13,7 @@
 # Usage: benches/fastcgi-nginx-wrk.sh   (as root; installs nginx, wrk, uwsgi,
 #        uwsgi-plugin-python3 with apt when missing; builds gatehouse --release)
 # Env:   DURATION=10s CONNECTIONS=32 THREADS=2
+#        GATEHOUSE=path/to/gatehouse (skips the release build; for trying the script out)
 # Only loopback traffic; every process it starts is stopped at the end.
 set -Eeuo pipefail
 
@@ -82,8 +83,11 @@ cleanup() {
 }
 
 need_packages
-echo "building gatehouse (release)..." >&2
-cargo build --release --quiet --bin gatehouse
+if [[ -z ${GATEHOUSE:-} ]]; then
+    echo "building gatehouse (release)..." >&2
+    cargo build --release --quiet --bin gatehouse
+    GATEHOUSE=target/release/gatehouse
+fi
 WORK=$(mktemp -d /tmp/gatehouse-bench.XXXXXX)
 trap cleanup EXIT
 
@@ -91,7 +95,7 @@ GH_PORT=$(free_port)
 UW_PORT=$(free_port)
 NGINX_PORT=$(free_port)
 
-target/release/gatehouse hello --fastcgi "127.0.0.1:$GH_PORT" --log-level warn &
+"$GATEHOUSE" hello --fastcgi "127.0.0.1:$GH_PORT" --log-level warn &
 GH_PID=$!
 PIDS+=("$GH_PID")
 
@@ -181,7 +185,7 @@ bench() {
         daemon_us=$(awk -v t=$((d1 - d0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
     fi
     nginx_us=$(awk -v t=$((n1 - n0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
-    ROWS+=("$(printf '| %-34s | %10s | %8s | %16s | %15s | %7s |' \
+    ROWS+=("$(printf '| %-34s | %10s | %8s | %17s | %16s | %7s |' \
         "$name" "$rps" "$p99" "$daemon_us" "$nginx_us" "${bad:-0}")")
 }
 
@@ -193,9 +197,9 @@ bench "uWSGI hello (2 procs), keep_conn" uwsgi-keepalive "$UW_PID"
 
 echo
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, nginx 1 worker, $(nproc) cores, $(date -u +%Y-%m-%d)"
-printf '| %-34s | %10s | %8s | %16s | %15s | %7s |\n' \
+printf '| %-34s | %10s | %8s | %17s | %16s | %7s |\n' \
     target "req/s" p99 "daemon CPU us/req" "nginx CPU us/req" non-2xx
 printf '|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..36})" "$(printf -- '-%.0s' {1..12})" \
-    "$(printf -- '-%.0s' {1..10})" "$(printf -- '-%.0s' {1..18})" "$(printf -- '-%.0s' {1..17})" \
+    "$(printf -- '-%.0s' {1..10})" "$(printf -- '-%.0s' {1..19})" "$(printf -- '-%.0s' {1..18})" \
     "$(printf -- '-%.0s' {1..9})"
 printf '%s\n' "${ROWS[@]}"
