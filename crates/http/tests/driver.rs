@@ -1,6 +1,8 @@
 //! Driver tests on in-memory streams with tokio's clock paused: the timeouts fire on virtual
 //! time, so these are deterministic however loaded the machine is.
 
+#![allow(clippy::unwrap_used)] // reason: test helpers: a failed unwrap is a failed test
+
 mod support;
 
 use std::sync::Arc;

@@ -1,6 +1,8 @@
 //! Real-peer test: nginx `proxy_pass` (HTTP/1.1, upstream keep-alive) in front of the echo app
 //! served by this crate. nginx is required: a missing nginx fails the test.
 
+#![allow(clippy::unwrap_used)] // reason: test helpers: a failed unwrap is a failed test
+
 mod support;
 
 use std::path::Path;

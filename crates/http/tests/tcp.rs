@@ -1,6 +1,8 @@
 //! End-to-end tests over real loopback TCP with raw clients: env translation, keep-alive,
 //! pipelining, bodies in both directions, 100-continue, HEAD, limits, app failures.
 
+#![allow(clippy::unwrap_used)] // reason: test helpers: a failed unwrap is a failed test
+
 mod support;
 
 use std::sync::Arc;
