@@ -108,3 +108,24 @@ fn sigint_with_nothing_in_flight_exits_0() {
         "the daemon removes the socket file it created"
     );
 }
+
+#[test]
+fn idle_kept_alive_connections_do_not_hold_up_shutdown() {
+    let mut d = Daemon::fastcgi_tcp("hello", &["--drain-timeout", "10m"]);
+    let mut c = Client::connect(&d.addr());
+    c.send(&fcgi::request(
+        1,
+        fcgi::KEEP_CONN,
+        &fcgi::params("GET", "/", "", None),
+        b"",
+    ));
+    assert_eq!(c.answer(1).cgi().text(), "Hello, world!\n");
+    // The connection is open and idle, as in nginx's upstream keepalive pool.
+    d.signal(libc::SIGTERM);
+    assert!(
+        c.closed_by_peer(),
+        "an idle connection is closed on shutdown"
+    );
+    assert_eq!(d.wait_exit().code(), Some(0));
+    d.wait_log("all connections finished");
+}
