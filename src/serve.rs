@@ -15,7 +15,7 @@
 
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gatehouse_channel_request::{CancellationToken, Peer};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
@@ -65,7 +65,8 @@ impl Listener {
             Self::Tcp(l) => {
                 let (s, addr) = l.accept().await?;
                 // The front ends write whole records or messages; Nagle would only add delay.
-                s.set_nodelay(true)?;
+                // A failure here concerns this connection only, which then fails on its own.
+                let _ = s.set_nodelay(true);
                 Ok((Conn::Tcp(s), Peer::Tcp(addr)))
             }
             Self::Unix { listener, .. } => {
@@ -147,8 +148,9 @@ struct LoopCtx {
 }
 
 async fn accept_loop(listener: Listener, ctx: LoopCtx) {
+    let mut warned_full: Option<Instant> = None;
     loop {
-        let Some(permit) = acquire(&ctx).await else {
+        let Some(permit) = acquire(&ctx, &mut warned_full).await else {
             return;
         };
         let Some((conn, peer)) = accept_one(&listener, &ctx).await else {
@@ -169,12 +171,18 @@ async fn accept_loop(listener: Listener, ctx: LoopCtx) {
     }
 }
 
-/// A connection permit, or `None` at shutdown.
-async fn acquire(ctx: &LoopCtx) -> Option<OwnedSemaphorePermit> {
+/// How often a listener may say that the connection limit holds it back.
+const LIMIT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A connection permit, or `None` at shutdown. Says so (at most every 10 s) when it must wait.
+async fn acquire(ctx: &LoopCtx, warned: &mut Option<Instant>) -> Option<OwnedSemaphorePermit> {
     if let Ok(permit) = ctx.limit.clone().try_acquire_owned() {
         return Some(permit);
     }
-    tracing::warn!(listener = %ctx.name, "connection limit (--max-conns) reached: new connections wait in the backlog");
+    if warned.is_none_or(|at| at.elapsed() >= LIMIT_WARNING_INTERVAL) {
+        *warned = Some(Instant::now());
+        tracing::warn!(listener = %ctx.name, "connection limit (--max-conns) reached: new connections wait in the backlog");
+    }
     tokio::select! {
         _ = ctx.shutdown.cancelled() => None,
         permit = ctx.limit.clone().acquire_owned() => permit.ok(),

@@ -279,3 +279,31 @@ fn params_over_the_limit_are_refused_and_the_daemon_carries_on() {
     let ok = fcgi::call(&addr, &params_with(&[], Some(0), "/small"), b"");
     assert_eq!(echo_json(&ok)["path"], "/small");
 }
+
+#[test]
+fn max_conns_holds_new_connections_in_the_backlog() {
+    let d = Daemon::fastcgi_tcp("hello", &["--max-conns", "1"]);
+    let addr = d.addr();
+    let mut first = Client::connect(&addr);
+    first.send(&fcgi::request(
+        1,
+        fcgi::KEEP_CONN,
+        &fcgi::params("GET", "/", "", None),
+        b"",
+    ));
+    assert_eq!(first.answer(1).cgi().text(), "Hello, world!\n");
+    // The only permit is taken: the accept loop waits before accepting anything else.
+    d.wait_log("connection limit (--max-conns) reached");
+
+    // The kernel still completes the handshake (backlog); the request is served once the first
+    // connection closes and frees its permit.
+    let mut second = Client::connect(&addr);
+    second.send(&fcgi::request(
+        1,
+        0,
+        &fcgi::params("GET", "/", "", None),
+        b"",
+    ));
+    drop(first);
+    assert_eq!(second.answer(1).cgi().text(), "Hello, world!\n");
+}
