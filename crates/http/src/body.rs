@@ -190,7 +190,8 @@ impl Stream {
                     if self.enforce_length {
                         self.cut_to_length(&mut chunk);
                         if chunk.is_empty() {
-                            self.ended = true;
+                            // All announced bytes are out (hyper normally stops polling before
+                            // this): end the message; the drainer takes the rest of the app's output.
                             return Poll::Ready(None);
                         }
                     }

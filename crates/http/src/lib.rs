@@ -41,7 +41,8 @@
 //!
 //! # CGI meta-variables
 //!
-//! See [`env`](crate#cgi-meta-variables) below and RFC 3875 section 4.1: `REQUEST_METHOD`,
+//! The request head becomes the same variables as behind the other front ends (RFC 3875
+//! section 4.1): `REQUEST_METHOD`,
 //! `SCRIPT_NAME` (empty: the dispatcher sets it from the mount point), `PATH_INFO` (the
 //! percent-decoded path, dot segments resolved), `QUERY_STRING` (raw), `REQUEST_URI` (the raw
 //! path and query), `SERVER_NAME`/`SERVER_PORT` (from the absolute-form target, else `Host`, else

@@ -169,3 +169,42 @@ async fn shutdown_closes_idle_and_lets_busy_finish() {
     assert_eq!(busy.read_to_close().await.unwrap(), b"");
     busy_conn.await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn request_body_backpressure_stops_reading() {
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let g = gate.clone();
+    let paused_reader = app(move |mut req, resp| {
+        let g = g.clone();
+        Box::pin(async move {
+            let mut total = req.body.chunk().await?.map_or(0, |c| c.len());
+            g.notified().await;
+            while let Some(c) = req.body.chunk().await? {
+                total += c.len();
+            }
+            resp.send_full(200, "text/plain", total.to_string()).await?;
+            Ok(())
+        })
+    });
+    let (c, _conn, _) = serve(paused_reader);
+    let (mut rd, mut wr) = tokio::io::split(c.stream.into_inner());
+    const LEN: usize = 8 << 20;
+    let mut upload = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let head = format!("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: {LEN}\r\n\r\n");
+        wr.write_all(head.as_bytes()).await.unwrap();
+        wr.write_all(&vec![b'z'; LEN]).await.unwrap();
+        wr
+    });
+    // Everything is blocked on the app: virtual time runs out before the upload can finish.
+    let waited = tokio::time::timeout(IDLE / 2, &mut upload).await;
+    assert!(
+        waited.is_err(),
+        "8 MiB went through while the app read nothing"
+    );
+    gate.notify_one();
+    let _wr = upload.await.unwrap();
+    let mut c = Client::new(tokio::io::join(&mut rd, tokio::io::sink()));
+    let resp = c.read_response().await;
+    assert_eq!(resp.text(), LEN.to_string());
+}
