@@ -120,14 +120,19 @@ async fn stalled_request_body_closes_the_connection() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn client_that_stops_reading_is_dropped() {
+async fn client_that_stops_reading_holds_the_app_back_then_is_dropped() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let (logs, _guard) = Logs::capture();
-    let firehose = app(|_req, resp| {
+    let written = Arc::new(AtomicUsize::new(0));
+    let w = written.clone();
+    let firehose = app(move |_req, resp| {
+        let w = w.clone();
         Box::pin(async move {
             resp.send_head(ResponseHead::new(200)).await?;
             let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
             for _ in 0..1024 {
                 resp.write(chunk.clone()).await?;
+                w.fetch_add(chunk.len(), Ordering::SeqCst);
             }
             resp.finish().await?;
             Ok(())
@@ -135,8 +140,14 @@ async fn client_that_stops_reading_is_dropped() {
     });
     let (mut c, conn, _) = serve(firehose);
     c.send(get("/", "")).await;
-    // Never read: the duplex buffer fills, hyper's writes block, the send timeout fires.
+    // Never read: the duplex buffer fills, hyper stops polling the body, the app's writes wait
+    // on its byte budget; then the send timeout drops the connection.
     conn.await.unwrap();
+    let written = written.load(Ordering::SeqCst);
+    assert!(
+        written < 2 << 20,
+        "the app got {written} bytes out of a client that reads nothing"
+    );
     assert!(
         logs.text().contains("response bytes to be read"),
         "{}",
