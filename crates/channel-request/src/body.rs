@@ -13,11 +13,12 @@
 //! [`RequestBody`] enforces `CONTENT_LENGTH`: it never hands out bytes past the announced length
 //! and reports a short body as [`BodyError::Short`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::PollSender;
 
 use crate::error::BodyError;
@@ -40,6 +41,21 @@ enum Ending {
 
 type Shared = Arc<Mutex<Ending>>;
 
+/// Whether the app has asked for body bytes yet; lets a front end hold back `100 Continue`.
+#[derive(Debug, Default)]
+struct Demand {
+    asked: AtomicBool,
+    notify: Notify,
+}
+
+impl Demand {
+    fn ask(&self) {
+        if !self.asked.swap(true, Ordering::AcqRel) {
+            self.notify.notify_waiters();
+        }
+    }
+}
+
 /// Creates a body stream: the front end keeps the sender, the app gets the [`RequestBody`].
 ///
 /// `content_length` is the announced length (`None` when the body is delimited by the protocol,
@@ -47,14 +63,17 @@ type Shared = Arc<Mutex<Ending>>;
 pub fn body_channel(capacity: usize, content_length: Option<u64>) -> (BodySender, RequestBody) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let ending: Shared = Arc::default();
+    let demand = Arc::new(Demand::default());
     let sender = BodySender {
         tx: PollSender::new(tx),
         ending: ending.clone(),
+        demand: demand.clone(),
         sent: 0,
     };
     let body = RequestBody {
         rx: Some(rx),
         ending: Some(ending),
+        demand: Some(demand),
         expected: content_length,
         received: 0,
         pending_error: None,
@@ -67,6 +86,7 @@ pub fn body_channel(capacity: usize, content_length: Option<u64>) -> (BodySender
 pub struct BodySender {
     tx: PollSender<Bytes>,
     ending: Shared,
+    demand: Arc<Demand>,
     sent: u64,
 }
 
@@ -103,6 +123,25 @@ impl BodySender {
         self.tx.get_ref().is_none_or(|tx| tx.is_closed())
     }
 
+    /// Resolves once the app first asks for body bytes (`true`), or drops its body without
+    /// asking (`false`). A front end that must not solicit the body before the app wants it
+    /// (HTTP `Expect: 100-continue`) waits on this before reading.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe.
+    pub async fn wanted(&self) -> bool {
+        loop {
+            let notified = self.demand.notify.notified();
+            if self.demand.asked.load(Ordering::Acquire) {
+                return true;
+            }
+            if self.is_closed() {
+                return false;
+            }
+            notified.await;
+        }
+    }
+
     /// Bytes queued so far.
     pub fn bytes_sent(&self) -> u64 {
         self.sent
@@ -131,6 +170,7 @@ impl BodySender {
 pub struct RequestBody {
     rx: Option<mpsc::Receiver<Bytes>>,
     ending: Option<Shared>,
+    demand: Option<Arc<Demand>>,
     expected: Option<u64>,
     received: u64,
     pending_error: Option<BodyError>,
@@ -142,6 +182,7 @@ impl RequestBody {
         Self {
             rx: None,
             ending: None,
+            demand: None,
             expected: Some(0),
             received: 0,
             pending_error: None,
@@ -235,6 +276,9 @@ impl RequestBody {
 
     /// Whether every announced byte was read (so the body is over without asking the queue).
     fn complete_by_length(&mut self) -> bool {
+        if let Some(demand) = &self.demand {
+            demand.ask();
+        }
         let done = self.pending_error.is_none() && self.expected == Some(self.received);
         if done {
             self.close();
@@ -296,6 +340,16 @@ impl RequestBody {
     fn close(&mut self) {
         self.rx = None;
         self.ending = None;
+    }
+}
+
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        // Wake a front end waiting in `wanted()`: the app will never ask now.
+        self.rx = None;
+        if let Some(demand) = &self.demand {
+            demand.notify.notify_waiters();
+        }
     }
 }
 
@@ -375,6 +429,25 @@ mod tests {
         assert_eq!(body.chunk().await, Ok(Some(Bytes::from_static(b"1"))));
         second.await.unwrap();
         assert_eq!(body.chunk().await, Ok(Some(Bytes::from_static(b"2"))));
+    }
+
+    #[tokio::test]
+    async fn wanted_waits_for_first_read_or_drop() {
+        let (mut tx, mut body) = body_channel(2, None);
+        {
+            let wanted = tx.wanted();
+            tokio::pin!(wanted);
+            assert!(futures_poll_once(&mut wanted).is_pending());
+            let read = body.chunk();
+            tokio::pin!(read);
+            assert!(futures_poll_once(&mut read).is_pending());
+            assert!(wanted.await);
+        }
+        tx.send(Bytes::from_static(b"x")).await.unwrap();
+        let (tx2, body2) = body_channel(2, None);
+        let wanted = tx2.wanted();
+        drop(body2);
+        assert!(!wanted.await);
     }
 
     #[tokio::test]

@@ -28,9 +28,9 @@
 //!   has its body cut at the announced length and the connection closed after it; one that
 //!   finishes short gets its connection aborted, so the client sees an error rather than a short
 //!   body. Both are logged. `Transfer-Encoding` from the app is dropped (framing is ours).
-//! - **`Expect: 100-continue`** is answered by hyper when the body is first read, which happens as
-//!   soon as the app is dispatched (not when the app first reads: the core's `BodySender` has no
-//!   "the app is waiting" signal yet).
+//! - **`Expect: 100-continue`** is answered by hyper when the body is first read, which happens
+//!   when the app first asks for body bytes (`BodySender::wanted`): an app that answers without
+//!   reading never makes the client send its body.
 //! - **1xx responses** from apps (`Response::informational`) are not forwarded: hyper's server
 //!   has no API to send them, so the channel reports `forwards_informational() == false`.
 //! - **Limits** ([`Config`]): head size and header count (`431`), header-read and idle timeouts

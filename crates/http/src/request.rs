@@ -208,8 +208,9 @@ pub(crate) fn fixed(status: u16, close: bool) -> http::Response<ResponseBody> {
 /// Moves the request body from hyper to the app's queue, one chunk per free slot: while the
 /// queue is full hyper's body is not polled, so hyper stops reading the socket.
 ///
-/// `Expect: 100-continue`: hyper sends `100 Continue` when the body is first polled, which this
-/// pump does as soon as the app is dispatched (RFC 9110 section 10.1.1 allows an immediate 100).
+/// `Expect: 100-continue`: hyper sends `100 Continue` when the body is first polled, so the pump
+/// polls only once the app first asks for body bytes ([`BodySender::wanted`]); an app that answers
+/// without reading never solicits the body (RFC 9110 section 10.1.1).
 struct Pump {
     incoming: Incoming,
     sender: BodySender,
@@ -220,6 +221,10 @@ struct Pump {
 impl Pump {
     async fn run(mut self) {
         let idle = self.shared.server.config().idle_timeout;
+        if !self.sender.wanted().await {
+            // The app dropped its body unread: never solicit it.
+            return;
+        }
         loop {
             if std::future::poll_fn(|cx| self.sender.poll_reserve(cx))
                 .await
