@@ -14,19 +14,29 @@ use bytes::BytesMut;
 use tokio_util::codec::Decoder;
 
 use crate::error::{Error, PeerError};
-use crate::head::RequestHead;
+use crate::head::{Duplicates, RequestHead};
 use crate::netstring;
 
 /// Decodes the request head.
 #[derive(Debug, Clone)]
 pub struct HeadDecoder {
     max_header_bytes: usize,
+    duplicates: Duplicates,
 }
 
 impl HeadDecoder {
-    /// A decoder that refuses header blocks longer than `max_header_bytes`.
+    /// A decoder that refuses header blocks longer than `max_header_bytes` and repeated names.
     pub fn new(max_header_bytes: usize) -> Self {
-        Self { max_header_bytes }
+        Self {
+            max_header_bytes,
+            duplicates: Duplicates::Reject,
+        }
+    }
+
+    /// Sets what to do with repeated names.
+    pub fn with_duplicates(mut self, duplicates: Duplicates) -> Self {
+        self.duplicates = duplicates;
+        self
     }
 }
 
@@ -41,7 +51,7 @@ impl Decoder for HeadDecoder {
             return Ok(None);
         };
         let netstring = buf.split_to(framed.consumed).freeze();
-        match RequestHead::from_block(&netstring.slice(framed.block)) {
+        match RequestHead::from_block(&netstring.slice(framed.block), self.duplicates) {
             Ok(head) => Ok(Some(head)),
             Err(e) => {
                 // Consume nothing that is rejected (a copy, on this error path only).

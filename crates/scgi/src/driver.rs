@@ -94,17 +94,48 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         }
     }
 
-    /// Reads and discards until the end of input, an error, or [`LINGER_MAX_BYTES`].
-    async fn drain(&mut self) {
-        let mut total = self.buf.len();
-        self.buf.clear();
-        while !self.eof && total < LINGER_MAX_BYTES {
+    /// Reads and discards what the peer still sends: until `body` has all its bytes (when the
+    /// head was read we know how much is coming), the end of input, an error, or
+    /// [`LINGER_MAX_BYTES`].
+    async fn drain(&mut self, mut body: Option<BodyDecoder>) {
+        let mut total = 0;
+        loop {
+            if let Some(dec) = body.as_mut() {
+                while let Ok(Some(_)) = dec.decode(&mut self.buf) {}
+                if dec.is_ended() {
+                    return;
+                }
+            }
+            total += self.buf.len();
+            self.buf.clear();
+            if self.eof || total >= LINGER_MAX_BYTES {
+                return;
+            }
             self.buf.reserve(READ_CHUNK);
             match self.io.read_buf(&mut self.buf).await {
                 Ok(0) | Err(_) => self.eof = true,
-                Ok(n) => total += n,
+                Ok(_) => {}
             }
-            self.buf.clear();
+        }
+    }
+}
+
+/// What a closing connection still expects from the peer.
+enum Linger {
+    /// Nothing: the request was read whole, or the peer closed.
+    No,
+    /// The rest of the body.
+    Body(BodyDecoder),
+    /// An unknown amount: the head could not be read.
+    UntilEof,
+}
+
+impl Linger {
+    fn body(dec: BodyDecoder) -> Self {
+        if dec.is_ended() {
+            Self::No
+        } else {
+            Self::Body(dec)
         }
     }
 }
@@ -164,7 +195,8 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn<IO> {
         &mut self,
         shutdown: &CancellationToken,
     ) -> Result<Option<RequestHead>, Error> {
-        let mut dec = HeadDecoder::new(self.config.max_header_bytes);
+        let mut dec =
+            HeadDecoder::new(self.config.max_header_bytes).with_duplicates(self.config.duplicates);
         let limit = self.config.header_timeout;
         tokio::select! {
             biased;
@@ -176,13 +208,10 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn<IO> {
     }
 
     /// Answers an unreadable request (or a refused connection) with its status, then closes.
-    async fn refuse(mut self, info: &RequestInfo, err: Error) {
+    async fn refuse(self, info: &RequestInfo, err: Error) {
         log_failure(info, &err);
-        if !err.is_client_gone() {
-            let answer = error_response(err.http_status());
-            if self.write_all(&answer).await.is_ok() {
-                self.close(true).await;
-            }
+        if let Some(status) = err.http_status() {
+            self.answer(status, Linger::UntilEof).await;
         }
     }
 
@@ -213,17 +242,19 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn<IO> {
             gone.cancel();
             drop(task);
         }
+        let linger = Linger::body(dec);
         match ending {
-            Ending::Complete => self.close(!dec.is_ended()).await,
+            Ending::Complete => self.close(linger).await,
             Ending::Aborted => {}
             Ending::AppFailed => {
                 tracing::error!(peer = %info.peer, request_id = info.id, "application ended without a response");
-                self.answer(500, !dec.is_ended()).await;
+                self.answer(500, linger).await;
             }
             Ending::Failed(err) => {
                 log_failure(&info, &err);
-                if !err.is_client_gone() && !writer.has_written() {
-                    self.answer(err.http_status(), !dec.is_ended()).await;
+                match err.http_status() {
+                    Some(status) if !writer.has_written() => self.answer(status, linger).await,
+                    _ => {}
                 }
             }
         }
@@ -341,22 +372,26 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn<IO> {
     }
 
     /// Answers with our own `status` response, then closes.
-    async fn answer(mut self, status: u16, linger: bool) {
+    async fn answer(mut self, status: u16, linger: Linger) {
         if self.write_all(&error_response(status)).await.is_ok() {
             self.close(linger).await;
         }
     }
 
     /// Shuts the write side (the peer reads the end of the response), then, if the peer may
-    /// still be sending, reads and discards for up to `linger_timeout` before closing.
-    async fn close(mut self, linger: bool) {
+    /// still be sending, reads and discards for up to `linger_timeout` before closing: closing
+    /// with unread input would reset the connection, and the peer could lose our response.
+    async fn close(mut self, linger: Linger) {
         let limit = self.config.linger_timeout;
         if timeout(limit, self.wr.shutdown()).await.is_err() {
             return;
         }
-        if linger && !self.reader.eof {
-            let _ = timeout(limit, self.reader.drain()).await;
-        }
+        let expected = match linger {
+            Linger::No => return,
+            Linger::Body(dec) => Some(dec),
+            Linger::UntilEof => None,
+        };
+        let _ = timeout(limit, self.reader.drain(expected)).await;
     }
 }
 

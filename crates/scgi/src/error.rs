@@ -59,6 +59,8 @@ pub enum Error {
     IdleTimeout(Duration),
     /// The transport failed (reset, broken pipe): the client is gone.
     Io(io::Error),
+    /// The configuration is unusable (the operator's fault), from [`Config::validate`](crate::Config::validate).
+    Config(String),
 }
 
 /// A malformed request: the front server's fault.
@@ -85,7 +87,8 @@ pub enum PeerError {
     /// The first header is not `CONTENT_LENGTH` ("The first header must have the name
     /// CONTENT_LENGTH"); holds the first name.
     ContentLengthNotFirst(Excerpt),
-    /// `CONTENT_LENGTH` is not a non-empty sequence of ASCII digits, or does not fit 64 bits.
+    /// `CONTENT_LENGTH` is not a non-empty sequence of ASCII digits, or is absurd (20 digits or
+    /// more: the core parses at most 19).
     BadContentLength(Excerpt),
     /// No `SCGI` header ("There must also always be a header with the name SCGI").
     MissingScgi,
@@ -127,18 +130,19 @@ pub enum LimitError {
 }
 
 impl Error {
-    /// The HTTP status that answers this error in a `Status:` head, when one can still be sent.
+    /// The HTTP status that answers this error in a `Status:` head (when no response byte went
+    /// out yet), or `None` when there is no one to answer.
     ///
-    /// Malformed input, limits on the head and timeouts are `400` (HTTP would use 431 and 408;
-    /// SCGI front servers pass the status through, and our answer to every unreadable request is
-    /// the same `400 Bad Request`), too many connections is `503`. An I/O failure has no answer:
-    /// the connection is gone; its `500` is never sent.
-    pub fn http_status(&self) -> u16 {
+    /// Malformed input, a head over the limit and timeouts are `400` (HTTP would say 431 or 408;
+    /// our answer to every request we cannot read is the same `400 Bad Request`, which front
+    /// servers pass on), too many connections is `503`. An I/O failure has no answer: the
+    /// connection is gone.
+    pub fn http_status(&self) -> Option<u16> {
         match self {
-            Self::Peer(_) | Self::HeaderTimeout(_) | Self::IdleTimeout(_) => 400,
-            Self::Limit(LimitError::HeaderBytes { .. }) => 400,
-            Self::Limit(LimitError::Connections { .. }) => 503,
-            Self::Io(_) => 500,
+            Self::Peer(_) | Self::HeaderTimeout(_) | Self::IdleTimeout(_) => Some(400),
+            Self::Limit(LimitError::HeaderBytes { .. }) => Some(400),
+            Self::Limit(LimitError::Connections { .. }) => Some(503),
+            Self::Io(_) | Self::Config(_) => None,
         }
     }
 
@@ -156,6 +160,7 @@ impl fmt::Display for Error {
             Self::HeaderTimeout(t) => write!(f, "no complete head within {t:?}"),
             Self::IdleTimeout(t) => write!(f, "peer made no progress for {t:?}"),
             Self::Io(e) => write!(f, "connection failed: {e}"),
+            Self::Config(why) => write!(f, "bad SCGI configuration: {why}"),
         }
     }
 }
@@ -166,7 +171,7 @@ impl std::error::Error for Error {
             Self::Peer(e) => Some(e),
             Self::Limit(e) => Some(e),
             Self::Io(e) => Some(e),
-            Self::HeaderTimeout(_) | Self::IdleTimeout(_) => None,
+            Self::HeaderTimeout(_) | Self::IdleTimeout(_) | Self::Config(_) => None,
         }
     }
 }
@@ -248,15 +253,16 @@ mod tests {
 
     #[test]
     fn statuses_by_fault() {
-        assert_eq!(Error::from(PeerError::MissingScgi).http_status(), 400);
+        assert_eq!(Error::from(PeerError::MissingScgi).http_status(), Some(400));
         let conns = Error::from(LimitError::Connections { limit: 1 });
-        assert_eq!(conns.http_status(), 503);
+        assert_eq!(conns.http_status(), Some(503));
         assert_eq!(
             Error::HeaderTimeout(Duration::from_secs(1)).http_status(),
-            400
+            Some(400)
         );
         let io = Error::from(io::Error::from(io::ErrorKind::ConnectionReset));
         assert!(io.is_client_gone());
+        assert_eq!(io.http_status(), None);
         assert_eq!(
             Error::from(PeerError::DuplicateName(Excerpt::new(b"A"))).to_string(),
             "malformed request: duplicate header \"A\""

@@ -6,19 +6,36 @@
 //! the body in decimal. The `CONTENT_LENGTH` header must always be present, even if its value is
 //! `0`. There must also always be a header with the name `SCGI` and a value of `1`."
 
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 
 use bytes::Bytes;
 use gatehouse_channel_request::env::{parse_decimal, CONTENT_LENGTH};
 use gatehouse_channel_request::Env;
 
 use crate::error::{Error, Excerpt, PeerError};
-use crate::netstring;
+use crate::netstring::{self, Pair};
 
 /// The `SCGI` header name.
 pub const SCGI: &str = "SCGI";
 /// The only `SCGI` header value the specification defines.
 pub const SCGI_VERSION: &[u8] = b"1";
+
+/// What to do with a header name that appears twice in a head.
+///
+/// The specification forbids duplicates, but nginx before 1.23 (Debian 12 ships 1.22) sends one
+/// `HTTP_*` pair per request header line: a repeated header (or the several `cookie` fields an
+/// HTTP/2 browser sends) arrives as a duplicate name. nginx 1.23 and later join them itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Duplicates {
+    /// Refuse the request: "Duplicate names are not allowed in the headers" (section 3).
+    #[default]
+    Reject,
+    /// Join the values of a repeated `HTTP_*` name in order, with `", "` (RFC 9110 section 5.3),
+    /// or `"; "` for `HTTP_COOKIE` (RFC 9113 section 8.2.3), as nginx 1.23 does. Any other
+    /// repeated name is still refused.
+    JoinHttpHeaders,
+}
 
 /// A parsed and checked request head.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +48,7 @@ pub struct RequestHead {
 }
 
 /// Parses the request head at the start of `buf`: sans-io, for any split of the input.
+/// Duplicate names are refused ([`Duplicates::Reject`]).
 ///
 /// Returns `Ok(Some((head, consumed)))` once the whole netstring is there (`consumed` counts it,
 /// the `,` included; the body starts at `buf[consumed..]`), `Ok(None)` when more bytes are
@@ -44,22 +62,18 @@ pub fn parse_head(
         return Ok(None);
     };
     let bytes = Bytes::copy_from_slice(&buf[..framed.consumed]);
-    let head = RequestHead::from_block(&bytes.slice(framed.block))?;
+    let head = RequestHead::from_block(&bytes.slice(framed.block), Duplicates::Reject)?;
     Ok(Some((head, framed.consumed)))
 }
 
 impl RequestHead {
-    /// Checks a complete header block (the netstring's content) and builds the head. The values
-    /// in the [`Env`] share `block`'s memory.
-    pub fn from_block(block: &Bytes) -> Result<Self, PeerError> {
+    /// Checks a complete header block (the netstring's content) and builds the head. Values
+    /// share `block`'s memory (except joined duplicates).
+    pub fn from_block(block: &Bytes, duplicates: Duplicates) -> Result<Self, PeerError> {
         let pairs = netstring::pairs(block)?;
         let content_length = check_content_length(&pairs)?;
-        check_unique(&pairs)?;
         check_scgi(&pairs)?;
-        let mut env = Env::with_capacity(pairs.len());
-        for (name, value) in pairs {
-            env.push_unchecked(block.slice_ref(name), block.slice_ref(value));
-        }
+        let env = build_env(block, pairs, duplicates)?;
         Ok(Self {
             env,
             content_length,
@@ -73,7 +87,7 @@ impl RequestHead {
 }
 
 /// `CONTENT_LENGTH` must come first and be a non-empty run of ASCII digits.
-fn check_content_length(pairs: &[(&[u8], &[u8])]) -> Result<u64, PeerError> {
+fn check_content_length(pairs: &[Pair<'_>]) -> Result<u64, PeerError> {
     let Some(&(first, value)) = pairs.first() else {
         return Err(PeerError::MissingContentLength);
     };
@@ -88,19 +102,61 @@ fn check_content_length(pairs: &[(&[u8], &[u8])]) -> Result<u64, PeerError> {
     parse_decimal(value).ok_or_else(|| PeerError::BadContentLength(Excerpt::new(value)))
 }
 
-/// No name may appear twice. A set, not a scan: a 64 KiB block can hold 20 000 pairs.
-fn check_unique(pairs: &[(&[u8], &[u8])]) -> Result<(), PeerError> {
-    let mut seen = HashSet::with_capacity(pairs.len());
-    for (name, _) in pairs {
-        if !seen.insert(*name) {
-            return Err(PeerError::DuplicateName(Excerpt::new(name)));
+/// A name's values in order: the first, and any repeats [`Duplicates`] lets through.
+struct Values<'a> {
+    first: &'a [u8],
+    more: Vec<&'a [u8]>,
+}
+
+/// The [`Env`] of the pairs, refusing or joining repeated names. A map, not a scan: a 64 KiB
+/// block can hold 20 000 pairs.
+fn build_env(
+    block: &Bytes,
+    pairs: Vec<Pair<'_>>,
+    duplicates: Duplicates,
+) -> Result<Env, PeerError> {
+    let mut index: HashMap<&[u8], usize> = HashMap::with_capacity(pairs.len());
+    let mut vars: Vec<(&[u8], Values<'_>)> = Vec::with_capacity(pairs.len());
+    for (name, value) in pairs {
+        match index.entry(name) {
+            Entry::Vacant(slot) => {
+                slot.insert(vars.len());
+                let values = Values {
+                    first: value,
+                    more: Vec::new(),
+                };
+                vars.push((name, values));
+            }
+            Entry::Occupied(slot) => {
+                let joinable =
+                    duplicates == Duplicates::JoinHttpHeaders && name.starts_with(b"HTTP_");
+                if !joinable {
+                    return Err(PeerError::DuplicateName(Excerpt::new(name)));
+                }
+                vars[*slot.get()].1.more.push(value);
+            }
         }
     }
-    Ok(())
+    let mut env = Env::with_capacity(vars.len());
+    for (name, values) in vars {
+        let value = if values.more.is_empty() {
+            block.slice_ref(values.first)
+        } else {
+            let sep: &[u8] = if name == b"HTTP_COOKIE" { b"; " } else { b", " };
+            let mut joined = values.first.to_vec();
+            for more in values.more {
+                joined.extend_from_slice(sep);
+                joined.extend_from_slice(more);
+            }
+            Bytes::from(joined)
+        };
+        env.push_unchecked(block.slice_ref(name), value);
+    }
+    Ok(env)
 }
 
 /// `SCGI` must be present with the value `1`.
-fn check_scgi(pairs: &[(&[u8], &[u8])]) -> Result<(), PeerError> {
+fn check_scgi(pairs: &[Pair<'_>]) -> Result<(), PeerError> {
     match pairs.iter().find(|(n, _)| *n == SCGI.as_bytes()) {
         None => Err(PeerError::MissingScgi),
         Some((_, v)) if *v == SCGI_VERSION => Ok(()),
@@ -189,6 +245,28 @@ REQUEST_URI\x00/deepthought\x00,What is the answer to life?";
     }
 
     #[test]
+    fn nginx_captures() {
+        let get = include_bytes!("../fixtures/captures/nginx-get.bin");
+        let (head, used) = parse_every_split(get).unwrap().unwrap();
+        assert_eq!(used, get.len());
+        assert_eq!(head.content_length, 0);
+        assert_eq!(head.env.method(), b"GET");
+        assert_eq!(head.env.get("REQUEST_URI").unwrap(), "/app/hello?x=1");
+        assert_eq!(
+            head.env.get("CONTENT_TYPE").unwrap(),
+            "",
+            "nginx sends empty values"
+        );
+        assert_eq!(head.env.header("user-agent").unwrap(), "capture");
+
+        let post = include_bytes!("../fixtures/captures/nginx-post.bin");
+        let (head, used) = parse_every_split(post).unwrap().unwrap();
+        assert_eq!(&post[used..], b"hello body");
+        assert_eq!(head.content_length, 10);
+        assert_eq!(head.env.get("CONTENT_TYPE").unwrap(), "text/plain");
+    }
+
+    #[test]
     fn nginx_like_head_with_empty_values() {
         let input = encoded(&[
             ("CONTENT_LENGTH", "0"),
@@ -226,6 +304,45 @@ REQUEST_URI\x00/deepthought\x00,What is the answer to life?";
         assert!(err(&dup).contains("duplicate header \"HTTP_X\""));
         let dup_cl = [base[0], base[1], ("CONTENT_LENGTH", "3")];
         assert!(err(&dup_cl).contains("duplicate header \"CONTENT_LENGTH\""));
+    }
+
+    #[test]
+    fn duplicates_joined_on_request() {
+        let input = encoded(&[
+            ("CONTENT_LENGTH", "0"),
+            ("SCGI", "1"),
+            ("HTTP_X", "a"),
+            ("HTTP_COOKIE", "c=1"),
+            ("HTTP_Y", "y"),
+            ("HTTP_X", "b"),
+            ("HTTP_COOKIE", "d=2"),
+            ("HTTP_X", ""),
+        ]);
+        let f = netstring::frame(&input, LIMIT).unwrap().unwrap();
+        let block = Bytes::copy_from_slice(&input[f.block]);
+        assert!(RequestHead::from_block(&block, Duplicates::Reject).is_err());
+        let head = RequestHead::from_block(&block, Duplicates::JoinHttpHeaders).unwrap();
+        let vars: Vec<_> = head.pairs().skip(2).collect();
+        assert_eq!(
+            vars,
+            [
+                (&b"HTTP_X"[..], &b"a, b, "[..]),
+                (b"HTTP_COOKIE", b"c=1; d=2"),
+                (b"HTTP_Y", b"y")
+            ]
+        );
+        let dup_method = encoded(&[
+            ("CONTENT_LENGTH", "0"),
+            ("SCGI", "1"),
+            ("REQUEST_METHOD", "GET"),
+            ("REQUEST_METHOD", "POST"),
+        ]);
+        let f = netstring::frame(&dup_method, LIMIT).unwrap().unwrap();
+        let block = Bytes::copy_from_slice(&dup_method[f.block]);
+        assert!(matches!(
+            RequestHead::from_block(&block, Duplicates::JoinHttpHeaders),
+            Err(PeerError::DuplicateName(_))
+        ));
     }
 
     #[test]

@@ -63,11 +63,11 @@ pub mod fuzzing;
 pub use codec::{BodyDecoder, BodyFrame, HeadDecoder};
 pub use driver::serve_connection;
 pub use error::{Error, Excerpt, LimitError, PeerError, EXCERPT_LEN};
-pub use head::{parse_head, RequestHead, SCGI, SCGI_VERSION};
+pub use head::{parse_head, Duplicates, RequestHead, SCGI, SCGI_VERSION};
 pub use netstring::encode_head;
 pub use response::{error_response, Action, ResponseWriter, COALESCE_MAX};
 pub use server::{
     Config, Server, DEFAULT_BODY_QUEUE_CHUNKS, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_LINGER_TIMEOUT, DEFAULT_MAX_CONNS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_RESPONSE_BUDGET,
-    LINGER_MAX_BYTES, READ_CHUNK,
+    LINGER_MAX_BYTES, MIN_HEADER_BYTES, READ_CHUNK,
 };

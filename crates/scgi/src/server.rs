@@ -7,6 +7,9 @@ use std::time::Duration;
 use gatehouse_channel_request::Application;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::error::Error;
+use crate::head::Duplicates;
+
 /// Default [`Config::max_header_bytes`]: 64 KiB, like FastCGI's PARAMS limit. nginx's stock
 /// `scgi_params` plus a browser's headers take 1 to 4 KiB.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -31,6 +34,10 @@ pub const READ_CHUNK: usize = 64 * 1024;
 /// The most bytes a lingering close reads and discards before it gives up and closes.
 pub const LINGER_MAX_BYTES: usize = 1024 * 1024;
 
+/// The smallest useful [`Config::max_header_bytes`]: `CONTENT_LENGTH\0N\0SCGI\01\0` and a
+/// `REQUEST_METHOD`.
+pub const MIN_HEADER_BYTES: usize = 64;
+
 /// Limits and timeouts of the SCGI front end. Every field has a `DEFAULT_*` constant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -54,6 +61,42 @@ pub struct Config {
     /// How long a closing connection keeps reading (and discarding) what the peer still sends,
     /// after our response, so the peer reads the response instead of a reset.
     pub linger_timeout: Duration,
+    /// What to do with a header name sent twice: refused by default, as the specification
+    /// says; [`Duplicates::JoinHttpHeaders`] accepts repeated request headers from nginx < 1.23
+    /// (flag suggestion: `--scgi-join-duplicate-headers`).
+    pub duplicates: Duplicates,
+}
+
+impl Config {
+    /// Checks that the limits make sense: every count and budget at least 1, the head limit
+    /// large enough for the two mandatory headers, no zero timeout.
+    pub fn validate(&self) -> Result<(), Error> {
+        let counts = [
+            ("max_conns", self.max_conns),
+            ("response_budget", self.response_budget),
+            ("body_queue_chunks", self.body_queue_chunks),
+        ];
+        for (name, value) in counts {
+            if value == 0 {
+                return Err(Error::Config(format!("{name} must be at least 1")));
+            }
+        }
+        if self.max_header_bytes < MIN_HEADER_BYTES {
+            return Err(Error::Config(format!(
+                "max_header_bytes must be at least {MIN_HEADER_BYTES}"
+            )));
+        }
+        let timeouts = [
+            ("header_timeout", self.header_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ];
+        for (name, value) in timeouts {
+            if value.is_zero() {
+                return Err(Error::Config(format!("{name} must not be zero")));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for Config {
@@ -66,6 +109,7 @@ impl Default for Config {
             response_budget: DEFAULT_RESPONSE_BUDGET,
             body_queue_chunks: DEFAULT_BODY_QUEUE_CHUNKS,
             linger_timeout: DEFAULT_LINGER_TIMEOUT,
+            duplicates: Duplicates::Reject,
         }
     }
 }
@@ -88,7 +132,8 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// A server running `app` with `config`.
+    /// A server running `app` with `config` (check it first with [`Config::validate`]; zero
+    /// counts are treated as 1).
     pub fn new(app: Arc<dyn Application>, config: Config) -> Arc<Self> {
         let permits = config.max_conns.clamp(1, Semaphore::MAX_PERMITS);
         Arc::new(Self {
