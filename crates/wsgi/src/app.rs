@@ -60,9 +60,19 @@ impl WsgiApp {
 
     async fn serve(&self, req: Request, resp: &mut Response) -> Result<(), AppError> {
         let info = req.info.clone();
+        let permit = match self.pool.admit() {
+            Ok(permit) => permit,
+            Err(e) => return refuse(e, &info, resp).await,
+        };
         let (out, mut out_rx) = mpsc::channel(OUT_CHANNEL_CHUNKS);
         let (done, done_rx) = oneshot::channel();
-        if let Err(e) = self.pool.submit(Job { req, out, done }) {
+        let job = Job {
+            req,
+            out,
+            done,
+            permit,
+        };
+        if let Err(e) = self.pool.submit(job) {
             return refuse(e, &info, resp).await;
         }
         let pumped = pump(&mut out_rx, resp).await;

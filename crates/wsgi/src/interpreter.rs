@@ -14,7 +14,7 @@
 //! mapped is the one from the build directory: without the rpath the loader may pick a distro
 //! libpython of the same soname, and we would run another interpreter without noticing.
 
-use std::ffi::{CStr, CString};
+use std::ffi::{CStr, CString, OsString};
 use std::mem::MaybeUninit;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -56,7 +56,7 @@ static STARTED: OnceLock<Result<Started, String>> = OnceLock::new();
 ///
 /// There is one interpreter per process: a later call naming another virtualenv fails.
 pub(crate) fn ensure_started(venv: Option<&Path>) -> Result<(), Error> {
-    let venv = resolve_venv(venv)?;
+    let venv = resolve_venv(venv, std::env::var_os("VIRTUAL_ENV"))?;
     let started = STARTED.get_or_init(|| {
         check_loaded_library()?;
         start(executable_for(venv.as_deref()).as_deref())?;
@@ -101,9 +101,10 @@ pub fn interpreter_info() -> String {
     })
 }
 
-/// The virtualenv to use, checked: it has a `pyvenv.cfg` for our `MAJOR.MINOR`.
-fn resolve_venv(given: Option<&Path>) -> Result<Option<PathBuf>, Error> {
-    let dir = match (given, std::env::var_os("VIRTUAL_ENV")) {
+/// The virtualenv to use (`given`, else `$VIRTUAL_ENV`), checked: it has a `pyvenv.cfg` for our
+/// `MAJOR.MINOR`.
+fn resolve_venv(given: Option<&Path>, env: Option<OsString>) -> Result<Option<PathBuf>, Error> {
+    let dir = match (given, env) {
         (Some(dir), _) => dir.to_path_buf(),
         (None, Some(env)) if !env.is_empty() => PathBuf::from(env),
         _ => return Ok(None),
@@ -266,6 +267,37 @@ mod tests {
             Some("3.11.7.final.0")
         );
         assert_eq!(venv_version("home = /x\n"), None);
+    }
+
+    #[test]
+    fn venv_resolution() {
+        let dir = tempfile::tempdir().unwrap();
+        let want = built_for().version;
+        std::fs::write(
+            dir.path().join("pyvenv.cfg"),
+            format!("version = {want}.1\n"),
+        )
+        .unwrap();
+        let canonical = dir.path().canonicalize().unwrap();
+        assert_eq!(resolve_venv(None, None).unwrap(), None);
+        assert_eq!(resolve_venv(None, Some("".into())).unwrap(), None);
+        let from_env = resolve_venv(None, Some(dir.path().as_os_str().to_owned())).unwrap();
+        assert_eq!(from_env.as_deref(), Some(canonical.as_path()));
+        let given = resolve_venv(Some(dir.path()), Some("/elsewhere".into())).unwrap();
+        assert_eq!(given.as_deref(), Some(canonical.as_path()), "the flag wins");
+
+        std::fs::write(dir.path().join("pyvenv.cfg"), "version = 2.7.18\n").unwrap();
+        let err = resolve_venv(Some(dir.path()), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("made by Python 2.7.18"), "{err}");
+        std::fs::remove_file(dir.path().join("pyvenv.cfg")).unwrap();
+        let err = resolve_venv(Some(dir.path()), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a virtualenv"), "{err}");
+        let err = resolve_venv(Some(Path::new("/no/such/venv")), None).unwrap_err();
+        assert!(matches!(err, Error::Interpreter(_)));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::environ::{self, Flags};
 use crate::error::Error;
 use crate::input::Input;
 use crate::loader::format_exception;
+use crate::pool::Permit;
 use crate::sink::{ClientDisconnected, OutSender, Sink, WriteError};
 use crate::start_response::{lock, type_name, SharedSink, StartResponse};
 
@@ -28,16 +29,24 @@ pub(crate) struct Job {
     pub(crate) out: OutSender,
     /// How the request ended, sent once the result's `close()` has returned.
     pub(crate) done: oneshot::Sender<Result<(), Error>>,
+    /// Its place in the pool, given back before the answer.
+    pub(crate) permit: Permit,
 }
 
 /// Serves one job on the calling pool thread.
 pub(crate) fn run(py: Python<'_>, app: &Py<PyAny>, flags: Flags, job: Job) {
-    let Job { req, out, done } = job;
+    let Job {
+        req,
+        out,
+        done,
+        permit,
+    } = job;
     if out.is_closed() {
         // Cancelled while it waited in the queue: nobody listens any more.
         return;
     }
     let outcome = serve(py, app, flags, req, out);
+    drop(permit);
     let _ = done.send(outcome);
 }
 

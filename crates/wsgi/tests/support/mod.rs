@@ -62,6 +62,8 @@ pub struct Answer {
     pub end: End,
     /// Outputs after the end (must be empty).
     pub after_end: usize,
+    /// The request's id (for log lines).
+    pub request_id: u64,
 }
 
 impl Answer {
@@ -176,6 +178,7 @@ impl Call {
 
     async fn run_unguarded(self, app: &dyn Application) -> Answer {
         let (mut tx, req) = self.request();
+        let request_id = req.info.id;
         let (dtx, mut drx) = delivery_queue();
         let gone = CancellationToken::new();
         let resp = Response::new(QueueChannel::new(1, dtx, self.budget, gone.clone()));
@@ -203,7 +206,10 @@ impl Call {
             collect(&mut drx, self.keep_body, self.gone_after, &gone),
         );
         drop((served, feed));
-        answer
+        Answer {
+            request_id,
+            ..answer
+        }
     }
 }
 
@@ -221,6 +227,7 @@ async fn collect(
         chunks: Vec::new(),
         end: End::None,
         after_end: 0,
+        request_id: 0,
     };
     let mut digest = Sha256::new();
     while let Some(delivery) = rx.recv().await {
