@@ -33,8 +33,16 @@ async fn env_dump_is_clean_and_complete() {
     assert_eq!(ans.status(), 200, "{}", ans.text());
     assert_eq!(ans.end, Output::Finish);
     let cgi = t.cgi.display().to_string();
-    assert_eq!(ans.var("ARGC").as_deref(), Some("0"), "argv is the script alone");
-    assert_eq!(ans.var("CWD"), Some(cgi.clone()), "cwd is the script's directory");
+    assert_eq!(
+        ans.var("ARGC").as_deref(),
+        Some("0"),
+        "argv is the script alone"
+    );
+    assert_eq!(
+        ans.var("CWD"),
+        Some(cgi.clone()),
+        "cwd is the script's directory"
+    );
     assert_eq!(ans.var("SCRIPT_NAME").as_deref(), Some("/env.sh"));
     assert_eq!(ans.var("PATH_INFO").as_deref(), Some("/extra/path"));
     assert_eq!(ans.var("SCRIPT_FILENAME"), Some(format!("{cgi}/env.sh")));
@@ -45,8 +53,18 @@ async fn env_dump_is_clean_and_complete() {
     assert_eq!(ans.var("HTTP_USER_AGENT").as_deref(), Some("curl/8"));
     assert_eq!(ans.var("GIT_PROJECT_ROOT").as_deref(), Some("/srv/git"));
     assert_eq!(ans.var("PATH").as_deref(), Some(DEFAULT_PATH));
-    for absent in ["HTTP_PROXY", "CONTENT_LENGTH", "HOME", "CARGO_MANIFEST_DIR", "PATH_TRANSLATED"] {
-        assert_eq!(ans.var(absent), None, "{absent} leaked into the script's environment");
+    for absent in [
+        "HTTP_PROXY",
+        "CONTENT_LENGTH",
+        "HOME",
+        "CARGO_MANIFEST_DIR",
+        "PATH_TRANSLATED",
+    ] {
+        assert_eq!(
+            ans.var(absent),
+            None,
+            "{absent} leaked into the script's environment"
+        );
     }
 }
 
@@ -54,10 +72,16 @@ async fn env_dump_is_clean_and_complete() {
 async fn listed_daemon_variables_pass() {
     let t = tree();
     let mut c = config();
-    c.pass_env = vec![OsString::from("CARGO_MANIFEST_DIR"), OsString::from("NO_SUCH_VAR_X")];
+    c.pass_env = vec![
+        OsString::from("CARGO_MANIFEST_DIR"),
+        OsString::from("NO_SUCH_VAR_X"),
+    ];
     let ans = get(&app(&t.cgi, c), "/env.pl").await;
     assert_eq!(ans.status(), 200);
-    assert_eq!(ans.var("CARGO_MANIFEST_DIR").as_deref(), Some(env!("CARGO_MANIFEST_DIR")));
+    assert_eq!(
+        ans.var("CARGO_MANIFEST_DIR").as_deref(),
+        Some(env!("CARGO_MANIFEST_DIR"))
+    );
     assert_eq!(ans.var("NO_SUCH_VAR_X"), None);
     assert_eq!(ans.var("HOME"), None);
 }
@@ -68,12 +92,20 @@ async fn proxy_header_never_reaches_python() {
     let a = app(&t.cgi, config());
     let ans = run(
         &a,
-        &[("REQUEST_METHOD", "GET"), ("PATH_INFO", "/env.py"), ("HTTP_PROXY", "http://evil.test/"), ("HTTP_X_OTHER", "kept")],
+        &[
+            ("REQUEST_METHOD", "GET"),
+            ("PATH_INFO", "/env.py"),
+            ("HTTP_PROXY", "http://evil.test/"),
+            ("HTTP_X_OTHER", "kept"),
+        ],
         b"",
     )
     .await;
     assert_eq!(ans.status(), 200, "{}", ans.text());
-    assert_eq!(ans.header("content-type").as_deref(), Some("application/json"));
+    assert_eq!(
+        ans.header("content-type").as_deref(),
+        Some("application/json")
+    );
     let text = ans.text();
     assert!(!text.contains("HTTP_PROXY"), "{text}");
     assert!(!text.contains("evil.test"), "{text}");
@@ -88,7 +120,11 @@ async fn post_body_echoed_through_stdin() {
     let a = app(&t.cgi, config());
     // 4 MiB: far more than the pipes hold, so reading and writing must overlap.
     let body: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
-    let vars = [("REQUEST_METHOD", "POST"), ("PATH_INFO", "/echo.py"), ("CONTENT_TYPE", "application/x-test")];
+    let vars = [
+        ("REQUEST_METHOD", "POST"),
+        ("PATH_INFO", "/echo.py"),
+        ("CONTENT_TYPE", "application/x-test"),
+    ];
     let ans = run(&a, &vars, &body).await;
     assert_eq!(ans.status(), 200);
     assert_eq!(ans.header("content-length"), Some(body.len().to_string()));
@@ -111,12 +147,19 @@ async fn status_header_sets_the_status() {
 async fn local_redirect_runs_the_new_path_as_get_without_body() {
     let t = tree();
     let a = app(&t.cgi, config());
-    let vars = [("REQUEST_METHOD", "POST"), ("PATH_INFO", "/redirect_local.sh"), ("CONTENT_TYPE", "text/plain")];
+    let vars = [
+        ("REQUEST_METHOD", "POST"),
+        ("PATH_INFO", "/redirect_local.sh"),
+        ("CONTENT_TYPE", "text/plain"),
+    ];
     let ans = run(&a, &vars, b"a body the redirect drops").await;
     assert_eq!(ans.status(), 200, "{}", ans.text());
     assert_eq!(ans.var("SCRIPT_NAME").as_deref(), Some("/env.sh"));
     assert_eq!(ans.var("PATH_INFO").as_deref(), Some("/extra"));
-    assert_eq!(ans.var("QUERY_STRING").as_deref(), Some("redirected=1&from=POST"));
+    assert_eq!(
+        ans.var("QUERY_STRING").as_deref(),
+        Some("redirected=1&from=POST")
+    );
     assert_eq!(ans.var("REQUEST_METHOD").as_deref(), Some("GET"));
     assert_eq!(ans.var("CONTENT_LENGTH"), None);
     assert_eq!(ans.var("CONTENT_TYPE"), None);
@@ -137,8 +180,14 @@ async fn client_redirect_is_302() {
     let t = tree();
     let ans = get(&app(&t.cgi, config()), "/redirect_client.pl").await;
     assert_eq!(ans.status(), 302);
-    assert_eq!(ans.header("location").as_deref(), Some("http://example.test/elsewhere?x=1"));
-    assert_eq!(ans.header("x-script").as_deref(), Some("redirect_client.pl"));
+    assert_eq!(
+        ans.header("location").as_deref(),
+        Some("http://example.test/elsewhere?x=1")
+    );
+    assert_eq!(
+        ans.header("x-script").as_deref(),
+        Some("redirect_client.pl")
+    );
 }
 
 #[tokio::test]
@@ -148,7 +197,11 @@ async fn malformed_head_is_502_and_logged() {
     let _g = logs.install();
     let ans = get(&app(&t.cgi, config()), "/bad_head.sh").await;
     assert_eq!(ans.status(), 502);
-    assert!(!ans.text().contains("body"), "script output must not leak: {}", ans.text());
+    assert!(
+        !ans.text().contains("body"),
+        "script output must not leak: {}",
+        ans.text()
+    );
     let log = logs.text();
     assert!(log.contains("malformed response head"), "{log}");
     assert!(log.contains("bad_head.sh"), "{log}");
@@ -163,11 +216,19 @@ async fn exit_status_before_and_after_output() {
     let a = app(&t.cgi, config());
     let ans = get(&a, "/no_output.sh").await;
     assert_eq!(ans.status(), 502);
-    assert!(logs.text().contains("wrote no output (exit status: 3)"), "{}", logs.text());
+    assert!(
+        logs.text().contains("wrote no output (exit status: 3)"),
+        "{}",
+        logs.text()
+    );
     let ans = get(&a, "/fail_after.sh").await;
     assert_eq!((ans.status(), ans.text().as_str()), (200, "done\n"));
     assert_eq!(ans.end, Output::Finish);
-    assert!(logs.text().contains("failed after a complete response"), "{}", logs.text());
+    assert!(
+        logs.text().contains("failed after a complete response"),
+        "{}",
+        logs.text()
+    );
 }
 
 #[tokio::test]
@@ -185,7 +246,10 @@ async fn stderr_lines_are_logged_with_the_script() {
         .find(|l| l.contains("first complaint"))
         .map(str::to_owned)
         .unwrap_or_default();
-    assert!(line.contains("stderr.sh") && line.contains("request_id"), "{line}");
+    assert!(
+        line.contains("stderr.sh") && line.contains("request_id"),
+        "{line}"
+    );
 }
 
 #[tokio::test]
@@ -197,7 +261,12 @@ async fn file_root_serves_every_path() {
     assert_eq!(ans.var("SCRIPT_NAME").as_deref(), Some(""));
     assert_eq!(ans.var("PATH_INFO").as_deref(), Some("/repo.git/info/refs"));
     // Mounted at /git by the dispatcher: the mount point is SCRIPT_NAME.
-    let ans = run(&a, &[("SCRIPT_NAME", "/git"), ("PATH_INFO", "/repo.git/HEAD")], b"").await;
+    let ans = run(
+        &a,
+        &[("SCRIPT_NAME", "/git"), ("PATH_INFO", "/repo.git/HEAD")],
+        b"",
+    )
+    .await;
     assert_eq!(ans.var("SCRIPT_NAME").as_deref(), Some("/git"));
     assert_eq!(ans.var("PATH_INFO").as_deref(), Some("/repo.git/HEAD"));
 }
@@ -232,7 +301,12 @@ async fn nginx_style_parameters() {
     // Without SCRIPT_FILENAME: DOCUMENT_ROOT + path, with empty values as nginx sends them.
     let ans = run(
         &a,
-        &[("SCRIPT_FILENAME", ""), ("DOCUMENT_ROOT", &www), ("SCRIPT_NAME", "/cgi-bin/env.sh"), ("PATH_INFO", "")],
+        &[
+            ("SCRIPT_FILENAME", ""),
+            ("DOCUMENT_ROOT", &www),
+            ("SCRIPT_NAME", "/cgi-bin/env.sh"),
+            ("PATH_INFO", ""),
+        ],
         b"",
     )
     .await;
@@ -245,8 +319,19 @@ async fn nginx_style_parameters() {
 async fn apache_proxy_fcgi_script_filename() {
     let t = tree();
     let a = app(&t.cgi, config());
-    let sf = format!("proxy:fcgi://127.0.0.1:9000{}/env.sh/x%20y", t.cgi.display());
-    let ans = run(&a, &[("SCRIPT_FILENAME", &sf), ("SCRIPT_NAME", "/cgi-bin/env.sh/x y")], b"").await;
+    let sf = format!(
+        "proxy:fcgi://127.0.0.1:9000{}/env.sh/x%20y",
+        t.cgi.display()
+    );
+    let ans = run(
+        &a,
+        &[
+            ("SCRIPT_FILENAME", &sf),
+            ("SCRIPT_NAME", "/cgi-bin/env.sh/x y"),
+        ],
+        b"",
+    )
+    .await;
     assert_eq!(ans.status(), 200, "{}", ans.text());
     assert_eq!(ans.var("SCRIPT_NAME").as_deref(), Some("/cgi-bin/env.sh"));
     assert_eq!(ans.var("PATH_INFO").as_deref(), Some("/x y"));
@@ -258,7 +343,16 @@ async fn lighttpd_root_mount_split() {
     let a = app(&t.www, config());
     let dir = t.cgi.display().to_string();
     // lighttpd mounted at "/" splits after the first segment and points SCRIPT_FILENAME at it.
-    let ans = run(&a, &[("SCRIPT_FILENAME", &dir), ("SCRIPT_NAME", "/cgi-bin"), ("PATH_INFO", "/env.sh/z")], b"").await;
+    let ans = run(
+        &a,
+        &[
+            ("SCRIPT_FILENAME", &dir),
+            ("SCRIPT_NAME", "/cgi-bin"),
+            ("PATH_INFO", "/env.sh/z"),
+        ],
+        b"",
+    )
+    .await;
     assert_eq!(ans.status(), 200, "{}", ans.text());
     assert_eq!(ans.var("SCRIPT_NAME").as_deref(), Some("/cgi-bin/env.sh"));
     assert_eq!(ans.var("PATH_INFO").as_deref(), Some("/z"));

@@ -44,8 +44,15 @@ pub fn tree() -> Tree {
         let name = entry.file_name();
         let dest = cgi.join(&name);
         fs::copy(entry.path(), &dest).expect("copy fixture");
-        let script = matches!(dest.extension().and_then(|e| e.to_str()), Some("sh" | "pl" | "py"));
-        let mode = if script && name != "not_exec.sh" { 0o755 } else { 0o644 };
+        let script = matches!(
+            dest.extension().and_then(|e| e.to_str()),
+            Some("sh" | "pl" | "py")
+        );
+        let mode = if script && name != "not_exec.sh" {
+            0o755
+        } else {
+            0o644
+        };
         fs::set_permissions(&dest, fs::Permissions::from_mode(mode)).expect("chmod");
     }
     for d in [&top, &www, &cgi] {
@@ -146,7 +153,10 @@ pub async fn collect(deliveries: &mut DeliveryReceiver) -> Answer {
     let mut head = None;
     let mut body = Vec::new();
     loop {
-        let d = deliveries.recv().await.expect("response ended without Finish/Abort");
+        let d = deliveries
+            .recv()
+            .await
+            .expect("response ended without Finish/Abort");
         match d.output {
             Output::Head(h) => head = Some(h),
             Output::Body(b) => body.extend_from_slice(&b),
@@ -195,14 +205,20 @@ pub async fn run(app: &CgiApp, vars: &[(&str, &str)], body: &[u8]) -> Answer {
         );
         answer
     };
-    tokio::time::timeout(STEP, work).await.expect("request timed out")
+    tokio::time::timeout(STEP, work)
+        .await
+        .expect("request timed out")
 }
 
 /// A GET of `path` below an app mounted at `/` (as the dispatcher hands it over).
 pub async fn get(app: &CgiApp, path: &str) -> Answer {
     run(
         app,
-        &[("REQUEST_METHOD", "GET"), ("SCRIPT_NAME", ""), ("PATH_INFO", path)],
+        &[
+            ("REQUEST_METHOD", "GET"),
+            ("SCRIPT_NAME", ""),
+            ("PATH_INFO", path),
+        ],
         b"",
     )
     .await
@@ -210,14 +226,27 @@ pub async fn get(app: &CgiApp, path: &str) -> Answer {
 
 /// Captured log output of the current thread (tests run on a current-thread runtime, so tasks
 /// they spawn log here too).
+///
+/// One global subscriber routes each event to the buffer its thread installed: thread-local
+/// subscribers (`set_default`) race with each other over tracing's global interest cache when
+/// tests run in parallel, and lose events.
 #[derive(Clone, Default)]
 pub struct Logs(Arc<Mutex<Vec<u8>>>);
 
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
+thread_local! {
+    static CAPTURE: std::cell::RefCell<Option<Arc<Mutex<Vec<u8>>>>> = const { std::cell::RefCell::new(None) };
+}
 
-impl Write for LogWriter {
+/// Writes to the current thread's capture buffer, if any.
+struct ThreadWriter;
+
+impl Write for ThreadWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log lock").extend_from_slice(buf);
+        CAPTURE.with(|c| {
+            if let Some(sink) = c.borrow().as_ref() {
+                sink.lock().expect("log lock").extend_from_slice(buf);
+            }
+        });
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -225,15 +254,28 @@ impl Write for LogWriter {
     }
 }
 
+/// Stops capturing on this thread when dropped.
+pub struct CaptureGuard;
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        CAPTURE.with(|c| *c.borrow_mut() = None);
+    }
+}
+
 impl Logs {
-    pub fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let buf = self.0.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || LogWriter(buf.clone()))
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::set_default(subscriber)
+    pub fn install(&self) -> CaptureGuard {
+        static INIT: std::sync::Once = std::sync::Once::new();
+        INIT.call_once(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(|| ThreadWriter)
+                .with_max_level(tracing::Level::DEBUG)
+                .with_ansi(false)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).expect("global subscriber");
+        });
+        CAPTURE.with(|c| *c.borrow_mut() = Some(self.0.clone()));
+        CaptureGuard
     }
 
     pub fn text(&self) -> String {
