@@ -29,10 +29,13 @@
 
 pub mod codec;
 pub mod config;
+pub mod conn;
 mod driver;
 pub mod error;
 pub mod nv;
 pub mod record;
+mod request;
+pub mod response;
 mod server;
 
 #[cfg(fuzzing)]
@@ -42,4 +45,4 @@ pub use config::Config;
 pub use driver::serve_connection;
 pub use error::{Error, LimitError, NvError, ProtocolError, RequestError};
 pub use record::{ProtocolStatus, Record, RecordType, Role, FCGI_LISTENSOCK_FILENO};
-pub use server::{Server, Stats};
+pub use server::{RequestSlot, Server, Stats};

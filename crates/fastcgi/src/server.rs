@@ -148,9 +148,10 @@ impl Shared {
 }
 
 /// One of the server's `max_reqs` request slots, released on drop. Taken at
-/// `FCGI_BEGIN_REQUEST`, moved into the app's task at dispatch.
+/// `FCGI_BEGIN_REQUEST`, moved into the app's task at dispatch, so a request counts until its
+/// app's task ends.
 #[derive(Debug)]
-pub(crate) struct RequestSlot(Arc<Shared>);
+pub struct RequestSlot(Arc<Shared>);
 
 impl Drop for RequestSlot {
     fn drop(&mut self) {

@@ -1,0 +1,555 @@
+//! The sans-io FastCGI connection: records and app outputs in, events and bytes out. No socket,
+//! no clock, no spawn: the caller passes `now` and carries out the [`Event`]s.
+//!
+//! ```text
+//!  handle_record(now, rec) ──► request table (id ─► RequestState) ──► poll_event(): Dispatch,
+//!  handle_delivery(now, d) ──► OutQueue (STDOUT, END_REQUEST)         Stdin, StdinEnd, Cancel,
+//!  handle_timeout / handle_shutdown / handle_read_closed              Ended, Close
+//! ```
+//!
+//! Section 3.3: "A request ID R becomes active when the application receives a record
+//! {FCGI_BEGIN_REQUEST, R, ...} and becomes inactive when the application sends a record
+//! {FCGI_END_REQUEST, R, ...} to the Web server. While a request ID R is inactive, the
+//! application ignores records with requestId == R, except for FCGI_BEGIN_REQUEST records."
+//! Requests are multiplexed (`FCGI_MPXS_CONNS` = 1); each gets a tag unique in the process
+//! for its response channel, since web servers reuse request IDs.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use gatehouse_channel_request::{BodyError, Delivery, Env, Output, Peer, Protocol, RequestInfo};
+
+use crate::error::{Error, LimitError, ProtocolError};
+use crate::nv;
+use crate::record::{
+    BeginRequestBody, Payload, ProtocolStatus, Record, RecordType, Role, UnknownTypeBody,
+    FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS, FCGI_NULL_REQUEST_ID,
+};
+use crate::request::{RequestState, StdinStep};
+use crate::response::{OutQueue, APP_STATUS_FAILED, APP_STATUS_OK};
+use crate::server::{RequestSlot, Server, Shared};
+
+/// Records in a row that carry no request data (management queries, empty records for
+/// inactive requests) allowed before the connection is closed as a flood.
+pub const MAX_IDLE_RECORDS: usize = 1024;
+
+/// What the driver must do.
+#[derive(Debug)]
+pub enum Event {
+    /// Start the app on a request whose `FCGI_PARAMS` are complete.
+    Dispatch(Dispatch),
+    /// Body bytes for the request `tag` (never empty).
+    Stdin {
+        /// The request.
+        tag: u64,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// The body of `tag` ended: completely (`None`) or with an error the app must see.
+    StdinEnd {
+        /// The request.
+        tag: u64,
+        /// Why the body is incomplete, if it is.
+        error: Option<BodyError>,
+    },
+    /// Cancel the app of `tag` (drop its task): aborted by the peer, or the connection is lost.
+    Cancel {
+        /// The request.
+        tag: u64,
+    },
+    /// The request `tag` ended (its `FCGI_END_REQUEST` is queued): forget it.
+    Ended {
+        /// The request.
+        tag: u64,
+    },
+    /// Write what is queued and close. With `linger`, shut the write side first and drain the
+    /// peer's input for a bounded time, so the peer reads our last bytes instead of a reset.
+    Close {
+        /// Whether to linger.
+        linger: bool,
+    },
+}
+
+/// A request ready for its app.
+#[derive(Debug)]
+pub struct Dispatch {
+    /// Transport facts; `info.id` is the request's tag.
+    pub info: RequestInfo,
+    /// The meta-variables exactly as the peer sent them.
+    pub env: Env,
+    /// `CONTENT_LENGTH` (`None` when absent or empty: the body ends at the empty `FCGI_STDIN`).
+    pub content_length: Option<u64>,
+    /// The server request slot; keep it until the app's task ends.
+    pub slot: RequestSlot,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Taking requests.
+    Open,
+    /// Taking no new request (shutdown, or `FCGI_KEEP_CONN` unset); closes when the last ends.
+    Draining,
+    /// Closing or closed: input is ignored.
+    Closed,
+}
+
+/// One FastCGI transport connection, without I/O.
+#[derive(Debug)]
+pub struct Connection {
+    shared: Arc<Shared>,
+    peer: Peer,
+    requests: HashMap<u16, RequestState>,
+    tags: HashMap<u64, u16>,
+    events: VecDeque<Event>,
+    out: OutQueue,
+    state: State,
+    last_progress: Instant,
+    idle_records: usize,
+    error: Option<Error>,
+}
+
+impl Connection {
+    /// A connection from `peer` to `server`, accepted at `now`.
+    pub fn new(server: &Server, peer: Peer, now: Instant) -> Self {
+        Self::with_shared(server.shared().clone(), peer, now)
+    }
+
+    pub(crate) fn with_shared(shared: Arc<Shared>, peer: Peer, now: Instant) -> Self {
+        Self {
+            shared,
+            peer,
+            requests: HashMap::new(),
+            tags: HashMap::new(),
+            events: VecDeque::new(),
+            out: OutQueue::new(),
+            state: State::Open,
+            last_progress: now,
+            idle_records: 0,
+            error: None,
+        }
+    }
+
+    /// Handles one record from the peer.
+    pub fn handle_record(&mut self, now: Instant, record: Record) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.last_progress = now;
+        match self.on_record(record) {
+            Err(e) => self.fail(e),
+            Ok(true) => self.idle_records = 0,
+            Ok(false) => {
+                self.idle_records += 1;
+                if self.idle_records > MAX_IDLE_RECORDS {
+                    let limit = MAX_IDLE_RECORDS;
+                    self.fail(LimitError::RecordFlood { limit }.into());
+                }
+            }
+        }
+    }
+
+    /// Handles one app output; the delivery is dropped (returning its budget) once its bytes
+    /// are written.
+    pub fn handle_delivery(&mut self, now: Instant, delivery: Delivery) {
+        let Some(&id) = self.tags.get(&delivery.tag) else {
+            return; // The request was aborted or the connection is closing.
+        };
+        self.last_progress = now;
+        if let Output::Body(body) = &delivery.output {
+            let body = body.clone();
+            self.out.put_body(id, body, delivery);
+            return;
+        }
+        match delivery.output {
+            Output::Head(head) => self.out.put_head(id, &head),
+            Output::Finish => self.end_request(id, APP_STATUS_OK),
+            Output::Abort => self.end_request(id, APP_STATUS_FAILED),
+            Output::Informational(_) | Output::Body(_) => {}
+        }
+    }
+
+    /// An app accepted a body chunk the driver was holding back (reading resumes).
+    pub fn handle_body_accepted(&mut self, now: Instant) {
+        self.last_progress = now;
+    }
+
+    /// The deadline from [`Connection::poll_timeout`] passed: closes a connection idle for
+    /// `Config::idle_timeout`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.poll_timeout() {
+            Some(deadline) if now >= deadline => {}
+            _ => return,
+        }
+        let error = LimitError::IdleTimeout(self.shared.config.idle_timeout);
+        if self.requests.is_empty() {
+            tracing::debug!(peer = %self.peer, "closing idle connection");
+            self.close(true);
+        } else {
+            self.fail(error.into());
+        }
+    }
+
+    /// Graceful shutdown: no new request; the connection closes when its requests end.
+    pub fn handle_shutdown(&mut self, _now: Instant) {
+        if self.state == State::Open {
+            self.state = State::Draining;
+        }
+        self.close_if_drained();
+    }
+
+    /// The peer's side ended: `None` at end of input, or the read or decode error.
+    ///
+    /// Section 5.4: a web server "can abort a request by closing the request's transport
+    /// connection", so the requests still running are cancelled.
+    pub fn handle_read_closed(&mut self, _now: Instant, error: Option<Error>) {
+        if self.state == State::Closed {
+            return;
+        }
+        match error {
+            Some(Error::Io(e)) => self.lose(&format!("read failed: {e}")),
+            Some(e) => self.fail(e),
+            None => self.lose("peer closed the connection"),
+        }
+    }
+
+    /// Writing to the peer failed: the connection is gone.
+    pub fn handle_write_error(&mut self, error: &io::Error) {
+        if self.state != State::Closed {
+            self.lose(&format!("write failed: {error}"));
+        }
+        self.out = OutQueue::new();
+    }
+
+    /// The next thing the driver must do.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Connection::handle_timeout`] must be called: while every request (or none) waits
+    /// for the peer, `Config::idle_timeout` after the last progress.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.state == State::Closed {
+            return None;
+        }
+        let waiting = self.requests.values().all(RequestState::waits_for_peer);
+        waiting.then(|| self.last_progress + self.shared.config.idle_timeout)
+    }
+
+    /// The bytes to write to the peer.
+    pub fn out(&mut self) -> &mut OutQueue {
+        &mut self.out
+    }
+
+    /// Bytes queued for the peer.
+    pub fn out_len(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Whether records are still wanted (the connection is not closing).
+    pub fn wants_read(&self) -> bool {
+        self.state != State::Closed
+    }
+
+    /// The error that closed the connection, if one did.
+    pub fn error(&self) -> Option<&Error> {
+        self.error.as_ref()
+    }
+
+    /// Active request IDs.
+    pub fn active_requests(&self) -> usize {
+        self.requests.len()
+    }
+
+    fn on_record(&mut self, record: Record) -> Result<bool, Error> {
+        let id = record.request_id;
+        if id == FCGI_NULL_REQUEST_ID {
+            return self.on_management(record.payload).map(|()| false);
+        }
+        if let Payload::BeginRequest(body) = record.payload {
+            return self.on_begin(id, body).map(|()| true);
+        }
+        if !self.requests.contains_key(&id) {
+            tracing::trace!(peer = %self.peer, fcgi_id = id, "record for an inactive request ignored");
+            return Ok(record.payload.content_len() > 0);
+        }
+        match record.payload {
+            Payload::AbortRequest => self.on_abort(id),
+            Payload::Params(data) => self.on_params(id, data)?,
+            Payload::Stdin(data) => self.on_stdin(id, data)?,
+            other => return Err(unexpected(other.record_type(), id)),
+        }
+        Ok(true)
+    }
+
+    /// Section 4: management records.
+    fn on_management(&mut self, payload: Payload) -> Result<(), Error> {
+        let record_type = payload.record_type();
+        match payload {
+            Payload::GetValues(query) => self.answer_get_values(&query),
+            Payload::GetValuesResult(_) | Payload::UnknownType(_) | Payload::Other { .. } => {
+                // Section 4.2: "When an application receives a management record whose type T it
+                // does not understand, the application responds with {FCGI_UNKNOWN_TYPE, 0, {T}}."
+                let t = record_type.as_u8();
+                tracing::debug!(peer = %self.peer, record_type = t, "unknown management record: answering FCGI_UNKNOWN_TYPE");
+                let body = UnknownTypeBody { record_type: t };
+                let answer = Record::new(FCGI_NULL_REQUEST_ID, Payload::UnknownType(body));
+                self.out.put_record(&answer);
+                Ok(())
+            }
+            _ => Err(ProtocolError::NullRequestId(record_type).into()),
+        }
+    }
+
+    /// Section 4.1: answers the variables we know, omits the others.
+    ///
+    /// `FCGI_MAX_REQS` is the smaller of the total and per-connection limits: a web server that
+    /// multiplexes up to that many requests on the connection it asked on is never refused for
+    /// the per-connection limit.
+    fn answer_get_values(&mut self, query: &Bytes) -> Result<(), Error> {
+        let pairs = nv::parse_all(query, query.len()).map_err(ProtocolError::MalformedGetValues)?;
+        let cfg = &self.shared.config;
+        let known = [
+            (FCGI_MAX_CONNS, cfg.max_conns),
+            (FCGI_MAX_REQS, cfg.max_reqs.min(cfg.max_reqs_per_conn)),
+            (FCGI_MPXS_CONNS, 1),
+        ];
+        let mut answered = [false; 3];
+        let mut reply = BytesMut::new();
+        for (name, _) in pairs {
+            let Some(i) = known.iter().position(|(n, _)| n.as_bytes() == &name[..]) else {
+                continue;
+            };
+            if !std::mem::replace(&mut answered[i], true) {
+                nv::put_pair(&mut reply, &name, known[i].1.to_string().as_bytes());
+            }
+        }
+        let answer = Record::new(
+            FCGI_NULL_REQUEST_ID,
+            Payload::GetValuesResult(reply.freeze()),
+        );
+        self.out.put_record(&answer);
+        Ok(())
+    }
+
+    fn on_begin(&mut self, id: u16, body: BeginRequestBody) -> Result<(), Error> {
+        if self.requests.contains_key(&id) {
+            return Err(ProtocolError::DuplicateBeginRequest(id).into());
+        }
+        let info = RequestInfo::new(Protocol::FastCgi, self.peer.clone());
+        let keep_conn = body.keep_conn();
+        if body.role != Role::Responder {
+            tracing::info!(peer = %self.peer, request_id = info.id, fcgi_id = id, role = %body.role,
+                "role not supported: answering FCGI_UNKNOWN_ROLE");
+            self.shared.count_rejected();
+            self.out.put_refusal(id, None, ProtocolStatus::UnknownRole);
+            self.after_end(keep_conn);
+            return Ok(());
+        }
+        let cfg = &self.shared.config;
+        let slot = if self.state != State::Open {
+            Err(LimitError::Closing)
+        } else if self.requests.len() >= cfg.max_reqs_per_conn {
+            Err(LimitError::TooManyRequestsOnConnection {
+                limit: cfg.max_reqs_per_conn,
+            })
+        } else {
+            let limit = cfg.max_reqs;
+            self.shared
+                .try_slot()
+                .ok_or(LimitError::TooManyRequests { limit })
+        };
+        match slot {
+            Ok(slot) => {
+                self.requests
+                    .insert(id, RequestState::new(info, keep_conn, slot));
+            }
+            Err(e) => self.refuse(id, &info, keep_conn, e.into()),
+        }
+        Ok(())
+    }
+
+    /// Section 5.4: "the application responds as soon as possible with {FCGI_END_REQUEST, R,
+    /// {FCGI_REQUEST_COMPLETE, appStatus}}". The app's task is dropped.
+    fn on_abort(&mut self, id: u16) {
+        let Some(req) = self.requests.remove(&id) else {
+            return;
+        };
+        tracing::debug!(peer = %self.peer, request_id = req.info.id, fcgi_id = id, "FCGI_ABORT_REQUEST: cancelling the request");
+        if req.is_running() {
+            self.tags.remove(&req.tag());
+            self.events.push_back(Event::Cancel { tag: req.tag() });
+            self.out
+                .put_end(id, APP_STATUS_FAILED, ProtocolStatus::RequestComplete);
+        } else {
+            self.out
+                .put_end_request(id, APP_STATUS_FAILED, ProtocolStatus::RequestComplete);
+        }
+        self.after_end(req.keep_conn);
+    }
+
+    fn on_params(&mut self, id: u16, data: Bytes) -> Result<(), Error> {
+        let limit = self.shared.config.max_params_bytes;
+        let Some(req) = self.requests.get_mut(&id) else {
+            return Ok(());
+        };
+        if req.is_running() {
+            return Err(unexpected_in_state(
+                RecordType::Params,
+                id,
+                "after the end of FCGI_PARAMS",
+            ));
+        }
+        let outcome = if data.is_empty() {
+            req.end_params().map(|r| r.map_err(Error::from))
+        } else {
+            req.push_params(&data, limit).err().map(|e| Err(e.into()))
+        };
+        match outcome {
+            None => {}
+            Some(Ok(ready)) => {
+                self.tags.insert(req.tag(), id);
+                self.shared.count_request();
+                self.events.push_back(Event::Dispatch(Dispatch {
+                    info: req.info.clone(),
+                    env: ready.env,
+                    content_length: ready.content_length,
+                    slot: ready.slot,
+                }));
+            }
+            Some(Err(e)) => {
+                if let Some(req) = self.requests.remove(&id) {
+                    self.refuse(id, &req.info, req.keep_conn, e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_stdin(&mut self, id: u16, data: Bytes) -> Result<(), Error> {
+        let Some(req) = self.requests.get_mut(&id) else {
+            return Ok(());
+        };
+        let step = req
+            .stdin(data.len())
+            .map_err(|why| unexpected_in_state(RecordType::Stdin, id, why))?;
+        let tag = req.tag();
+        let (forward, end) = match step {
+            StdinStep::Forward => (true, None),
+            StdinStep::Drop => (false, None),
+            StdinStep::End(None) => (false, Some(None)),
+            StdinStep::ForwardThenFail(e) | StdinStep::End(Some(e)) => {
+                tracing::warn!(peer = %self.peer, request_id = tag, fcgi_id = id, error = %e, "bad request body");
+                (!data.is_empty(), Some(e.body_error()))
+            }
+        };
+        if forward {
+            self.events.push_back(Event::Stdin { tag, data });
+        }
+        if let Some(error) = end {
+            self.events.push_back(Event::StdinEnd { tag, error });
+        }
+        Ok(())
+    }
+
+    /// Refuses a request the app never saw, with a log line naming the peer and the request.
+    fn refuse(&mut self, id: u16, info: &RequestInfo, keep_conn: bool, error: Error) {
+        tracing::warn!(peer = %self.peer, request_id = info.id, fcgi_id = id, error = %error, "request refused");
+        self.shared.count_rejected();
+        let status = error
+            .end_request_status()
+            .unwrap_or(ProtocolStatus::Overloaded);
+        self.out.put_refusal(id, error.http_status(), status);
+        self.after_end(keep_conn);
+    }
+
+    /// The app finished (or aborted) its response: end the request on the wire.
+    fn end_request(&mut self, id: u16, app_status: u32) {
+        let Some(req) = self.requests.remove(&id) else {
+            return;
+        };
+        self.tags.remove(&req.tag());
+        self.out
+            .put_end(id, app_status, ProtocolStatus::RequestComplete);
+        self.events.push_back(Event::Ended { tag: req.tag() });
+        self.after_end(req.keep_conn);
+    }
+
+    /// Section 5.1: with `FCGI_KEEP_CONN` unset, "the application closes the connection after
+    /// responding to this request". Other requests multiplexed on it are let finish first.
+    fn after_end(&mut self, keep_conn: bool) {
+        if !keep_conn && self.state == State::Open {
+            self.state = State::Draining;
+        }
+        self.close_if_drained();
+    }
+
+    fn close_if_drained(&mut self) {
+        if self.state == State::Draining && self.requests.is_empty() {
+            self.close(true);
+        }
+    }
+
+    fn close(&mut self, linger: bool) {
+        if self.state != State::Closed {
+            self.state = State::Closed;
+            self.events.push_back(Event::Close { linger });
+        }
+    }
+
+    /// Cancels every request (their IDs are forgotten: nothing more is sent for them).
+    fn abort_all(&mut self) {
+        for (_, req) in self.requests.drain() {
+            if req.is_running() {
+                self.events.push_back(Event::Cancel { tag: req.tag() });
+            }
+        }
+        self.tags.clear();
+    }
+
+    /// A connection error: one log line, every request cancelled, lingering close.
+    fn fail(&mut self, error: Error) {
+        if self.state == State::Closed {
+            return;
+        }
+        tracing::warn!(peer = %self.peer, error = %error, active_requests = self.requests.len(), "closing connection");
+        self.shared.count_connection_error();
+        self.abort_all();
+        self.error = Some(error);
+        self.close(true);
+    }
+
+    /// The transport is gone (or going): cancel what runs, no lingering.
+    fn lose(&mut self, why: &str) {
+        if self.requests.values().any(RequestState::is_running) {
+            tracing::info!(peer = %self.peer, active_requests = self.requests.len(), "{why}: cancelling its requests");
+        } else {
+            tracing::debug!(peer = %self.peer, "{why}");
+        }
+        self.abort_all();
+        self.close(false);
+    }
+}
+
+fn unexpected(record_type: RecordType, request_id: u16) -> Error {
+    let why = match record_type {
+        RecordType::Data => "(FCGI_DATA belongs to the FCGI_FILTER role, not FCGI_RESPONDER)",
+        RecordType::GetValues | RecordType::GetValuesResult | RecordType::UnknownType => {
+            "(a management record type, which needs the null request id)"
+        }
+        RecordType::Other(_) => "(a record type FastCGI 1.0 does not define)",
+        _ => "(only applications send this record type)",
+    };
+    unexpected_in_state(record_type, request_id, why)
+}
+
+fn unexpected_in_state(record_type: RecordType, request_id: u16, why: &'static str) -> Error {
+    ProtocolError::UnexpectedRecord {
+        record_type,
+        request_id,
+        why,
+    }
+    .into()
+}

@@ -1,0 +1,329 @@
+//! Per-request state inside the sans-io connection: `FCGI_PARAMS` accumulation, then the
+//! running request's `FCGI_STDIN` accounting against `CONTENT_LENGTH`.
+//!
+//! ```text
+//!  BEGIN_REQUEST ─► Params{buf} ──empty PARAMS──► Running(Stdin::Open) ──empty STDIN──► Running(Ended)
+//!                                                      │ more than CONTENT_LENGTH
+//!                                                      ▼
+//!                                                 Running(Discarding) ──empty STDIN──► Running(Ended)
+//! ```
+//!
+//! The request leaves the table when its `FCGI_END_REQUEST` is written (section 3.3: "becomes
+//! inactive when the application sends a record {FCGI_END_REQUEST, R, ...}").
+
+use std::collections::HashMap;
+
+use bytes::{Bytes, BytesMut};
+use gatehouse_channel_request::{BodyError, Env, RequestInfo};
+
+use crate::error::{LimitError, RequestError};
+use crate::nv;
+use crate::server::RequestSlot;
+
+/// One active request ID.
+#[derive(Debug)]
+pub(crate) struct RequestState {
+    pub(crate) info: RequestInfo,
+    pub(crate) keep_conn: bool,
+    pub(crate) phase: Phase,
+}
+
+/// Where a request is in its input.
+#[derive(Debug)]
+pub(crate) enum Phase {
+    /// Reading `FCGI_PARAMS`; the slot moves to the app's task at dispatch.
+    Params { buf: BytesMut, slot: RequestSlot },
+    /// The app runs; the body is being received.
+    Running(Stdin),
+}
+
+/// The `FCGI_STDIN` stream of a running request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stdin {
+    /// Receiving; `expected` is `CONTENT_LENGTH`.
+    Open {
+        expected: Option<u64>,
+        received: u64,
+    },
+    /// More than `CONTENT_LENGTH` arrived: the rest is dropped until the end of the stream.
+    Discarding,
+    /// The empty `FCGI_STDIN` record arrived.
+    Ended,
+}
+
+/// What to do with one `FCGI_STDIN` record.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum StdinStep {
+    /// Hand the content to the app.
+    Forward,
+    /// Hand the content to the app (which never reads past `CONTENT_LENGTH`), then fail it.
+    ForwardThenFail(RequestError),
+    /// The stream ended, completely or not.
+    End(Option<RequestError>),
+    /// Drop the content (the body already failed).
+    Drop,
+}
+
+/// What a request needs to start its app.
+#[derive(Debug)]
+pub(crate) struct Ready {
+    pub(crate) env: Env,
+    pub(crate) content_length: Option<u64>,
+    pub(crate) slot: RequestSlot,
+}
+
+impl RequestState {
+    pub(crate) fn new(info: RequestInfo, keep_conn: bool, slot: RequestSlot) -> Self {
+        Self {
+            info,
+            keep_conn,
+            phase: Phase::Params {
+                buf: BytesMut::new(),
+                slot,
+            },
+        }
+    }
+
+    /// The tag of the request's response channel: its process-unique id, never the FastCGI id
+    /// (web servers reuse those).
+    pub(crate) fn tag(&self) -> u64 {
+        self.info.id
+    }
+
+    /// Appends `FCGI_PARAMS` content, refusing to grow past `limit` bytes in total.
+    pub(crate) fn push_params(&mut self, data: &[u8], limit: usize) -> Result<(), LimitError> {
+        if let Phase::Params { buf, .. } = &mut self.phase {
+            if buf.len() + data.len() > limit {
+                return Err(LimitError::ParamsTooLarge { limit });
+            }
+            buf.extend_from_slice(data);
+        }
+        Ok(())
+    }
+
+    /// Ends the `FCGI_PARAMS` stream: parses the pairs and `CONTENT_LENGTH`, and moves the
+    /// request to `Running`. `None` when the request was not reading params.
+    pub(crate) fn end_params(&mut self) -> Option<Result<Ready, RequestError>> {
+        let Phase::Params { buf, slot } =
+            std::mem::replace(&mut self.phase, Phase::Running(Stdin::Ended))
+        else {
+            return None;
+        };
+        let stream = buf.freeze();
+        let env = match env_from_params(&stream) {
+            Ok(env) => env,
+            Err(e) => return Some(Err(e)),
+        };
+        let content_length = match env.content_length() {
+            Ok(cl) => cl,
+            Err(raw) => return Some(Err(RequestError::BadContentLength(raw))),
+        };
+        self.phase = Phase::Running(Stdin::Open {
+            expected: content_length,
+            received: 0,
+        });
+        Some(Ok(Ready {
+            env,
+            content_length,
+            slot,
+        }))
+    }
+
+    /// Accounts one `FCGI_STDIN` record of `len` bytes; `Err(why)` when none is expected.
+    pub(crate) fn stdin(&mut self, len: usize) -> Result<StdinStep, &'static str> {
+        let Phase::Running(stdin) = &mut self.phase else {
+            return Err("before the end of FCGI_PARAMS");
+        };
+        let step = match *stdin {
+            Stdin::Ended => return Err("after the end of FCGI_STDIN"),
+            Stdin::Discarding if len == 0 => {
+                *stdin = Stdin::Ended;
+                StdinStep::End(None)
+            }
+            Stdin::Discarding => StdinStep::Drop,
+            Stdin::Open { expected, received } if len == 0 => {
+                *stdin = Stdin::Ended;
+                match expected {
+                    Some(expected) if received < expected => {
+                        StdinStep::End(Some(RequestError::BodyTooShort { expected, received }))
+                    }
+                    _ => StdinStep::End(None),
+                }
+            }
+            Stdin::Open { expected, received } => {
+                let received = received + len as u64;
+                match expected {
+                    Some(expected) if received > expected => {
+                        *stdin = Stdin::Discarding;
+                        StdinStep::ForwardThenFail(RequestError::BodyTooLong { expected })
+                    }
+                    _ => {
+                        *stdin = Stdin::Open { expected, received };
+                        StdinStep::Forward
+                    }
+                }
+            }
+        };
+        Ok(step)
+    }
+
+    /// Whether the request waits for the peer (params or body still to come): the idle timer
+    /// runs only while every request does.
+    pub(crate) fn waits_for_peer(&self) -> bool {
+        !matches!(self.phase, Phase::Running(Stdin::Ended))
+    }
+
+    /// Whether the app was started.
+    pub(crate) fn is_running(&self) -> bool {
+        matches!(self.phase, Phase::Running(_))
+    }
+}
+
+impl RequestError {
+    /// The body error the app sees for this request error, if it concerns the body.
+    pub(crate) fn body_error(&self) -> Option<BodyError> {
+        match *self {
+            Self::BodyTooLong { expected } => Some(BodyError::Long { expected }),
+            Self::BodyTooShort { expected, received } => {
+                Some(BodyError::Short { expected, received })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Builds the environment from a complete `FCGI_PARAMS` stream, exactly as the peer sent it:
+/// no variable added. A name sent twice keeps its first position and its last value (as
+/// `Env::set` does), found through a map so that thousands of tiny pairs cost linear time.
+fn env_from_params(stream: &Bytes) -> Result<Env, RequestError> {
+    let pairs = nv::parse_all(stream, stream.len()).map_err(RequestError::MalformedParams)?;
+    let mut seen: HashMap<Bytes, usize> = HashMap::with_capacity(pairs.len());
+    let mut unique: Vec<(Bytes, Bytes)> = Vec::with_capacity(pairs.len());
+    for (name, value) in pairs {
+        match seen.get(&name) {
+            Some(&i) => unique[i].1 = value,
+            None => {
+                seen.insert(name.clone(), unique.len());
+                unique.push((name, value));
+            }
+        }
+    }
+    let mut env = Env::with_capacity(unique.len());
+    for (name, value) in unique {
+        env.push_unchecked(name, value);
+    }
+    Ok(env)
+}
+
+#[cfg(test)]
+mod tests {
+    use gatehouse_channel_request::{Peer, Protocol};
+
+    use super::*;
+    use crate::config::Config;
+    use crate::server::Shared;
+
+    fn request() -> RequestState {
+        let shared = Shared::for_tests(Config::default());
+        let slot = shared.try_slot().unwrap();
+        RequestState::new(RequestInfo::new(Protocol::FastCgi, Peer::Stdio), true, slot)
+    }
+
+    fn params(pairs: &[(&str, &str)]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        for (n, v) in pairs {
+            nv::put_pair(&mut out, n.as_bytes(), v.as_bytes());
+        }
+        out.to_vec()
+    }
+
+    #[test]
+    fn params_then_body_with_length() {
+        let mut r = request();
+        let p = params(&[("CONTENT_LENGTH", "5"), ("REQUEST_METHOD", "POST")]);
+        let (a, b) = p.split_at(7);
+        r.push_params(a, 1000).unwrap();
+        r.push_params(b, 1000).unwrap();
+        assert_eq!(r.stdin(1), Err("before the end of FCGI_PARAMS"));
+        let ready = r.end_params().unwrap().unwrap();
+        assert_eq!(ready.content_length, Some(5));
+        assert_eq!(ready.env.method(), b"POST");
+        assert_eq!(r.stdin(3), Ok(StdinStep::Forward));
+        assert!(r.waits_for_peer());
+        assert_eq!(r.stdin(2), Ok(StdinStep::Forward));
+        assert_eq!(r.stdin(0), Ok(StdinStep::End(None)));
+        assert!(!r.waits_for_peer());
+        assert_eq!(r.stdin(0), Err("after the end of FCGI_STDIN"));
+    }
+
+    #[test]
+    fn body_length_mismatches() {
+        let mut r = request();
+        r.push_params(&params(&[("CONTENT_LENGTH", "4")]), 1000)
+            .unwrap();
+        r.end_params().unwrap().unwrap();
+        assert_eq!(r.stdin(3), Ok(StdinStep::Forward));
+        let err = RequestError::BodyTooShort {
+            expected: 4,
+            received: 3,
+        };
+        assert_eq!(r.stdin(0), Ok(StdinStep::End(Some(err))));
+
+        let mut r = request();
+        r.push_params(&params(&[("CONTENT_LENGTH", "4")]), 1000)
+            .unwrap();
+        r.end_params().unwrap().unwrap();
+        let err = RequestError::BodyTooLong { expected: 4 };
+        assert_eq!(r.stdin(5), Ok(StdinStep::ForwardThenFail(err)));
+        assert_eq!(r.stdin(5), Ok(StdinStep::Drop));
+        assert_eq!(r.stdin(0), Ok(StdinStep::End(None)));
+    }
+
+    #[test]
+    fn empty_content_length_is_absent_and_body_ends_at_empty_stdin() {
+        let mut r = request();
+        r.push_params(&params(&[("CONTENT_LENGTH", "")]), 1000)
+            .unwrap();
+        let ready = r.end_params().unwrap().unwrap();
+        assert_eq!(ready.content_length, None);
+        assert_eq!(ready.env.get("CONTENT_LENGTH").map(|v| v.len()), Some(0));
+        assert_eq!(r.stdin(70000), Ok(StdinStep::Forward));
+        assert_eq!(r.stdin(0), Ok(StdinStep::End(None)));
+    }
+
+    #[test]
+    fn bad_params() {
+        let mut r = request();
+        r.push_params(&params(&[("CONTENT_LENGTH", "12x")]), 1000)
+            .unwrap();
+        assert!(matches!(
+            r.end_params(),
+            Some(Err(RequestError::BadContentLength(v))) if v == "12x"
+        ));
+        let mut r = request();
+        r.push_params(b"\x05\x01ab", 1000).unwrap();
+        assert!(matches!(
+            r.end_params(),
+            Some(Err(RequestError::MalformedParams(_)))
+        ));
+        let mut r = request();
+        assert_eq!(
+            r.push_params(&[0; 11], 10),
+            Err(LimitError::ParamsTooLarge { limit: 10 })
+        );
+    }
+
+    #[test]
+    fn duplicates_keep_first_position_last_value() {
+        let p = params(&[("A", "1"), ("B", "2"), ("A", "3")]);
+        let env = env_from_params(&Bytes::from(p)).unwrap();
+        let vars: Vec<_> = env.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        assert_eq!(
+            vars,
+            vec![
+                (Bytes::from("A"), Bytes::from("3")),
+                (Bytes::from("B"), Bytes::from("2"))
+            ]
+        );
+    }
+}

@@ -1,0 +1,391 @@
+//! The output side: [`OutQueue`], the bytes waiting for the socket, and the framing of app
+//! outputs as `FCGI_STDOUT` records (section 5.3) and `FCGI_END_REQUEST` (section 5.5).
+//!
+//! ```text
+//!  Head, small Body ──copy──► tail: BytesMut  [hdr|Status: 200..|hdr|small body...]
+//!  large Body ──────no copy─► segments: [hdr] [Bytes from the app (holds its Delivery)] ...
+//!                                   └──────────── write_vectored ────────────┘
+//! ```
+//!
+//! Small outputs of a request are copied into one growing `FCGI_STDOUT` record while it is
+//! still unwritten (coalescing: a head and a short body leave in one record). Large bodies are
+//! never copied: each 65535-byte piece is an `IoSlice` over the app's own `Bytes`, and the
+//! [`Delivery`] stays in the queue until its last byte is written, which is what returns the
+//! request's response budget (backpressure).
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use gatehouse_channel_request::{write_cgi_head, Delivery, ResponseHead};
+
+use crate::record::{
+    put_header, EndRequestBody, Payload, ProtocolStatus, Record, RecordType, FCGI_HEADER_LEN,
+    FCGI_MAX_CONTENT_LEN,
+};
+
+/// Body chunks up to this size are copied into the coalescing buffer; larger ones are written
+/// from the app's buffer.
+pub const SMALL_WRITE: usize = 8 * 1024;
+
+/// At most this many slices go into one vectored write.
+pub const MAX_IOVECS: usize = 64;
+
+/// `appStatus` of a request that completed.
+pub const APP_STATUS_OK: u32 = 0;
+/// `appStatus` of a request that failed: aborted, cancelled, or refused with an error page
+/// (like a CGI program's non-zero exit status).
+pub const APP_STATUS_FAILED: u32 = 1;
+
+/// Bytes waiting to be written to the socket, in order.
+#[derive(Debug, Default)]
+pub struct OutQueue {
+    segments: VecDeque<Segment>,
+    tail: BytesMut,
+    len: usize,
+    /// The last record in `tail`, if it is an `FCGI_STDOUT` record that may still grow.
+    open_stdout: Option<OpenRecord>,
+}
+
+#[derive(Debug)]
+struct Segment {
+    bytes: Bytes,
+    /// Keeps the app's response budget taken until the bytes are written.
+    _hold: Option<Delivery>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct OpenRecord {
+    request_id: u16,
+    /// Offset of the record's header in `tail`.
+    at: usize,
+    len: usize,
+}
+
+impl OutQueue {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes waiting.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Fills `dst` with the next slices to write; returns how many were filled.
+    pub fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        let tail = (!self.tail.is_empty()).then_some(&self.tail[..]);
+        let slices = self.segments.iter().map(|s| &s.bytes[..]).chain(tail);
+        for (slot, bytes) in dst.iter_mut().zip(slices) {
+            *slot = IoSlice::new(bytes);
+            n += 1;
+        }
+        n
+    }
+
+    /// Drops `n` written bytes from the front, releasing the budgets they held.
+    pub fn advance(&mut self, mut n: usize) {
+        self.len -= n.min(self.len);
+        while n > 0 {
+            let Some(front) = self.segments.front_mut() else {
+                break;
+            };
+            if n < front.bytes.len() {
+                front.bytes.advance(n);
+                return;
+            }
+            n -= front.bytes.len();
+            self.segments.pop_front();
+        }
+        if n > 0 {
+            self.tail.advance(n.min(self.tail.len()));
+            self.open_stdout = None;
+        }
+    }
+
+    /// Appends a whole record (management answers, `FCGI_END_REQUEST`).
+    pub(crate) fn put_record(&mut self, record: &Record) {
+        self.open_stdout = None;
+        let before = self.tail.len();
+        record.encode(&mut self.tail);
+        self.len += self.tail.len() - before;
+    }
+
+    /// Appends `FCGI_STDOUT` content by copying, growing the open record of the same request.
+    pub(crate) fn put_stdout_copy(&mut self, request_id: u16, mut data: &[u8]) {
+        while !data.is_empty() {
+            let open = match self.open_stdout {
+                Some(o) if o.request_id == request_id && o.len < FCGI_MAX_CONTENT_LEN => o,
+                _ => self.open_record(request_id),
+            };
+            let take = data.len().min(FCGI_MAX_CONTENT_LEN - open.len);
+            self.tail.put_slice(&data[..take]);
+            let len = open.len + take;
+            let len_bytes = (len as u16).to_be_bytes();
+            self.tail[open.at + 4..open.at + 6].copy_from_slice(&len_bytes);
+            self.open_stdout = Some(OpenRecord { len, ..open });
+            self.len += take;
+            data = &data[take..];
+        }
+    }
+
+    fn open_record(&mut self, request_id: u16) -> OpenRecord {
+        let at = self.tail.len();
+        put_header(&mut self.tail, RecordType::Stdout, request_id, 0);
+        self.len += FCGI_HEADER_LEN;
+        OpenRecord {
+            request_id,
+            at,
+            len: 0,
+        }
+    }
+
+    /// Appends `FCGI_STDOUT` records over `body` without copying it; `hold` is released when
+    /// the last byte is written.
+    pub(crate) fn put_stdout_shared(&mut self, request_id: u16, mut body: Bytes, hold: Delivery) {
+        let mut hold = Some(hold);
+        while !body.is_empty() {
+            let piece = body.split_to(body.len().min(FCGI_MAX_CONTENT_LEN));
+            self.open_stdout = None;
+            put_header(
+                &mut self.tail,
+                RecordType::Stdout,
+                request_id,
+                piece.len() as u16,
+            );
+            self.len += FCGI_HEADER_LEN + piece.len();
+            self.segments.push_back(Segment {
+                bytes: self.tail.split().freeze(),
+                _hold: None,
+            });
+            let last = body.is_empty();
+            self.segments.push_back(Segment {
+                bytes: piece,
+                _hold: if last { hold.take() } else { None },
+            });
+        }
+    }
+
+    /// Appends an app output body chunk: copied when small, shared when large.
+    pub(crate) fn put_body(&mut self, request_id: u16, body: Bytes, delivery: Delivery) {
+        if body.len() <= SMALL_WRITE {
+            self.put_stdout_copy(request_id, &body);
+            drop(delivery);
+        } else {
+            self.put_stdout_shared(request_id, body, delivery);
+        }
+    }
+
+    /// Appends a response head in CGI form (RFC 3875 section 6).
+    pub(crate) fn put_head(&mut self, request_id: u16, head: &ResponseHead) {
+        let mut scratch = BytesMut::new();
+        write_cgi_head(head, &mut scratch);
+        self.put_stdout_copy(request_id, &scratch);
+    }
+
+    /// Ends a request: the empty `FCGI_STDOUT` that closes the stream, then `FCGI_END_REQUEST`.
+    pub(crate) fn put_end(&mut self, request_id: u16, app_status: u32, status: ProtocolStatus) {
+        self.put_record(&Record::new(request_id, Payload::Stdout(Bytes::new())));
+        self.put_end_request(request_id, app_status, status);
+    }
+
+    /// Appends `FCGI_END_REQUEST` alone.
+    pub(crate) fn put_end_request(
+        &mut self,
+        request_id: u16,
+        app_status: u32,
+        status: ProtocolStatus,
+    ) {
+        let end = EndRequestBody {
+            app_status,
+            protocol_status: status,
+        };
+        self.put_record(&Record::new(request_id, Payload::EndRequest(end)));
+    }
+
+    /// Answers a request the app never saw: a short text response with `status` (when given),
+    /// then the end of the request with `protocol_status`.
+    pub(crate) fn put_refusal(
+        &mut self,
+        request_id: u16,
+        status: Option<u16>,
+        protocol_status: ProtocolStatus,
+    ) {
+        let Some(status) = status else {
+            // A bare refusal (FCGI_UNKNOWN_ROLE): no stream was started.
+            self.put_end_request(request_id, APP_STATUS_OK, protocol_status);
+            return;
+        };
+        {
+            let reason = gatehouse_channel_request::head::reason_phrase(status);
+            let body = format!("{reason}\n");
+            let head = ResponseHead::new(status)
+                .with_header("Content-Type", "text/plain")
+                .and_then(|h| h.with_header("Content-Length", body.len().to_string()));
+            if let Ok(head) = head {
+                self.put_head(request_id, &head);
+                self.put_stdout_copy(request_id, body.as_bytes());
+            }
+        }
+        let app_status = match protocol_status {
+            ProtocolStatus::RequestComplete => APP_STATUS_FAILED,
+            _ => APP_STATUS_OK,
+        };
+        self.put_end(request_id, app_status, protocol_status);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+
+    use gatehouse_channel_request::{
+        delivery_queue, CancellationToken, Output, QueueChannel, Response,
+    };
+    use tokio_util::codec::Decoder;
+
+    use super::*;
+    use crate::codec::RecordCodec;
+
+    /// Writes everything through `chunks_vectored`/`advance` in writes of at most `step` bytes.
+    fn drain(q: &mut OutQueue, step: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        while !q.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let n = q.chunks_vectored(&mut slices);
+            let mut budget = step;
+            let mut wrote = 0;
+            for s in &slices[..n] {
+                let take = s.len().min(budget);
+                out.extend_from_slice(&s[..take]);
+                budget -= take;
+                wrote += take;
+                if budget == 0 {
+                    break;
+                }
+            }
+            q.advance(wrote);
+        }
+        out
+    }
+
+    fn records(bytes: &[u8]) -> Vec<Record> {
+        let mut buf = BytesMut::from(bytes);
+        let mut out = Vec::new();
+        while let Some(r) = RecordCodec::new().decode(&mut buf).unwrap() {
+            out.push(r);
+        }
+        assert!(buf.is_empty());
+        out
+    }
+
+    #[test]
+    fn small_writes_coalesce_into_one_record() {
+        let mut q = OutQueue::new();
+        q.put_head(1, &ResponseHead::new(200));
+        q.put_stdout_copy(1, b"hello ");
+        q.put_stdout_copy(1, b"world");
+        q.put_end(1, APP_STATUS_OK, ProtocolStatus::RequestComplete);
+        let recs = records(&drain(&mut q, usize::MAX));
+        assert_eq!(recs.len(), 3);
+        assert_eq!(
+            recs[0].payload,
+            Payload::Stdout(Bytes::from("Status: 200 OK\r\n\r\nhello world"))
+        );
+        assert_eq!(recs[1].payload, Payload::Stdout(Bytes::new()));
+        assert!(matches!(recs[2].payload, Payload::EndRequest(e) if e.app_status == 0));
+    }
+
+    #[test]
+    fn other_requests_and_partial_writes_close_the_open_record() {
+        let mut q = OutQueue::new();
+        q.put_stdout_copy(1, b"a");
+        q.put_stdout_copy(2, b"b");
+        q.put_stdout_copy(1, b"c");
+        let first = drain(&mut q, 3);
+        q.put_stdout_copy(1, b"d");
+        let mut all = first;
+        all.extend(drain(&mut q, 5));
+        let recs = records(&all);
+        let got: Vec<_> = recs
+            .iter()
+            .map(|r| (r.request_id, r.payload.clone()))
+            .collect();
+        let want: Vec<_> = [(1, "a"), (2, "b"), (1, "c"), (1, "d")]
+            .iter()
+            .map(|&(id, s)| (id, Payload::Stdout(Bytes::from(s))))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn large_bodies_split_at_65535_without_copy_and_hold_budget() {
+        let (tx, mut rx) = delivery_queue();
+        let big = Bytes::from(vec![7u8; 150_000]);
+        let mut resp = Response::new(QueueChannel::new(9, tx, 200_000, CancellationToken::new()));
+        resp.send_head(ResponseHead::new(200)).await.unwrap();
+        resp.write(big.clone()).await.unwrap();
+        let _head = rx.recv().await.unwrap();
+        let delivery = rx.recv().await.unwrap();
+        let Output::Body(body) = &delivery.output else {
+            panic!()
+        };
+        let body = body.clone();
+        let mut q = OutQueue::new();
+        q.put_stdout_copy(1, b"x");
+        q.put_body(1, body, delivery);
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        let n = q.chunks_vectored(&mut slices);
+        // tail with "x" record + header, then the pieces interleaved with their headers.
+        assert_eq!(n, 6);
+        assert_eq!(
+            slices[1].as_ptr(),
+            big.as_ptr(),
+            "first piece is the app's buffer"
+        );
+        // While bytes are queued the budget is held: a second write must wait.
+        let mut second = Box::pin(resp.write(Bytes::from(vec![1u8; 100_000])));
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        assert!(second.as_mut().poll(&mut cx).is_pending());
+        let bytes = drain(&mut q, 10_000);
+        assert!(second.as_mut().poll(&mut cx).is_ready());
+        let recs = records(&bytes);
+        let lens: Vec<_> = recs.iter().map(|r| r.payload.content_len()).collect();
+        assert_eq!(lens, vec![1, 65535, 65535, 150_000 - 2 * 65535]);
+    }
+
+    #[test]
+    fn refusals() {
+        let mut q = OutQueue::new();
+        q.put_refusal(3, Some(503), ProtocolStatus::Overloaded);
+        q.put_refusal(4, None, ProtocolStatus::UnknownRole);
+        let recs = records(&drain(&mut q, usize::MAX));
+        let Payload::Stdout(head) = &recs[0].payload else {
+            panic!()
+        };
+        assert!(head.starts_with(b"Status: 503 Service Unavailable\r\n"));
+        assert!(head.ends_with(b"\r\n\r\nService Unavailable\n"));
+        let ends: Vec<_> = recs
+            .iter()
+            .filter_map(|r| match r.payload {
+                Payload::EndRequest(e) => Some((r.request_id, e.protocol_status)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            ends,
+            vec![
+                (3, ProtocolStatus::Overloaded),
+                (4, ProtocolStatus::UnknownRole)
+            ]
+        );
+    }
+}
