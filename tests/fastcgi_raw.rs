@@ -215,10 +215,21 @@ fn bad_input_closes_that_connection_only() {
     let mut bystander = Client::connect(&addr);
     bystander.send(&fcgi::begin(1, fcgi::RESPONDER, fcgi::KEEP_CONN));
 
-    let cases: [&[u8]; 4] = [
+    let stdin_before_params_end = [
+        fcgi::begin(1, fcgi::RESPONDER, 0),
+        fcgi::record(fcgi::STDIN, 1, b"abcd"),
+    ]
+    .concat();
+    let duplicate_begin = [
+        fcgi::begin(1, fcgi::RESPONDER, 0),
+        fcgi::begin(1, fcgi::RESPONDER, 0),
+    ]
+    .concat();
+    let cases: [&[u8]; 5] = [
         b"GET / HTTP/1.1\r\nHost: example\r\n\r\n",
         &[2, 1, 0, 1, 0, 8, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0],
-        &[1, 5, 0, 1, 0, 4, 0, 0, b'a', b'b', b'c', b'd'],
+        &stdin_before_params_end,
+        &duplicate_begin,
         &[0xff; 64],
     ];
     for garbage in cases {
@@ -306,4 +317,22 @@ fn max_conns_holds_new_connections_in_the_backlog() {
     ));
     drop(first);
     assert_eq!(second.answer(1).cgi().text(), "Hello, world!\n");
+}
+
+#[test]
+fn records_for_inactive_request_ids_are_ignored() {
+    let d = Daemon::fastcgi_tcp("hello", &[]);
+    let mut c = Client::connect(&d.addr());
+    let mut wire = fcgi::record(fcgi::STDIN, 9, b"stray");
+    wire.extend(fcgi::record(fcgi::PARAMS, 9, b""));
+    wire.extend(fcgi::record(fcgi::ABORT_REQUEST, 9, b""));
+    wire.extend(fcgi::request(
+        1,
+        0,
+        &fcgi::params("GET", "/", "", None),
+        b"",
+    ));
+    c.send(&wire);
+    let answer = c.answer(1);
+    assert_eq!(answer.cgi().text(), "Hello, world!\n");
 }
