@@ -19,72 +19,22 @@ use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
-use gatehouse_channel_request::{BodyError, Delivery, Env, Output, Peer, Protocol, RequestInfo};
+use bytes::Bytes;
+use gatehouse_channel_request::{Delivery, Output, Peer, Protocol, RequestInfo};
 
 use crate::error::{Error, LimitError, ProtocolError};
-use crate::nv;
+pub use crate::event::{Dispatch, Event};
+use crate::management;
 use crate::record::{
-    BeginRequestBody, Payload, ProtocolStatus, Record, RecordType, Role, UnknownTypeBody,
-    FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS, FCGI_NULL_REQUEST_ID,
+    BeginRequestBody, Payload, ProtocolStatus, Record, RecordType, Role, FCGI_NULL_REQUEST_ID,
 };
 use crate::request::{RequestState, StdinStep};
 use crate::response::{OutQueue, APP_STATUS_FAILED, APP_STATUS_OK};
-use crate::server::{RequestSlot, Server, Shared};
+use crate::server::{Server, Shared};
 
 /// Records in a row that carry no request data (management queries, empty records for
 /// inactive requests) allowed before the connection is closed as a flood.
 pub const MAX_IDLE_RECORDS: usize = 1024;
-
-/// What the driver must do.
-#[derive(Debug)]
-pub enum Event {
-    /// Start the app on a request whose `FCGI_PARAMS` are complete.
-    Dispatch(Dispatch),
-    /// Body bytes for the request `tag` (never empty).
-    Stdin {
-        /// The request.
-        tag: u64,
-        /// The bytes.
-        data: Bytes,
-    },
-    /// The body of `tag` ended: completely (`None`) or with an error the app must see.
-    StdinEnd {
-        /// The request.
-        tag: u64,
-        /// Why the body is incomplete, if it is.
-        error: Option<BodyError>,
-    },
-    /// Cancel the app of `tag` (drop its task): aborted by the peer, or the connection is lost.
-    Cancel {
-        /// The request.
-        tag: u64,
-    },
-    /// The request `tag` ended (its `FCGI_END_REQUEST` is queued): forget it.
-    Ended {
-        /// The request.
-        tag: u64,
-    },
-    /// Write what is queued and close. With `linger`, shut the write side first and drain the
-    /// peer's input for a bounded time, so the peer reads our last bytes instead of a reset.
-    Close {
-        /// Whether to linger.
-        linger: bool,
-    },
-}
-
-/// A request ready for its app.
-#[derive(Debug)]
-pub struct Dispatch {
-    /// Transport facts; `info.id` is the request's tag.
-    pub info: RequestInfo,
-    /// The meta-variables exactly as the peer sent them.
-    pub env: Env,
-    /// `CONTENT_LENGTH` (`None` when absent or empty: the body ends at the empty `FCGI_STDIN`).
-    pub content_length: Option<u64>,
-    /// The server request slot; keep it until the app's task ends.
-    pub slot: RequestSlot,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -266,7 +216,9 @@ impl Connection {
     fn on_record(&mut self, record: Record) -> Result<bool, Error> {
         let id = record.request_id;
         if id == FCGI_NULL_REQUEST_ID {
-            return self.on_management(record.payload).map(|()| false);
+            let cfg = &self.shared.config;
+            return management::answer(record.payload, cfg, &mut self.out, &self.peer)
+                .map(|()| false);
         }
         if let Payload::BeginRequest(body) = record.payload {
             return self.on_begin(id, body).map(|()| true);
@@ -282,56 +234,6 @@ impl Connection {
             other => return Err(unexpected(other.record_type(), id)),
         }
         Ok(true)
-    }
-
-    /// Section 4: management records.
-    fn on_management(&mut self, payload: Payload) -> Result<(), Error> {
-        let record_type = payload.record_type();
-        match payload {
-            Payload::GetValues(query) => self.answer_get_values(&query),
-            Payload::GetValuesResult(_) | Payload::UnknownType(_) | Payload::Other { .. } => {
-                // Section 4.2: "When an application receives a management record whose type T it
-                // does not understand, the application responds with {FCGI_UNKNOWN_TYPE, 0, {T}}."
-                let t = record_type.as_u8();
-                tracing::debug!(peer = %self.peer, record_type = t, "unknown management record: answering FCGI_UNKNOWN_TYPE");
-                let body = UnknownTypeBody { record_type: t };
-                let answer = Record::new(FCGI_NULL_REQUEST_ID, Payload::UnknownType(body));
-                self.out.put_record(&answer);
-                Ok(())
-            }
-            _ => Err(ProtocolError::NullRequestId(record_type).into()),
-        }
-    }
-
-    /// Section 4.1: answers the variables we know, omits the others.
-    ///
-    /// `FCGI_MAX_REQS` is the smaller of the total and per-connection limits: a web server that
-    /// multiplexes up to that many requests on the connection it asked on is never refused for
-    /// the per-connection limit.
-    fn answer_get_values(&mut self, query: &Bytes) -> Result<(), Error> {
-        let pairs = nv::parse_all(query, query.len()).map_err(ProtocolError::MalformedGetValues)?;
-        let cfg = &self.shared.config;
-        let known = [
-            (FCGI_MAX_CONNS, cfg.max_conns),
-            (FCGI_MAX_REQS, cfg.max_reqs.min(cfg.max_reqs_per_conn)),
-            (FCGI_MPXS_CONNS, 1),
-        ];
-        let mut answered = [false; 3];
-        let mut reply = BytesMut::new();
-        for (name, _) in pairs {
-            let Some(i) = known.iter().position(|(n, _)| n.as_bytes() == &name[..]) else {
-                continue;
-            };
-            if !std::mem::replace(&mut answered[i], true) {
-                nv::put_pair(&mut reply, &name, known[i].1.to_string().as_bytes());
-            }
-        }
-        let answer = Record::new(
-            FCGI_NULL_REQUEST_ID,
-            Payload::GetValuesResult(reply.freeze()),
-        );
-        self.out.put_record(&answer);
-        Ok(())
     }
 
     fn on_begin(&mut self, id: u16, body: BeginRequestBody) -> Result<(), Error> {

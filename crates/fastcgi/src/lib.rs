@@ -10,7 +10,8 @@
 //!     └── write_vectored ◄── OutQueue (response.rs): STDOUT ≤ 65535, END_REQUEST
 //! ```
 //!
-//! - [`record`], [`nv`], [`codec`]: the wire format (sections 3.3, 3.4, 8), no I/O.
+//! - [`record`], [`payload`], [`nv`], [`codec`]: the wire format (sections 3.3, 3.4, 4, 5, 8),
+//!   no I/O.
 //! - [`conn`]: the sans-io connection: request table (multiplexing), management records,
 //!   limits, timers. Bytes and `now` in, events and bytes out.
 //! - [`serve_connection`] (driver.rs): the thin tokio task that owns the socket.
@@ -32,7 +33,10 @@ pub mod config;
 pub mod conn;
 mod driver;
 pub mod error;
+mod event;
+mod management;
 pub mod nv;
+pub mod payload;
 pub mod record;
 mod request;
 pub mod response;

@@ -137,8 +137,9 @@ impl RequestState {
         let step = match *stdin {
             Stdin::Ended => return Err("after the end of FCGI_STDIN"),
             Stdin::Discarding if len == 0 => {
+                // The body already failed; its end only changes our state.
                 *stdin = Stdin::Ended;
-                StdinStep::End(None)
+                StdinStep::Drop
             }
             Stdin::Discarding => StdinStep::Drop,
             Stdin::Open { expected, received } if len == 0 => {
@@ -276,7 +277,9 @@ mod tests {
         let err = RequestError::BodyTooLong { expected: 4 };
         assert_eq!(r.stdin(5), Ok(StdinStep::ForwardThenFail(err)));
         assert_eq!(r.stdin(5), Ok(StdinStep::Drop));
-        assert_eq!(r.stdin(0), Ok(StdinStep::End(None)));
+        assert_eq!(r.stdin(0), Ok(StdinStep::Drop));
+        assert!(!r.waits_for_peer());
+        assert_eq!(r.stdin(0), Err("after the end of FCGI_STDIN"));
     }
 
     #[test]
