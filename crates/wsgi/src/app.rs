@@ -19,8 +19,9 @@ use crate::{interpreter, loader};
 
 static LOADING: Mutex<()> = Mutex::new(());
 
-/// Chunks a pool thread may produce ahead of the client: one being written, one waiting.
-const OUT_CHANNEL_CHUNKS: usize = 1;
+/// Outputs a pool thread may queue ahead of the client: the head and a first chunk go without a
+/// wait, later chunks one ahead of the one being written.
+const OUT_CHANNEL_CHUNKS: usize = 2;
 
 /// A WSGI callable served by a pool of Python threads.
 pub struct WsgiApp {

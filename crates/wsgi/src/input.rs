@@ -52,7 +52,12 @@ impl Input {
             return Ok(false);
         }
         let body = &mut self.body;
-        let next = py.detach(|| body.blocking_chunk());
+        // A chunk already queued is taken with the GIL held; waiting happens without it.
+        let waker = std::task::Waker::noop();
+        let next = match body.poll_chunk(&mut std::task::Context::from_waker(waker)) {
+            std::task::Poll::Ready(next) => next,
+            std::task::Poll::Pending => py.detach(|| body.blocking_chunk()),
+        };
         match next {
             Ok(Some(mut chunk)) => {
                 if let Some(remaining) = self.remaining.as_mut() {

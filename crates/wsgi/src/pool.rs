@@ -1,22 +1,22 @@
 //! The bounded pool of Python threads and its bounded queue.
 //!
 //! ```text
-//!   WsgiApp::call ── try_send ──► [ queue: `queue` jobs ] ──► N threads, each Python::attach
-//!        └─ queue full: 503                                    └─ waiting for a job: GIL released
+//!   WsgiApp::call ── admit ──► [ queue ] ──► N threads, each attached to CPython for life
+//!        └─ more than threads + queue admitted: 503      └─ waiting for a job: GIL released
 //! ```
 //!
 //! Admission is a counter of requests admitted and not yet answered (running or queued), taken
 //! before the job is queued: at most `threads + queue`. The permit travels in the job and is
-//! given back just before the answer, so a client sending its next request as soon as it has
-//! the previous answer never meets a spurious 503. The channel itself has room for every admitted
-//! job and never refuses one. Threads stay attached to the interpreter for their whole life (one
-//! thread state each, reused), and release the GIL while they wait for work, for request bytes
-//! and for the client.
+//! given back just before the answer, so a client sending its next request as soon as it has the
+//! previous answer never meets a spurious 503. The queue is a `VecDeque` under a mutex with a
+//! condition variable: a job wakes exactly one idle thread (a shared `mpsc::Receiver` behind a
+//! mutex would wake a second thread per job to take over the `recv`). Threads keep one thread
+//! state each, and release the GIL while they wait for work, for request bytes and for the client.
 
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use pyo3::prelude::*;
 
@@ -27,10 +27,10 @@ use crate::worker::{self, Job};
 
 /// The running pool; dropping it lets the threads finish their jobs and exit.
 pub(crate) struct Pool {
-    tx: SyncSender<Job>,
+    queue: Arc<Queue>,
     admitted: Arc<AtomicUsize>,
     threads: usize,
-    queue: usize,
+    queue_len: usize,
 }
 
 /// One admitted request; dropping it (answered, or dropped unserved) frees its place.
@@ -43,56 +43,91 @@ impl Drop for Permit {
     }
 }
 
+/// Jobs waiting for a thread.
+#[derive(Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    jobs: VecDeque<Job>,
+    closed: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The next job, waiting for one; `None` once the pool is dropped and the queue is empty.
+    fn next(&self) -> Option<Job> {
+        let mut state = self.lock();
+        loop {
+            if let Some(job) = state.jobs.pop_front() {
+                return Some(job);
+            }
+            if state.closed {
+                return None;
+            }
+            state = self
+                .ready
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
 impl Pool {
     /// Starts `config.threads` threads (at least one) serving `app`.
     pub(crate) fn start(app: Py<PyAny>, config: &Config) -> Result<Self, Error> {
         let threads = config.threads.max(1);
-        let (tx, rx) = mpsc::sync_channel(threads.saturating_add(config.queue));
-        let rx = Arc::new(Mutex::new(rx));
+        let pool = Self {
+            queue: Arc::default(),
+            admitted: Arc::new(AtomicUsize::new(0)),
+            threads,
+            queue_len: config.queue,
+        };
         let app = Arc::new(app);
         let flags = Flags {
             multithread: threads > 1,
             multiprocess: config.multiprocess,
         };
         for n in 0..threads {
-            let (rx, app) = (rx.clone(), app.clone());
+            let (queue, app) = (pool.queue.clone(), app.clone());
             std::thread::Builder::new()
                 .name(format!("wsgi-{n}"))
-                .spawn(move || work(&rx, &app, flags))
+                .spawn(move || work(&queue, &app, flags))
                 .map_err(Error::Io)?;
         }
-        Ok(Self {
-            tx,
-            admitted: Arc::new(AtomicUsize::new(0)),
-            threads,
-            queue: config.queue,
-        })
+        Ok(pool)
     }
 
-    /// Admits a request: `None` when every thread is busy and the queue is full.
+    /// Admits a request, or refuses it when every thread is busy and the queue is full.
     pub(crate) fn admit(&self) -> Result<Permit, Error> {
-        let limit = self.threads.saturating_add(self.queue);
+        let limit = self.threads.saturating_add(self.queue_len);
         let previous = self.admitted.fetch_add(1, Ordering::AcqRel);
         let permit = Permit(self.admitted.clone());
         if previous >= limit {
             return Err(Error::Overloaded {
                 threads: self.threads,
-                queue: self.queue,
+                queue: self.queue_len,
             });
         }
         Ok(permit)
     }
 
-    /// Queues an admitted job.
+    /// Queues an admitted job for the next idle thread.
     pub(crate) fn submit(&self, job: Job) -> Result<(), Error> {
-        self.tx.try_send(job).map_err(|e| match e {
-            // Cannot happen: the channel has room for every admitted job.
-            TrySendError::Full(_) => Error::Overloaded {
-                threads: self.threads,
-                queue: self.queue,
-            },
-            TrySendError::Disconnected(_) => Error::WorkerLost,
-        })
+        let mut state = self.queue.lock();
+        if state.closed {
+            return Err(Error::WorkerLost);
+        }
+        state.jobs.push_back(job);
+        drop(state);
+        self.queue.ready.notify_one();
+        Ok(())
     }
 
     /// The number of threads.
@@ -101,17 +136,22 @@ impl Pool {
     }
 }
 
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.queue.lock().closed = true;
+        self.queue.ready.notify_all();
+    }
+}
+
 /// A pool thread: attached to the interpreter, serving jobs until the pool is dropped.
-fn work(rx: &Mutex<Receiver<Job>>, app: &Py<PyAny>, flags: Flags) {
-    Python::attach(|py| loop {
-        let next = py.detach(|| rx.lock().unwrap_or_else(PoisonError::into_inner).recv());
-        let Ok(job) = next else {
-            return;
-        };
-        // A panic is a bug of ours: the job's `done` is dropped (its request gets a 500) and the
-        // thread keeps serving, so the pool does not shrink.
-        if catch_unwind(AssertUnwindSafe(|| worker::run(py, app, flags, job))).is_err() {
-            tracing::error!("wsgi worker panicked while serving a request");
+fn work(queue: &Queue, app: &Py<PyAny>, flags: Flags) {
+    Python::attach(|py| {
+        while let Some(job) = py.detach(|| queue.next()) {
+            // A panic is a bug of ours: the job's `done` is dropped (its request gets a 500) and
+            // the thread keeps serving, so the pool does not shrink.
+            if catch_unwind(AssertUnwindSafe(|| worker::run(py, app, flags, job))).is_err() {
+                tracing::error!("wsgi worker panicked while serving a request");
+            }
         }
     });
 }

@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use gatehouse_channel_request::{RequestInfo, ResponseHead};
 use pyo3::prelude::*;
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, error::TrySendError};
 
 use crate::error::Error;
 
@@ -196,13 +196,19 @@ impl Sink {
         self.out = None;
     }
 
-    /// Hands a chunk over, blocking with the GIL released while the channel is full.
+    /// Hands a chunk over. When the channel is full, blocks with the GIL released; when it has
+    /// room, keeps the GIL (releasing and retaking it costs more than the send).
     fn send(&mut self, py: Python<'_>, chunk: Chunk) -> Result<(), WriteError> {
         let Some(out) = &self.out else {
             self.gone = true;
             return Err(WriteError::Gone);
         };
-        if py.detach(|| out.blocking_send(chunk)).is_err() {
+        let sent = match out.try_send(chunk) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(chunk)) => py.detach(|| out.blocking_send(chunk)).map_err(drop),
+            Err(TrySendError::Closed(_)) => Err(()),
+        };
+        if sent.is_err() {
             self.gone = true;
             return Err(WriteError::Gone);
         }
