@@ -29,7 +29,7 @@ impl Errors {
             peer = %self.info.peer,
             request_id = self.info.id,
             "wsgi.errors: {}",
-            line.escape_debug()
+            escape_controls(line)
         );
     }
 
@@ -39,6 +39,19 @@ impl Errors {
             self.emit(&line);
         }
     }
+}
+
+/// The line with control characters escaped (a log line stays one line), the rest as written.
+fn escape_controls(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    for c in line.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[pymethods]
@@ -75,5 +88,16 @@ impl Errors {
 impl Drop for Errors {
     fn drop(&mut self) {
         self.log_pending();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_only_controls() {
+        assert_eq!(escape_controls("a \"b\" caf\u{e9}"), "a \"b\" caf\u{e9}");
+        assert_eq!(escape_controls("x\ry\u{1b}[0m"), "x\\ry\\u{1b}[0m");
     }
 }

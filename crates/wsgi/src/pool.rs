@@ -147,10 +147,15 @@ impl Drop for Pool {
 fn work(queue: &Queue, app: &Py<PyAny>, flags: Flags) {
     Python::attach(|py| {
         while let Some(job) = py.detach(|| queue.next()) {
+            let info = job.req.info.clone();
             // A panic is a bug of ours: the job's `done` is dropped (its request gets a 500) and
             // the thread keeps serving, so the pool does not shrink.
             if catch_unwind(AssertUnwindSafe(|| worker::run(py, app, flags, job))).is_err() {
-                tracing::error!("wsgi worker panicked while serving a request");
+                tracing::error!(
+                    peer = %info.peer,
+                    request_id = info.id,
+                    "wsgi worker panicked while serving the request"
+                );
             }
         }
     });

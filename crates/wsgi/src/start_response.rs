@@ -208,3 +208,60 @@ pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .name()
         .map_or_else(|_| "?".to_owned(), |n| n.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::CString;
+
+    use super::*;
+
+    fn eval<'py>(py: Python<'py>, src: &str) -> Bound<'py, PyAny> {
+        let src = CString::new(src).unwrap();
+        py.eval(&src, None, None).unwrap()
+    }
+
+    fn head(status: &str, headers: &str) -> PyResult<(ResponseHead, Option<u64>)> {
+        crate::interpreter::ensure_started(None).unwrap();
+        Python::attach(|py| build_head(&eval(py, status), &eval(py, headers)))
+    }
+
+    #[test]
+    fn builds_heads() {
+        let (h, len) = head(
+            "'404 Not Here'",
+            "[('Content-Length', ' 12 '), ('X-A', 'caf\\xe9'), ('x-a', 'again')]",
+        )
+        .unwrap();
+        assert_eq!((h.status(), h.reason()), (404, &b"Not Here"[..]));
+        assert_eq!(len, Some(12));
+        assert_eq!(
+            h.header("x-a").map(|v| v.to_vec()),
+            Some(b"caf\xe9".to_vec())
+        );
+        assert_eq!(h.headers().len(), 3, "repeated headers kept");
+        let (h, len) = head("'200 OK'", "[]").unwrap();
+        assert_eq!((h.status(), len), (200, None));
+    }
+
+    #[test]
+    fn rejects_bad_heads() {
+        for (status, headers) in [
+            ("'20 OK'", "[]"),
+            ("b'200 OK'", "[]"),
+            ("'100 Continue'", "[]"),
+            ("'200 OK\\r\\nX: y'", "[]"),
+            ("'200 OK'", "(('X', 'y'),)"),
+            ("'200 OK'", "[('Connection', 'close')]"),
+            ("'200 OK'", "[('Transfer-Encoding', 'chunked')]"),
+            ("'200 OK'", "[('X', '\\u20ac')]"),
+            ("'200 OK'", "[('X', 'a\\nb')]"),
+            ("'200 OK'", "[('X Y', 'v')]"),
+            ("'200 OK'", "[('X',)]"),
+            ("'200 OK'", "[('X', 1)]"),
+            ("'200 OK'", "[['X', 'v']]"),
+            ("'200 OK'", "[('Content-Length', 'ten')]"),
+        ] {
+            assert!(head(status, headers).is_err(), "{status} {headers}");
+        }
+    }
+}

@@ -255,6 +255,19 @@ async fn protocol_violations_are_500() {
 }
 
 #[tokio::test]
+async fn start_response_inside_the_iterable() {
+    let app = load(CASES, "lazy_start", config(1));
+    let a = Call::get("/").run(&app).await;
+    assert_eq!(
+        (a.status(), a.text().as_str(), a.end),
+        (200, "lazy", End::Finish)
+    );
+    let app = load(CASES, "body_before_start", config(1));
+    let a = Call::get("/").run(&app).await;
+    assert_eq!(a.status(), 500);
+}
+
+#[tokio::test]
 async fn empty_body_sends_head_at_the_end() {
     let app = load(CASES, "empty_body", config(1));
     let a = Call::get("/").run(&app).await;
@@ -263,33 +276,39 @@ async fn empty_body_sends_head_at_the_end() {
     assert_eq!(a.end, End::Finish);
 }
 
-async fn input_op(op: &str, body: &str, chunk: usize) -> Vec<String> {
-    let app = load(CASES, "input_ops", config(1));
+async fn input_op(
+    app: &gatehouse_wsgi::WsgiApp,
+    op: &str,
+    body: &str,
+    chunk: usize,
+) -> Vec<String> {
     let mut call = Call::post(&format!("/?{op}"), "text/plain", body.to_owned());
     call.chunk = chunk;
-    let a = call.run(&app).await;
+    let a = call.run(app).await;
     assert_eq!(a.status(), 200, "{op}: {}", a.text());
     serde_json::from_value(a.json()).expect("list of strings")
 }
 
 #[tokio::test]
 async fn input_readline_readlines_and_iteration() {
+    let app = load(CASES, "input_ops", config(2));
     let body = "first line\nsecond line\nthird\n\nlast";
-    for chunk in [1, 3, 64 * 1024] {
+    // Every way the front end may cut the body: one byte at a time up to all at once.
+    for chunk in (1..=body.len()).chain([64 * 1024]) {
         assert_eq!(
-            input_op("readline", body, chunk).await,
+            input_op(&app, "readline", body, chunk).await,
             ["first line\n", "secon", "d line\n", "third\n", "\nlast"],
             "chunk {chunk}"
         );
         let lines = ["first line\n", "second line\n", "third\n", "\n", "last"];
-        assert_eq!(input_op("readlines", body, chunk).await, lines);
-        assert_eq!(input_op("iter", body, chunk).await, lines);
+        assert_eq!(input_op(&app, "readlines", body, chunk).await, lines);
+        assert_eq!(input_op(&app, "iter", body, chunk).await, lines);
         assert_eq!(
-            input_op("readlines_hint", body, chunk).await,
+            input_op(&app, "readlines_hint", body, chunk).await,
             ["first line\n", "|", "second line\nthird\n\nlast"]
         );
         assert_eq!(
-            input_op("read_n", body, chunk).await,
+            input_op(&app, "read_n", body, chunk).await,
             ["fir", "st l", "ine\nsecond line\nthird\n\nlast", "", ""]
         );
     }
