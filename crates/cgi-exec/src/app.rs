@@ -6,12 +6,10 @@
 //! [`MAX_LOCAL_REDIRECTS`] times. Every failure ends with one log line and the status the error
 //! maps to (or an abort once the head is out).
 
-use std::ffi::OsString;
 use std::fmt;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -23,16 +21,15 @@ use gatehouse_channel_request::head::reason_phrase;
 use gatehouse_channel_request::{
     AppError, Application, BoxFuture, Env, Request, RequestBody, RequestInfo, Response,
 };
-use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
-use crate::childenv::{self, ScriptVars, PATH_TRANSLATED};
+use crate::childenv::{self, PATH_TRANSLATED};
 use crate::config::{self, Config, MAX_LOCAL_REDIRECTS};
-use crate::error::{Error, Refusal};
-use crate::guard::ChildGuard;
+use crate::error::Error;
 use crate::pump::{self, Ctl, Outcome};
 use crate::resolve::{self, RequestPath};
-use crate::safety::{self, Policy};
+use crate::safety::Policy;
+use crate::spawn::{check_file_root, Launch, Root, Spawner, Started, SETPRIV_PATHS};
 use crate::stderr;
 
 /// Runs CGI programs (RFC 3875) for requests from any front end.
@@ -46,17 +43,9 @@ pub struct CgiApp {
 }
 
 struct Inner {
-    root: Root,
+    spawner: Spawner,
     config: Config,
-    daemon_env: Vec<(OsString, OsString)>,
-    uid: Option<u32>,
-    gid: Option<u32>,
     slots: Option<Arc<Semaphore>>,
-}
-
-enum Root {
-    Dir(Policy),
-    File(PathBuf),
 }
 
 impl fmt::Debug for CgiApp {
@@ -82,6 +71,13 @@ impl CgiApp {
             fs::canonicalize(&path).map_err(|e| root_err("cannot be opened", Some(e)))?;
         let meta = fs::metadata(&canonical).map_err(|e| root_err("cannot be read", Some(e)))?;
         let (uid, gid) = config::identity(&config)?;
+        let launch = Launch::choose(uid, gid, SETPRIV_PATHS);
+        if let Launch::Fork { .. } = launch {
+            tracing::warn!(
+                "setpriv not found: scripts run as another user are spawned with fork, \
+                which gets slower as gatehouse's memory grows"
+            );
+        }
         let root = if meta.is_dir() {
             if !config.allow_world_writable && meta.permissions().mode() & 0o002 != 0 {
                 return Err(root_err("is world-writable", None));
@@ -100,13 +96,18 @@ impl CgiApp {
         };
         let slots =
             (config.max_children > 0).then(|| Arc::new(Semaphore::new(config.max_children)));
+        let spawner = Spawner {
+            root,
+            launch,
+            path_env: config.path_env.clone(),
+            daemon_env: childenv::snapshot_daemon_env(&config.pass_env),
+            allow_world_writable: config.allow_world_writable,
+            kill_grace: config.kill_grace,
+        };
         Ok(Self {
             inner: Arc::new(Inner {
-                root,
-                daemon_env: childenv::snapshot_daemon_env(&config.pass_env),
+                spawner,
                 config,
-                uid,
-                gid,
                 slots,
             }),
         })
@@ -114,7 +115,7 @@ impl CgiApp {
 
     /// The canonical root: the script directory, or the one program.
     pub fn root(&self) -> &Path {
-        match &self.inner.root {
+        match &self.inner.spawner.root {
             Root::Dir(policy) => &policy.root,
             Root::File(program) => program,
         }
@@ -127,20 +128,6 @@ impl CgiApp {
     }
 }
 
-/// The checks a file root passes at start-up and before every run.
-fn check_file_root(program: &Path, allow_ww: bool) -> Result<(), Refusal> {
-    let refusal = |e: Error| match e {
-        Error::Forbidden { why, .. } => why,
-        _ => Refusal::Inaccessible,
-    };
-    let meta = fs::metadata(program).map_err(|_| Refusal::Inaccessible)?;
-    safety::check_program(program, &meta, allow_ww).map_err(refusal)?;
-    if !allow_ww {
-        safety::check_directories(program, safety::parent(program)).map_err(refusal)?;
-    }
-    Ok(())
-}
-
 impl Application for CgiApp {
     fn call<'a>(
         &'a self,
@@ -149,16 +136,6 @@ impl Application for CgiApp {
     ) -> BoxFuture<'a, Result<(), AppError>> {
         Box::pin(self.serve(req, resp))
     }
-}
-
-/// A started script and its pipes.
-struct Started {
-    guard: ChildGuard,
-    stdin: Option<ChildStdin>,
-    stdout: ChildStdout,
-    stderr: ChildStderr,
-    program: Arc<Path>,
-    dropped: Vec<Bytes>,
 }
 
 impl CgiApp {
@@ -209,7 +186,7 @@ impl CgiApp {
         let inner = self.inner.clone();
         let owned_env = std::mem::take(env);
         let (owned_env, started) = tokio::task::spawn_blocking(move || {
-            let started = start(&inner, &owned_env, permit, has_body);
+            let started = inner.spawner.start(&owned_env, permit, has_body);
             (owned_env, started)
         })
         .await
@@ -251,77 +228,6 @@ impl CgiApp {
         }
         Ok(outcome)
     }
-}
-
-/// Resolves, checks and spawns the script for `env` (blocking: file-system calls and spawn).
-fn start(
-    inner: &Inner,
-    env: &Env,
-    permit: Option<OwnedSemaphorePermit>,
-    has_body: bool,
-) -> Result<Started, Error> {
-    let req_path = RequestPath::from_env(env)?;
-    let (program, script_name, path_info) = match &inner.root {
-        Root::File(program) => {
-            check_file_root(program, inner.config.allow_world_writable).map_err(|why| {
-                Error::Forbidden {
-                    path: program.clone(),
-                    why,
-                }
-            })?;
-            let (name, info) = req_path.split_at_mount();
-            (program.clone(), name, info)
-        }
-        Root::Dir(policy) => {
-            let found = resolve::find_in_dir(&policy.root, env, &req_path)?;
-            let program = policy.check_script(&found.path)?;
-            (program, found.script_name, found.path_info)
-        }
-    };
-    let vars = ScriptVars {
-        program: &program,
-        script_name: &script_name,
-        path_info: &path_info,
-    };
-    let child_env = childenv::build(env, vars, &inner.config.path_env, &inner.daemon_env);
-    let mut cmd = tokio::process::Command::new(&program);
-    cmd.env_clear()
-        .envs(child_env.vars.iter().map(|(n, v)| (n, v)))
-        .current_dir(safety::parent(&program))
-        .stdin(if has_body {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(false);
-    if let Some(uid) = inner.uid {
-        cmd.uid(uid);
-    }
-    if let Some(gid) = inner.gid {
-        cmd.gid(gid);
-    }
-    let spawn_err = |source| Error::Spawn {
-        path: program.clone(),
-        source,
-    };
-    let mut child = cmd.spawn().map_err(spawn_err)?;
-    let stdin = child.stdin.take();
-    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        return Err(spawn_err(std::io::Error::other("no stdout/stderr pipe")));
-    };
-    let guard = ChildGuard::new(child, inner.config.kill_grace, permit)
-        .ok_or_else(|| spawn_err(std::io::Error::other("child has no pid")))?;
-    Ok(Started {
-        guard,
-        stdin,
-        stdout,
-        stderr,
-        program: Arc::from(program),
-        dropped: child_env.dropped,
-    })
 }
 
 /// The request a local redirect (RFC 3875 section 6.2.2) becomes: a GET of the new path and

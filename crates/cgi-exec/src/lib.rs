@@ -23,6 +23,7 @@
 //! - `safety`: the checks a file passes before it is executed.
 //! - `childenv`: the script's environment, built from the request (httpoxy-safe).
 //! - `pump`: body to stdin and stdout to response at the same time, with backpressure.
+//! - `spawn`: finding, checking and spawning one run (std's posix_spawn fast path, `setpriv`).
 //! - `guard`: stopping and reaping a script's process group, also when the future is dropped.
 //! - `stderr`: the script's stderr as log lines.
 //! - `sys`: the few libc calls std lacks (the only `unsafe`).
@@ -38,6 +39,7 @@ mod guard;
 mod pump;
 mod resolve;
 mod safety;
+mod spawn;
 mod stderr;
 mod sys;
 
@@ -49,4 +51,5 @@ pub use config::{
 };
 pub use error::{Error, Refusal};
 pub use pump::{READ_CHUNK, REDIRECT_DRAIN_LIMIT};
+pub use spawn::SETPRIV_PATHS;
 pub use stderr::MAX_LINE as MAX_STDERR_LINE;

@@ -4,7 +4,7 @@ mod support;
 
 use std::ffi::OsString;
 
-use gatehouse_cgi_exec::{CgiApp, DEFAULT_PATH};
+use gatehouse_cgi_exec::{CgiApp, Group, User, DEFAULT_PATH};
 use gatehouse_channel_request::Output;
 use support::{app, config, get, run, tree, Logs};
 
@@ -356,4 +356,36 @@ async fn lighttpd_root_mount_split() {
     assert_eq!(ans.status(), 200, "{}", ans.text());
     assert_eq!(ans.var("SCRIPT_NAME").as_deref(), Some("/cgi-bin/env.sh"));
     assert_eq!(ans.var("PATH_INFO").as_deref(), Some("/z"));
+}
+
+#[tokio::test]
+async fn runs_as_the_configured_user() {
+    let t = tree();
+    let a = app(&t.cgi, config());
+    let me = get(&a, "/whoami.sh").await;
+    assert_eq!(me.status(), 200);
+    if !me.text().starts_with("uid=0 ") {
+        eprintln!(
+            "not root: switching users cannot be tested here ({})",
+            me.text()
+        );
+        return;
+    }
+    let mut c = config();
+    c.user = Some(User::lookup("nobody").expect("user nobody"));
+    let ans = get(&app(&t.cgi, c.clone()), "/whoami.sh").await;
+    assert_eq!(ans.status(), 200, "{}", ans.text());
+    let nobody = c.user.unwrap();
+    let gid = nobody.gid.unwrap();
+    assert_eq!(
+        ans.text(),
+        format!("uid={} gid={gid} groups={gid}\n", nobody.uid)
+    );
+    // An explicit group wins over the user's primary group; supplementary groups are cleared.
+    c.group = Some(Group { gid: 4242 });
+    let ans = get(&app(&t.cgi, c), "/whoami.sh").await;
+    assert_eq!(
+        ans.text(),
+        format!("uid={} gid=4242 groups=4242\n", nobody.uid)
+    );
 }
