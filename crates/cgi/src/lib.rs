@@ -10,8 +10,9 @@
 //! ```
 //!
 //! [`run`] builds a current-thread tokio runtime (no worker threads, no listeners), serves the
-//! request with [`serve_once`] and returns the exit code. Standard input and output go through
-//! tokio's blocking stdio, which starts a helper thread on first use.
+//! request with [`serve_once`] and returns the exit code. Standard output is written directly
+//! (blocking: one request, one writer); standard input goes through tokio's stdin, which starts
+//! one helper thread, and only when there is a body to read.
 //!
 //! # Use from the binary
 //!
@@ -93,7 +94,7 @@ pub fn run(app: Arc<dyn Application>) -> i32 {
         app,
         vars,
         tokio::io::stdin(),
-        tokio::io::stdout(),
+        stdio::BlockingStdout::new(),
     ));
     // A read of stdin may still be blocked in tokio's helper thread (the app answered without
     // the whole body): do not wait for it.
