@@ -27,6 +27,36 @@
 //! - `guard`: stopping and reaping a script's process group, also when the future is dropped.
 //! - `stderr`: the script's stderr as log lines.
 //! - `sys`: the few libc calls std lacks (the only `unsafe`).
+//!
+//! # Wiring it into a binary
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use gatehouse_cgi_exec::{CgiApp, Config, Group, User};
+//!
+//! # fn main() -> Result<(), gatehouse_cgi_exec::Error> {
+//! let config = Config {
+//!     timeout: Some(Duration::from_secs(60)),          // --cgi-timeout 60s (idle time)
+//!     max_children: 32,                                // --cgi-max 32 (0: no limit)
+//!     pass_env: vec!["TZ".into()],                     // --cgi-env TZ (repeatable)
+//!     user: Some(User::lookup("www-data")?),           // --cgi-user www-data (name or uid)
+//!     group: Some(Group::lookup("www-data")?),         // --cgi-group www-data (name or gid)
+//!     allow_symlinks: false,                           // --cgi-allow-symlinks
+//!     allow_world_writable: false,                     // --cgi-allow-world-writable
+//!     extensions: Some(vec!["cgi".into(), "sh".into()]), // --cgi-extensions cgi,sh
+//!     ..Config::default()
+//! };
+//! // APP `cgi:PATH`: a directory of scripts, or one program for every request.
+//! let app = Arc::new(CgiApp::new("/usr/lib/cgi-bin".into(), config)?);
+//! # let _ = app; Ok(()) }
+//! ```
+//!
+//! [`CgiApp::new`] fails (print it, exit 2) when the path is unusable, a user or group is
+//! unknown, or a user is set without gatehouse running as root. The app spawns processes, so the
+//! tokio runtime needs its I/O and signal drivers (`enable_all`). Scripts answer whatever the
+//! dispatcher gives them: mounted at `/`, `SCRIPT_NAME` is empty and the whole path is walked
+//! under the root; nginx's `DOCUMENT_URI` is preferred as the request path when sent.
 #![deny(missing_docs)]
 #![deny(unsafe_code)] // allowed in `sys` alone
 #![warn(clippy::undocumented_unsafe_blocks)]
