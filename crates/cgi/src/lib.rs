@@ -46,6 +46,7 @@
 
 mod env;
 mod error;
+mod output;
 mod stdio;
 
 use std::ffi::OsString;
@@ -94,7 +95,7 @@ pub fn run(app: Arc<dyn Application>) -> i32 {
         app,
         vars,
         tokio::io::stdin(),
-        stdio::BlockingStdout::new(),
+        output::BlockingStdout::new(),
     ));
     // A read of stdin may still be blocked in tokio's helper thread (the app answered without
     // the whole body): do not wait for it.

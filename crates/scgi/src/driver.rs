@@ -16,21 +16,20 @@ use std::future::poll_fn;
 use std::io;
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use gatehouse_channel_request::{
     body_channel, delivery_queue, serve_request, Application, BodySender, CancellationToken,
     DeliveryReceiver, Peer, Protocol, QueueChannel, Request, RequestInfo, Response,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
-use tokio_util::codec::Decoder;
 
 use crate::codec::{BodyDecoder, BodyFrame, HeadDecoder};
 use crate::error::{Error, LimitError};
 use crate::head::RequestHead;
+use crate::reader::{Linger, Reader};
 use crate::response::{error_response, Action, ResponseWriter};
-use crate::server::{Config, Server, LINGER_MAX_BYTES, READ_CHUNK};
+use crate::server::{Config, Server};
 
 /// Serves one SCGI connection: reads the request, runs the app, writes the response, closes.
 ///
@@ -61,82 +60,6 @@ pub async fn serve_connection<IO>(
         Ok(Some(head)) => conn.serve(server.app().clone(), head, info).await,
         Ok(None) => {}
         Err(e) => conn.refuse(&info, e).await,
-    }
-}
-
-/// The read side: a buffer and the socket, decoded by whichever decoder the phase needs.
-struct Reader<R> {
-    io: R,
-    buf: BytesMut,
-    eof: bool,
-}
-
-impl<R: AsyncRead + Unpin> Reader<R> {
-    /// The next frame of `dec`, reading the socket only when the buffer holds none.
-    ///
-    /// # Cancel safety
-    /// Cancel-safe: bytes read stay in the buffer.
-    async fn next<D: Decoder<Error = Error>>(
-        &mut self,
-        dec: &mut D,
-    ) -> Result<Option<D::Item>, Error> {
-        loop {
-            if self.eof {
-                return dec.decode_eof(&mut self.buf);
-            }
-            if let Some(item) = dec.decode(&mut self.buf)? {
-                return Ok(Some(item));
-            }
-            self.buf.reserve(READ_CHUNK);
-            if self.io.read_buf(&mut self.buf).await? == 0 {
-                self.eof = true;
-            }
-        }
-    }
-
-    /// Reads and discards what the peer still sends: until `body` has all its bytes (when the
-    /// head was read we know how much is coming), the end of input, an error, or
-    /// [`LINGER_MAX_BYTES`].
-    async fn drain(&mut self, mut body: Option<BodyDecoder>) {
-        let mut total = 0;
-        loop {
-            if let Some(dec) = body.as_mut() {
-                while let Ok(Some(_)) = dec.decode(&mut self.buf) {}
-                if dec.is_ended() {
-                    return;
-                }
-            }
-            total += self.buf.len();
-            self.buf.clear();
-            if self.eof || total >= LINGER_MAX_BYTES {
-                return;
-            }
-            self.buf.reserve(READ_CHUNK);
-            match self.io.read_buf(&mut self.buf).await {
-                Ok(0) | Err(_) => self.eof = true,
-                Ok(_) => {}
-            }
-        }
-    }
-}
-
-/// What a closing connection still expects from the peer.
-enum Linger {
-    /// Nothing: the request was read whole, or the peer closed.
-    No,
-    /// The rest of the body.
-    Body(BodyDecoder),
-    /// An unknown amount: the head could not be read.
-    UntilEof,
-}
-
-impl Linger {
-    fn body(dec: BodyDecoder) -> Self {
-        if dec.is_ended() {
-            Self::No
-        } else {
-            Self::Body(dec)
-        }
     }
 }
 
@@ -182,12 +105,11 @@ struct Conn<IO> {
 impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn<IO> {
     fn new(io: IO, config: Config) -> Self {
         let (rd, wr) = tokio::io::split(io);
-        let reader = Reader {
-            io: rd,
-            buf: BytesMut::new(),
-            eof: false,
-        };
-        Self { reader, wr, config }
+        Self {
+            reader: Reader::new(rd),
+            wr,
+            config,
+        }
     }
 
     /// Reads the head; `Ok(None)` when the peer closed or `shutdown` came first.

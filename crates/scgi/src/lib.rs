@@ -54,6 +54,7 @@ mod driver;
 mod error;
 mod head;
 mod netstring;
+mod reader;
 mod response;
 mod server;
 

@@ -178,3 +178,35 @@ impl Server {
         self.slots.clone().try_acquire_owned().ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_refuses_unusable_limits() {
+        assert!(Config::default().validate().is_ok());
+        let bad = [
+            Config {
+                max_conns: 0,
+                ..Config::default()
+            },
+            Config {
+                max_header_bytes: 10,
+                ..Config::default()
+            },
+            Config {
+                header_timeout: Duration::ZERO,
+                ..Config::default()
+            },
+            Config {
+                body_queue_chunks: 0,
+                ..Config::default()
+            },
+        ];
+        for config in bad {
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.starts_with("bad SCGI configuration"), "{err}");
+        }
+    }
+}

@@ -268,6 +268,56 @@ async fn client_gone_while_writing_cancels_the_app() {
 }
 
 #[tokio::test]
+async fn reset_after_the_body_cancels_the_app() {
+    let (app, _gate, ended) = gated(Then::CountBody);
+    let started = app.started.clone();
+    let io = tokio_test::io::Builder::new()
+        .read(&post(b"body"))
+        .wait(Duration::from_millis(10))
+        .read_error(std::io::Error::from(std::io::ErrorKind::ConnectionReset))
+        .build();
+    let server = Server::new(app, Config::default());
+    let task = tokio::spawn(serve_connection(
+        server,
+        io,
+        peer(),
+        CancellationToken::new(),
+    ));
+    started.notified().await;
+    ended.await.expect("the app was cancelled");
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn server_ready_waits_for_a_free_slot() {
+    let server = Server::new(
+        echo(),
+        Config {
+            max_conns: 1,
+            ..Config::default()
+        },
+    );
+    server.ready().await;
+    let (mut client, task) = connect_to(&server, CancellationToken::new());
+    client.write_all(b"2").await.unwrap();
+    tokio::task::yield_now().await;
+    let ready = server.ready();
+    tokio::pin!(ready);
+    assert!(
+        futures_poll_once(&mut ready).is_pending(),
+        "full server is not ready"
+    );
+    drop(client);
+    task.await.unwrap();
+    ready.await;
+}
+
+fn futures_poll_once<F: std::future::Future + Unpin>(f: &mut F) -> std::task::Poll<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    std::pin::Pin::new(f).poll(&mut cx)
+}
+
+#[tokio::test]
 async fn eof_inside_the_body_cancels_the_app_and_answers_400() {
     let (app, _gate, ended) = gated(Then::CountBody);
     let started = app.started.clone();
