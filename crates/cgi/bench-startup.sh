@@ -31,32 +31,37 @@ base_env = {
     "HTTP_USER_AGENT": "bench-startup",
 }
 
-def measure(argv, env, body, check=True):
-    """Median, min and max wall time, and median CPU time (user+sys) of the child, in ms."""
-    wall, cpu = [], []
-    for i in range(runs + 3):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter_ns()
-        done = subprocess.run(argv, env=env, input=body, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        elapsed = (time.perf_counter_ns() - start) / 1e6
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if check and (done.returncode != 0 or not done.stdout.startswith(b"Status: 200")):
-            sys.exit(f"bad run of {argv[0]}: exit {done.returncode}, {done.stdout[:80]!r} {done.stderr!r}")
-        if i >= 3:  # warm-up runs: page cache, first exec
-            wall.append(elapsed)
-            cpu.append(((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) * 1e3)
-    return statistics.median(wall), min(wall), max(wall), statistics.median(cpu)
+def once(argv, env, body, check):
+    """Wall time and child CPU time (user+sys) of one run, in ms."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter_ns()
+    done = subprocess.run(argv, env=env, input=body, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wall = (time.perf_counter_ns() - start) / 1e6
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if check and (done.returncode != 0 or not done.stdout.startswith(b"Status: 200")):
+        sys.exit(f"bad run of {argv[0]}: exit {done.returncode}, {done.stdout[:80]!r} {done.stderr!r}")
+    cpu = ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) * 1e3
+    return wall, cpu
 
 get_env = dict(base_env, REQUEST_METHOD="GET")
 post_body = b"x" * 1024
 post_env = dict(base_env, REQUEST_METHOD="POST", CONTENT_LENGTH=str(len(post_body)),
                 CONTENT_TYPE="application/octet-stream")
-
-rows = [
-    ("echo GET", measure([binary], get_env, b"")),
-    ("echo POST 1 KiB", measure([binary], post_env, post_body)),
-    ("/bin/true (spawn floor)", measure(["/bin/true"], get_env, b"", check=False)),
+cases = [
+    ("echo GET", [binary], get_env, b"", True),
+    ("echo POST 1 KiB", [binary], post_env, post_body, True),
+    ("/bin/true (spawn floor)", ["/bin/true"], get_env, b"", False),
 ]
+samples = {name: ([], []) for name, *_ in cases}
+# Interleaved, so a burst of load on the machine hits every case alike; 3 warm-up rounds.
+for i in range(runs + 3):
+    for name, argv, env, body, check in cases:
+        wall, cpu = once(argv, env, body, check)
+        if i >= 3:
+            samples[name][0].append(wall)
+            samples[name][1].append(cpu)
+rows = [(name, (statistics.median(w), min(w), max(w), statistics.median(c)))
+        for name, (w, c) in samples.items()]
 print(f"CGI start-up, {runs} runs each, ms: wall median / min / max, child CPU median")
 for name, (med, lo, hi, cpu) in rows:
     print(f"  {name:<26} {med:7.3f} / {lo:7.3f} / {hi:7.3f}   cpu {cpu:6.3f}")

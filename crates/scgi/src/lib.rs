@@ -46,6 +46,30 @@
 //!
 //! SCGI cannot mark a response as incomplete: when an app fails after its first body bytes went
 //! out, the connection is closed, and only a front server that got a `Content-Length` notices.
+//!
+//! # Flow control, half-close and cancellation
+//!
+//! - The socket is not read while the app's body queue ([`Config::body_queue_chunks`] chunks
+//!   of at most [`READ_CHUNK`] bytes) is full; the app's writes wait while
+//!   [`Config::response_budget`] bytes are queued for the socket.
+//! - While a response write waits for the peer, the socket is not read. A front server reads
+//!   the response while it sends the body (nginx does); a client that sends its whole body
+//!   before reading anything, to an app that answers while the body is still coming, stalls
+//!   until [`Config::idle_timeout`].
+//! - The end of input after a complete body is a half-close: the response still goes out. A
+//!   front server that gives up closes its socket, which we see as that same end of input, so
+//!   its app is cancelled when the next write fails, not before.
+//! - `shutdown` closes connections still waiting for their head; running requests finish.
+//!   Dropping the connection's future cancels its app (its task is aborted).
+//!
+//! # Wiring (for the binary)
+//!
+//! One [`Server`] per `--scgi ADDR` listener (or one shared by all of them, which shares
+//! [`Config::max_conns`]); a task per accepted connection running [`serve_connection`] with
+//! [`Peer::Tcp`](gatehouse_channel_request::Peer) or `Peer::Unix`, the daemon's shutdown token,
+//! and a `TaskTracker` to drain them. Check the flags with [`Config::validate`]. Suggested
+//! flags: `--scgi ADDR` (repeatable), `--max-scgi-header-bytes`, `--max-scgi-conns`,
+//! `--scgi-header-timeout`, `--scgi-idle-timeout`, `--scgi-join-duplicate-headers`.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
