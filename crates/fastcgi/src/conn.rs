@@ -64,12 +64,8 @@ pub struct Connection {
 impl Connection {
     /// A connection from `peer` to `server`, accepted at `now`.
     pub fn new(server: &Server, peer: Peer, now: Instant) -> Self {
-        Self::with_shared(server.shared().clone(), peer, now)
-    }
-
-    pub(crate) fn with_shared(shared: Arc<Shared>, peer: Peer, now: Instant) -> Self {
         Self {
-            shared,
+            shared: server.shared().clone(),
             peer,
             requests: HashMap::new(),
             tags: HashMap::new(),

@@ -2,7 +2,7 @@
 //! sans-io [`Connection`]'s events. It makes no protocol decision.
 //!
 //! ```text
-//!            ┌──────────── select! (biased) ─────────────┐
+//!            ┌──────────────────── select! ───────────────┐
 //!  socket ─► │ write OutQueue · shutdown · app outputs · │ ─► Connection::handle_*
 //!            │ held body chunk · read record · idle timer│ ◄─ Connection::poll_event
 //!            │ reap finished tasks                       │
@@ -157,8 +157,9 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
         let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
         let n = self.conn.out().chunks_vectored(&mut slices);
         let requests = &mut self.requests;
+        // Unbiased on purpose: a request streaming output must not starve reading (an
+        // FCGI_ABORT_REQUEST, other requests' input), nor the reverse.
         tokio::select! {
-            biased;
             res = self.writer.write_vectored(&slices[..n]), if n > 0 => self.wrote(res).await,
             () = self.shutdown.cancelled(), if !self.shutdown_seen => {
                 self.shutdown_seen = true;

@@ -83,7 +83,8 @@ pub enum Payload {
 /// One FastCGI record without its padding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    /// `requestId` ([`FCGI_NULL_REQUEST_ID`] for management records).
+    /// `requestId` ([`FCGI_NULL_REQUEST_ID`](crate::record::FCGI_NULL_REQUEST_ID) for management
+    /// records).
     pub request_id: u16,
     /// The typed content.
     pub payload: Payload,

@@ -568,3 +568,28 @@ impl ReadClient<'_> {
         }
     }
 }
+
+/// Appendix B, example 1, byte for byte: a request with no stdin data and its response, then
+/// the close (FCGI_KEEP_CONN unset), against a scripted peer that fails on any other byte.
+#[tokio::test(start_paused = true)]
+async fn spec_example_1_byte_exact() {
+    let request: &[u8] = b"\
+        \x01\x01\x00\x01\x00\x08\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\
+        \x01\x04\x00\x01\x00\x0f\x01\x00\x0b\x02SERVER_PORT80\x00\
+        \x01\x04\x00\x01\x00\x00\x00\x00\
+        \x01\x05\x00\x01\x00\x00\x00\x00";
+    let head = "Status: 200 OK\r\nContent-Type: application/octet-stream\r\nX-Len: 0\r\n\r\n";
+    let mut response = vec![1, 6, 0, 1, 0, head.len() as u8, 0, 0];
+    response.extend_from_slice(head.as_bytes());
+    response.extend_from_slice(b"\x01\x06\x00\x01\x00\x00\x00\x00");
+    response.extend_from_slice(b"\x01\x03\x00\x01\x00\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00");
+    let io = tokio_test::io::Builder::new()
+        .read(request)
+        .write(&response)
+        .build();
+    let h = Harness::new(keep_alive());
+    let server = h.server.clone();
+    let shutdown = h.shutdown.clone();
+    gatehouse_fastcgi::serve_connection(server, io, Peer::Unix(None), shutdown).await;
+    assert_eq!(h.calls(), 1);
+}
