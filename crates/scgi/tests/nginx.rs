@@ -228,6 +228,36 @@ async fn nginx_scgi_pass_to_echo() {
     stop.cancel();
 }
 
+/// Many requests at once through nginx (bounded: 16 clients x 8 requests), each body checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_concurrent_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let stop = CancellationToken::new();
+    let port = scgi_listener(stop.clone(), Config::default()).await;
+    let nginx = Arc::new(Nginx::start(dir.path(), port));
+    let mut clients = Vec::new();
+    for client in 0..16usize {
+        let nginx = nginx.clone();
+        clients.push(tokio::spawn(async move {
+            for round in 0..8usize {
+                let len = (client * 7919 + round * 104_729) % 200_000;
+                let body: Vec<u8> = (0..len).map(|i| (i * 31 + client) as u8).collect();
+                let target = format!("/c{client}/r{round}");
+                let (status, head, answer) = http(&nginx, "PUT", &target, "", &body).await;
+                assert_eq!(status, 200, "{head}");
+                let v: Value = serde_json::from_slice(&answer).unwrap();
+                assert_eq!(v["path"], target);
+                assert_eq!(v["body_len"], len);
+                assert_eq!(v["body_sha256"], sha256_hex(&body));
+            }
+        }));
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+    stop.cancel();
+}
+
 /// A repeated request header: nginx before 1.23 (Debian 12 has 1.22) sends it as a repeated
 /// `HTTP_*` name, which the specification forbids (400 by default); nginx 1.23+ joins it.
 /// `Duplicates::JoinHttpHeaders` accepts both.
