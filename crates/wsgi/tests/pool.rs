@@ -152,16 +152,18 @@ async fn gil_released_while_waiting_for_the_client() {
 #[tokio::test]
 async fn queued_request_cancelled_before_it_runs_is_skipped() {
     let app: Arc<WsgiApp> = Arc::new(load(CASES, "read_body", pool(1, 4)));
-    let call = Call::post("/", "text/plain", Bytes::new()).var("CONTENT_LENGTH", "1");
-    let (mut tx, req) = call.request();
-    let (dtx, mut drx) = delivery_queue();
-    let resp = Response::new(QueueChannel::new(1, dtx, 1 << 16, CancellationToken::new()));
+    // Busy: on the only thread (it took a chunk), waiting for its 4th byte.
+    let (mut tx, req, resp, mut drx) = start_read("4");
     let a = app.clone();
     let busy = tokio::spawn(async move { serve_request(&*a, req, resp).await });
-    // Queue a request and drop it (the front end cancels it) while the thread is busy.
+    for b in ["a", "b", "c"] {
+        tx.send(Bytes::from(b)).await.unwrap();
+    }
+    // Queue a request, then drop it (the front end cancels it) while the thread is busy.
     let rec = support::Record::new();
     let call = Call::get("/").var("HTTP_X_RECORD", &rec.header());
-    let (_tx2, req2) = call.request();
+    let (tx2, req2) = call.request();
+    tx2.finish();
     let (dtx2, _drx2) = delivery_queue();
     let resp2 = Response::new(QueueChannel::new(
         2,
@@ -176,11 +178,13 @@ async fn queued_request_cancelled_before_it_runs_is_skipped() {
         () = std::future::ready(()) => {}
     }
     drop(queued);
-    tx.send(Bytes::from("z")).await.unwrap();
+    tx.send(Bytes::from("d")).await.unwrap();
     tx.finish();
     let _ = busy.await;
-    assert_eq!(drain(&mut drx), (200, b"1".to_vec(), true));
-    // The pool still serves, and the cancelled request never reached the app.
+    assert_eq!(drain(&mut drx), (200, b"4".to_vec(), true));
+    // The pool still serves (after the skipped job), and the cancelled request never reached
+    // the app.
     let after = Call::get("/").var("CONTENT_LENGTH", "0").run(&*app).await;
     assert_eq!(after.text(), "0");
+    assert_eq!(rec.lines(), Vec::<String>::new());
 }
