@@ -60,6 +60,53 @@ pub fn is_cgi_environment() -> bool {
     std::env::var_os(GATEWAY_INTERFACE).is_some_and(|v| is_cgi_gateway_interface(&v))
 }
 
+/// The command-line arguments a web server may pass for `query` (RFC 3875 section 4.4, the
+/// ISINDEX-style "search-string"): when the query holds no unencoded `=`, Apache's `mod_cgi`
+/// splits it at `+` and passes the percent-decoded words as `argv[1..]`. `None` when the query
+/// is empty or holds a `=` (then no argument comes from the query).
+///
+/// A binary whose command line names its app must ignore such arguments in CGI mode, or
+/// `GET /cgi-bin/gatehouse?hello` would run the app `hello`:
+///
+/// ```
+/// # use std::ffi::OsString;
+/// let args: Vec<OsString> = vec!["hello".into(), "world".into()];
+/// let from_query = gatehouse_cgi::isindex_args(b"hello+world");
+/// assert_eq!(from_query.as_ref(), Some(&args)); // not ours: ignore them
+/// ```
+pub fn isindex_args(query: &[u8]) -> Option<Vec<OsString>> {
+    if query.is_empty() || query.contains(&b'=') {
+        return None;
+    }
+    let words = query
+        .split(|&b| b == b'+')
+        .filter(|w| !w.is_empty())
+        .map(|w| OsString::from_vec(percent_decode(w)))
+        .collect();
+    Some(words)
+}
+
+/// Decodes `%XX` escapes; a `%` without two hex digits stays as it is.
+fn percent_decode(input: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        if let (b'%', Some(h), Some(l)) = (
+            input[i],
+            input.get(i + 1).and_then(|&b| hex(b)),
+            input.get(i + 2).and_then(|&b| hex(b)),
+        ) {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(input[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +127,26 @@ mod tests {
         }
         let non_utf8 = OsStr::from_bytes(b"CGI/1.\xff");
         assert!(!is_cgi_gateway_interface(non_utf8));
+    }
+
+    #[test]
+    fn isindex_queries() {
+        let words = |q: &[u8]| {
+            isindex_args(q).map(|v| v.into_iter().map(OsString::into_vec).collect::<Vec<_>>())
+        };
+        assert_eq!(words(b"hello"), Some(vec![b"hello".to_vec()]));
+        assert_eq!(
+            words(b"a+b%20c+%ff+50%"),
+            Some(vec![
+                b"a".to_vec(),
+                b"b c".to_vec(),
+                vec![0xff],
+                b"50%".to_vec()
+            ])
+        );
+        assert_eq!(words(b"a=1"), None);
+        assert_eq!(words(b"a+b=c"), None);
+        assert_eq!(words(b""), None);
     }
 
     #[test]

@@ -24,6 +24,11 @@
 //! }
 //! ```
 //!
+//! In CGI mode the binary must write nothing to standard output before [`run`] (logs go to
+//! stderr), and must ignore command-line arguments that only repeat an ISINDEX query: Apache
+//! passes `GET /cgi-bin/gatehouse?hello` as `argv[1] = "hello"` (RFC 3875 section 4.4; see
+//! [`isindex_args`]).
+//!
 //! A web server runs a CGI program without arguments, so the app comes from the environment
 //! ([`APP_ENV_VAR`], e.g. Apache `SetEnv GATEHOUSE_APP echo`, lighttpd `setenv.add-environment`)
 //! or from a two-line wrapper script installed as the CGI program:
@@ -56,7 +61,7 @@ use std::sync::Arc;
 use gatehouse_channel_request::env::REMOTE_ADDR;
 use gatehouse_channel_request::Application;
 
-pub use env::{is_cgi_environment, is_cgi_gateway_interface};
+pub use env::{is_cgi_environment, is_cgi_gateway_interface, isindex_args};
 pub use error::Error;
 pub use stdio::{serve_once, BODY_QUEUE_CHUNKS, READ_CHUNK, RESPONSE_BUDGET};
 
