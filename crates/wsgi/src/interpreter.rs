@@ -60,6 +60,7 @@ pub(crate) fn ensure_started(venv: Option<&Path>) -> Result<(), Error> {
     let started = STARTED.get_or_init(|| {
         check_loaded_library()?;
         start(executable_for(venv.as_deref()).as_deref())?;
+        Python::attach(detach_stdio).map_err(|e| format!("redirecting stdio: {e}"))?;
         Ok(Started { venv: venv.clone() })
     });
     match started {
@@ -70,6 +71,17 @@ pub(crate) fn ensure_started(venv: Option<&Path>) -> Result<(), Error> {
         ))),
         Ok(_) => Ok(()),
     }
+}
+
+/// Points `sys.stdin` at /dev/null and `sys.stdout` at `sys.stderr`: under the CGI front end
+/// fd 0 and 1 carry the request and the response, and under a spawned FastCGI server fd 0 is the
+/// listening socket, so an app's `print()` or `input()` must never touch them.
+fn detach_stdio(py: Python<'_>) -> PyResult<()> {
+    py.run(
+        c"import os, sys\nsys.stdin = open(os.devnull)\nsys.stdout = sys.stderr\n",
+        None,
+        None,
+    )
 }
 
 /// Whether [`ensure_started`] succeeded.

@@ -49,6 +49,8 @@ async fn embedded_interpreter_is_the_one_built_for() {
     ] {
         assert_eq!(embedded[key], native[key], "{key}");
     }
+    assert_eq!(embedded["stdout_is_stderr"], true);
+    assert_eq!(embedded["stdin_read"], "");
     let version = embedded["version"].as_str().unwrap_or_default();
     assert!(
         version.starts_with(&format!("{}.", build.version)),
