@@ -12,15 +12,18 @@
 //! response is complete, the write side is shut and the connection closed, lingering while the
 //! peer may still be sending body bytes.
 
+use std::any::Any;
 use std::future::poll_fn;
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use gatehouse_channel_request::{
     body_channel, delivery_queue, serve_request, Application, BodySender, CancellationToken,
     DeliveryReceiver, Peer, Protocol, QueueChannel, Request, RequestInfo, Response,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
@@ -167,7 +170,7 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn<IO> {
         let linger = Linger::body(dec);
         match ending {
             Ending::Complete => self.close(linger).await,
-            Ending::Aborted => {}
+            Ending::Aborted => self.reset(),
             Ending::AppFailed => {
                 tracing::error!(peer = %info.peer, request_id = info.id, "application ended without a response");
                 self.answer(500, linger).await;
@@ -176,6 +179,7 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn<IO> {
                 log_failure(&info, &err);
                 match err.http_status() {
                     Some(status) if !writer.has_written() => self.answer(status, linger).await,
+                    _ if writer.has_written() => self.reset(),
                     _ => {}
                 }
             }
@@ -276,6 +280,17 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn<IO> {
             (None, _) => *inbound = Inbound::Closed,
         }
         Ok(())
+    }
+
+    /// Closes a connection whose response is incomplete so that the peer can tell: a TCP
+    /// connection is reset (`SO_LINGER` 0), and nginx then reports "upstream prematurely
+    /// closed" instead of passing a truncated body as complete. Other transports have no such
+    /// signal and are just closed.
+    fn reset(self) {
+        let io = self.reader.into_inner().unsplit(self.wr);
+        if let Some(tcp) = (&io as &dyn Any).downcast_ref::<TcpStream>() {
+            let _ = socket2::SockRef::from(tcp).set_linger(Some(Duration::ZERO));
+        }
     }
 
     /// Writes `data`, failing if the peer takes no byte for `idle_timeout`.

@@ -44,8 +44,9 @@
 //! byte went out yet. A peer that half-closes (`shutdown(SHUT_WR)`) after its request still gets
 //! the whole response; a peer that resets, or closes while we write, has its app cancelled.
 //!
-//! SCGI cannot mark a response as incomplete: when an app fails after its first body bytes went
-//! out, the connection is closed, and only a front server that got a `Content-Length` notices.
+//! SCGI has no way to mark a response as incomplete but the connection itself: when an app fails
+//! after its first body bytes went out, a TCP connection is reset (nginx then fails the request
+//! instead of passing a truncated body as complete); other transports are just closed.
 //!
 //! # Flow control, half-close and cancellation
 //!

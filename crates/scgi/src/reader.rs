@@ -27,6 +27,11 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         }
     }
 
+    /// The socket back (buffered bytes are dropped).
+    pub(crate) fn into_inner(self) -> R {
+        self.io
+    }
+
     /// The next frame of `dec`, reading the socket only when the buffer holds none.
     ///
     /// # Cancel safety

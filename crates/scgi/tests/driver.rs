@@ -404,6 +404,51 @@ async fn body_backpressure_stops_reading() {
     task.await.unwrap();
 }
 
+/// Sends a head and some body, then fails.
+struct FailsMidway;
+
+impl Application for FailsMidway {
+    fn call<'a>(
+        &'a self,
+        _: Request,
+        resp: &'a mut Response,
+    ) -> BoxFuture<'a, Result<(), AppError>> {
+        Box::pin(async move {
+            resp.send_head(ResponseHead::new(200)).await?;
+            resp.write(Bytes::from(vec![b'p'; 100_000])).await?;
+            Err("broken midway".into())
+        })
+    }
+}
+
+/// Over TCP: one request, the client's read result.
+async fn tcp_exchange(app: Arc<dyn Application>) -> std::io::Result<Vec<u8>> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = Server::new(app, Config::default());
+    let serving = tokio::spawn(async move {
+        let (stream, peer) = listener.accept().await.unwrap();
+        serve_connection(server, stream, Peer::Tcp(peer), CancellationToken::new()).await;
+    });
+    let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+    client.write_all(&post(b"")).await.unwrap();
+    let mut out = Vec::new();
+    let read = client.read_to_end(&mut out).await.map(|_| out);
+    serving.await.unwrap();
+    read
+}
+
+#[tokio::test]
+async fn incomplete_response_resets_tcp() {
+    let err = tcp_exchange(Arc::new(FailsMidway)).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
+    let out = tcp_exchange(echo()).await.unwrap();
+    assert!(
+        out.starts_with(b"Status: 200 OK\r\n"),
+        "a complete response ends cleanly"
+    );
+}
+
 #[tokio::test]
 async fn panicking_app_gets_500() {
     struct Panics;

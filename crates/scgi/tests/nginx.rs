@@ -14,7 +14,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gatehouse_channel_request::{CancellationToken, Peer};
+use bytes::Bytes;
+use gatehouse_channel_request::{
+    AppError, Application, BoxFuture, CancellationToken, Peer, Request, Response, ResponseHead,
+};
 use gatehouse_dispatch::{builtin, Dispatcher};
 use gatehouse_scgi::{serve_connection, Config, Duplicates, Server};
 use serde_json::Value;
@@ -126,10 +129,14 @@ impl Drop for Nginx {
     }
 }
 
-/// Serves SCGI on an ephemeral loopback port until `stop` is cancelled.
+/// Serves SCGI with `echo` on an ephemeral loopback port until `stop` is cancelled.
 async fn scgi_listener(stop: CancellationToken, config: Config) -> u16 {
     let echo = builtin::by_name("echo").unwrap();
-    let app = Arc::new(Dispatcher::single(echo));
+    serve_app(Arc::new(Dispatcher::single(echo)), stop, config).await
+}
+
+/// Serves SCGI with `app` on an ephemeral loopback port until `stop` is cancelled.
+async fn serve_app(app: Arc<dyn Application>, stop: CancellationToken, config: Config) -> u16 {
     let server = Server::new(app, config);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -254,6 +261,71 @@ async fn nginx_concurrent_requests() {
     }
     for c in clients {
         c.await.unwrap();
+    }
+    stop.cancel();
+}
+
+/// Streams 100 000 bytes after its head (no Content-Length), then fails unless told not to.
+struct Streams {
+    fail: bool,
+}
+
+impl Application for Streams {
+    fn call<'a>(
+        &'a self,
+        _: Request,
+        resp: &'a mut Response,
+    ) -> BoxFuture<'a, Result<(), AppError>> {
+        Box::pin(async move {
+            let head = ResponseHead::new(200).with_header("Content-Type", "text/plain")?;
+            resp.send_head(head).await?;
+            resp.write(Bytes::from(vec![b'p'; 100_000])).await?;
+            if self.fail {
+                return Err("broken midway".into());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// An HTTP/1.1 GET through nginx; the raw answer (chunked, as nginx has no length to send).
+async fn http11_raw(nginx: &Nginx) -> Vec<u8> {
+    let mut stream = UnixStream::connect(&nginx.socket).await.unwrap();
+    let head = "GET /stream HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    // nginx may close with a reset itself after a failed upstream: keep what arrived.
+    let _ = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut out))
+        .await
+        .expect("nginx answers");
+    out
+}
+
+/// An app failing after its head reaches nginx as a failed upstream (we reset the TCP
+/// connection), so the client never sees the end of the chunked body; a good one ends cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_sees_an_aborted_response() {
+    let dir = tempfile::tempdir().unwrap();
+    let stop = CancellationToken::new();
+    for fail in [false, true] {
+        let app = Arc::new(Streams { fail });
+        let port = serve_app(app, stop.clone(), Config::default()).await;
+        let nginx = Nginx::start(&dir.path().join(format!("fail-{fail}")), port);
+        let out = http11_raw(&nginx).await;
+        assert!(
+            out.starts_with(b"HTTP/1.1 200 OK\r\n"),
+            "{}",
+            nginx.error_log()
+        );
+        let complete = out.ends_with(b"\r\n0\r\n\r\n");
+        assert_eq!(complete, !fail, "fail={fail}\n{}", nginx.error_log());
+        if fail {
+            let log = nginx.error_log();
+            assert!(
+                log.contains("reset by peer") || log.contains("prematurely"),
+                "{log}"
+            );
+        }
     }
     stop.cancel();
 }
