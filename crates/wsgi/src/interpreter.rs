@@ -201,39 +201,35 @@ fn start(executable: Option<&Path>) -> Result<(), String> {
         .transpose()
         .map_err(|_| "the executable path holds a NUL byte".to_owned())?;
     let mut config = MaybeUninit::<ffi::PyConfig>::uninit();
-    let cfg = config.as_mut_ptr();
-    // SAFETY: `cfg` points to writable memory sized for `PyConfig` as laid out for the Python
-    // version we link (pyo3-ffi picks the layout from the same build configuration);
+    // SAFETY: the pointer is to writable memory sized for `PyConfig` as laid out for the Python
+    // version we link (pyo3-ffi picks the layout from the same build configuration), and
     // PyConfig_InitPythonConfig initialises every field.
-    unsafe { ffi::PyConfig_InitPythonConfig(cfg) };
-    // SAFETY: `cfg` was initialised above; these are plain int fields.
-    unsafe {
-        (*cfg).install_signal_handlers = 0;
-        (*cfg).parse_argv = 0;
+    unsafe { ffi::PyConfig_InitPythonConfig(config.as_mut_ptr()) };
+    {
+        // SAFETY: initialised just above; this borrow ends before the raw pointer below is made.
+        let fields = unsafe { config.assume_init_mut() };
+        fields.install_signal_handlers = 0;
+        fields.parse_argv = 0;
     }
+    // From here on the config is only reached through this one pointer.
+    let cfg = config.as_mut_ptr();
     if let Some(exe) = &executable {
-        // SAFETY: the field belongs to the initialised config, and the function copies the
+        let field = cfg
+            .wrapping_byte_add(std::mem::offset_of!(ffi::PyConfig, executable))
+            .cast();
+        // SAFETY: `field` points into the initialised config; the function copies the
         // NUL-terminated string into memory the config owns (freed by PyConfig_Clear).
-        let status = unsafe {
-            ffi::PyConfig_SetBytesString(
-                cfg,
-                std::ptr::addr_of_mut!((*cfg).executable),
-                exe.as_ptr(),
-            )
-        };
+        let status = unsafe { ffi::PyConfig_SetBytesString(cfg, field, exe.as_ptr()) };
         if let Some(msg) = status_error(status) {
-            // SAFETY: `cfg` is initialised; clearing frees what it owns.
+            // SAFETY: the config is initialised; clearing frees what it owns.
             unsafe { ffi::PyConfig_Clear(cfg) };
             return Err(format!("setting the executable: {msg}"));
         }
     }
-    // SAFETY: runs once (the caller's OnceLock), with an initialised config; the config is
-    // cleared once, after use.
-    let status = unsafe {
-        let status = ffi::Py_InitializeFromConfig(cfg);
-        ffi::PyConfig_Clear(cfg);
-        status
-    };
+    // SAFETY: runs once (the caller's OnceLock) with an initialised config.
+    let status = unsafe { ffi::Py_InitializeFromConfig(cfg) };
+    // SAFETY: the config is initialised and no longer needed; cleared once.
+    unsafe { ffi::PyConfig_Clear(cfg) };
     if let Some(msg) = status_error(status) {
         return Err(format!("initialisation failed: {msg}"));
     }
