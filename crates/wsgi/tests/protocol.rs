@@ -22,6 +22,19 @@ async fn hello_gets_content_length_from_one_item_list() {
 }
 
 #[tokio::test]
+async fn file_spec_defaults_to_application() {
+    let spec = support::fixture("hello.py")
+        .display()
+        .to_string()
+        .parse()
+        .unwrap();
+    let app = gatehouse_wsgi::WsgiApp::load(&spec, config(1)).unwrap();
+    let a = Call::get("/").run(&app).await;
+    assert_eq!((a.status(), a.text().as_str()), (200, "Hello, world!\n"));
+    assert_eq!(a.header("content-length").as_deref(), Some("14"));
+}
+
+#[tokio::test]
 async fn environ_has_every_required_key() {
     let app = load(CASES, "environ_dump", config(2));
     let call = Call::get("/x/y?a=1&b")
