@@ -6,7 +6,7 @@
 //! The outcome goes back to the async side, which sends the 500 (head not sent) or the abort
 //! (head sent) and logs the traceback once, through `serve_request`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, TryLockError};
 
 use gatehouse_channel_request::{Env, Request, RequestInfo};
 use pyo3::prelude::*;
@@ -66,9 +66,17 @@ fn serve(
     if let Ok(mut input) = input.try_borrow_mut() {
         input.release();
     }
-    sink.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .release();
+    match sink.try_lock() {
+        Ok(mut s) => s.release(),
+        Err(TryLockError::Poisoned(p)) => p.into_inner().release(),
+        // A thread the app started is in write(): wait for it without the GIL, which it needs
+        // to return.
+        Err(TryLockError::WouldBlock) => py.detach(|| {
+            sink.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .release();
+        }),
+    }
     outcome
 }
 
