@@ -320,7 +320,14 @@ fn on_read(
                 }
             }
             Ok(None) if eof => {
-                let f = Failure::new(ErrorKind::Closed, "closed with requests in flight");
+                let hint = match reader {
+                    Reader::Fastcgi(_) => {
+                        " (a FastCGI server that ignores FCGI_KEEP_CONN needs --no-keep-conn)"
+                    }
+                    _ => "",
+                };
+                let detail = format!("closed with requests in flight{hint}");
+                let f = Failure::new(ErrorKind::Closed, detail);
                 flight.fail_all(ctx, &f);
                 return false;
             }
