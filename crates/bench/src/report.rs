@@ -232,6 +232,10 @@ fn shape(p: &Plan) -> String {
         };
         let _ = write!(s, ", multiplex {}", p.multiplex);
     }
+    if let Some(hold) = p.idle_hold {
+        let _ = write!(s, ", one request each, then held idle for {hold:?}");
+        return s;
+    }
     match p.rate {
         Some(r) => {
             let _ = write!(s, ", open loop at {r} req/s");
