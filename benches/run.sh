@@ -362,16 +362,41 @@ if prof.strip():
       "requests over 16 kept-alive connections (`perf stat -e instructions` is not supported on this "
       "machine). Exclusive instruction counts, top functions:")
     w("")
+    def clean(line):
+        line = re.sub(r"/root/\.cargo/registry/src/[^/]+/", "", line)
+        line = re.sub(r"/rustc/[0-9a-f]+/", "", line)
+        line = re.sub(r" \[[^\]]*\]$", "", line)
+        return line.replace("/work/main/", "")[:160]
+    def table(text, limit, only=None):
+        out, on = [], False
+        for line in text.splitlines():
+            if "PROGRAM TOTALS" in line:
+                out.append(clean(line))
+            if line.startswith("Ir ") and "file:function" in line:
+                on = True
+                continue
+            if on and re.match(r"^\s*[0-9,]+ \(", line) and (only is None or re.search(only, clean(line))):
+                out.append(clean(line))
+        return out[:limit]
     w("```text")
-    keep = []
-    started = False
-    for line in prof.splitlines():
-        if re.match(r"^-+$", line.strip()) and keep:
-            started = True
-        if "PROGRAM TOTALS" in line or started or line.strip().startswith("Ir"):
-            keep.append(re.sub(r"/rustc/[0-9a-f]+/", "", re.sub(r"/root/\.cargo/registry/src/[^/]+/", "", line))[:150])
-    w("\n".join(keep[:45]))
+    w("\n".join(table(prof, 31)))
     w("```")
+    incl = profile_path + ".incl"
+    if os.path.exists(incl):
+        w("")
+        w("Inclusive counts, our code only (a function's share includes what it calls):")
+        w("")
+        w("```text")
+        w("\n".join(table(open(incl).read(), 26, r"%\)\s+(crates|src)/")))
+        w("```")
+    bench = profile_path + ".bench"
+    if os.path.exists(bench):
+        w("")
+        w("The profiled run, as gatehouse-bench saw it (callgrind slows the daemon about 20x):")
+        w("")
+        w("```text")
+        w(open(bench).read().rstrip())
+        w("```")
 else:
     w("Not run (PROFILE=0 or valgrind missing).")
 w("")
@@ -627,7 +652,8 @@ if ((PROFILE)) && command -v valgrind >/dev/null; then
         >"$WORK/callgrind-bench.txt" 2>&1 || true
     stop_pid "$pid"
     callgrind_annotate --inclusive=no "$WORK/callgrind.out" 2>/dev/null | head -60 >"$PROFILE_TXT" || true
-    callgrind_annotate --inclusive=yes "$WORK/callgrind.out" 2>/dev/null | head -70 >"$WORK/profile-incl.txt" || true
+    callgrind_annotate --inclusive=yes "$WORK/callgrind.out" 2>/dev/null | head -120 >"$PROFILE_TXT.incl" || true
+    sed -n 1,6p "$WORK/callgrind-bench.txt" >"$PROFILE_TXT.bench" || true
 fi
 
 END=$(date +%s)
