@@ -100,3 +100,32 @@ fn keep_conn_with_upstream_keepalive_over_a_unix_socket() {
         nginx.error_log()
     );
 }
+
+#[test]
+fn chunked_uploads_buffered_and_streamed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::fastcgi_tcp("echo", &[]);
+    let nginx = Nginx::start("fastcgi.conf.tmpl", &d.addr(), dir.path());
+    let data = body(3 * 1024 * 1024 + 17, 42);
+    // Buffered: nginx reads the whole chunked body, then sends it with its length.
+    // Unbuffered: nginx streams it with an empty CONTENT_LENGTH; the empty STDIN ends it.
+    for prefix in ["/plain", "/unbuffered"] {
+        let resp = http::post_chunked(
+            nginx.port,
+            &format!("{prefix}/echo/chunked"),
+            &data,
+            100_000,
+        );
+        assert_eq!(
+            resp.status,
+            200,
+            "{prefix}: {} {}",
+            resp.text(),
+            nginx.error_log()
+        );
+        let j = resp.json();
+        assert_eq!(j["path"], format!("{prefix}/echo/chunked"));
+        assert_eq!(j["body_len"], data.len(), "{prefix}");
+        assert_eq!(j["body_sha256"], sha256_hex(&data), "{prefix}");
+    }
+}

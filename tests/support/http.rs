@@ -102,6 +102,26 @@ pub fn request(
     read_response(s)
 }
 
+/// Sends a POST whose body goes out with `Transfer-Encoding: chunked`, in chunks of `chunk`
+/// bytes, and reads the whole response.
+pub fn post_chunked(port: u16, target: &str, body: &[u8], chunk: usize) -> Response {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to nginx");
+    s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    let head = format!(
+        "POST {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Transfer-Encoding: chunked\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).expect("send head");
+    for piece in body.chunks(chunk) {
+        let mut framed = format!("{:x}\r\n", piece.len()).into_bytes();
+        framed.extend_from_slice(piece);
+        framed.extend_from_slice(b"\r\n");
+        s.write_all(&framed).expect("send chunk");
+    }
+    s.write_all(b"0\r\n\r\n").expect("send last chunk");
+    read_response(s)
+}
+
 fn read_response(s: TcpStream) -> Response {
     let mut r = BufReader::new(s);
     let mut line = String::new();
