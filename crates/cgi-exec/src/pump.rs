@@ -90,6 +90,7 @@ impl Ctl {
     /// Controls one run of a script. `stdin` is `None` when the request has no body.
     pub(crate) fn new(
         gone: BoxFuture<'static, ()>,
+        first: Option<Bytes>,
         body: RequestBody,
         stdin: Option<impl AsyncWrite + Unpin + Send + 'static>,
         timeout: Option<Duration>,
@@ -97,7 +98,7 @@ impl Ctl {
         let activity = Arc::new(Activity::new());
         let feeder = stdin.map(|stdin| {
             let fut: BoxFuture<'static, Result<(), Error>> =
-                Box::pin(feed(body, stdin, activity.clone()));
+                Box::pin(feed(first, body, stdin, activity.clone()));
             fut
         });
         let watchdog = timeout.map(|idle| (idle, Box::pin(tokio::time::sleep(idle))));
@@ -190,15 +191,22 @@ impl Ctl {
 /// A write error means the script stopped reading (it exited or closed stdin): the rest of the
 /// body is dropped and that is not an error. A body error (short, malformed, aborted) is.
 async fn feed(
+    mut first: Option<Bytes>,
     mut body: RequestBody,
     mut stdin: impl AsyncWrite + Unpin,
     activity: Arc<Activity>,
 ) -> Result<(), Error> {
     loop {
-        activity.client_wait.store(true, Ordering::Relaxed);
-        let next = body.chunk().await;
-        activity.client_wait.store(false, Ordering::Relaxed);
-        activity.touch();
+        let next = match first.take() {
+            Some(chunk) => Ok(Some(chunk)),
+            None => {
+                activity.client_wait.store(true, Ordering::Relaxed);
+                let next = body.chunk().await;
+                activity.client_wait.store(false, Ordering::Relaxed);
+                activity.touch();
+                next
+            }
+        };
         let Some(chunk) = next? else {
             return Ok(());
         };

@@ -139,8 +139,9 @@ pub(crate) struct Started {
 }
 
 impl Spawner {
-    /// Resolves, checks and spawns the script for `env`. Blocking (file-system calls, spawn):
-    /// run it on the blocking pool. The slot `permit` stays with the script until it is reaped.
+    /// Resolves, checks and spawns the script for `env` (a few `stat` calls and a `posix_spawn`,
+    /// which returns once the child has exec'd). The slot `permit` stays with the script until it
+    /// is reaped.
     pub(crate) fn start(
         &self,
         env: &Env,
