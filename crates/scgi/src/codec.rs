@@ -25,11 +25,12 @@ pub struct HeadDecoder {
 }
 
 impl HeadDecoder {
-    /// A decoder that refuses header blocks longer than `max_header_bytes` and repeated names.
+    /// A decoder that refuses header blocks longer than `max_header_bytes`; repeated names as
+    /// [`Duplicates::default`] says.
     pub fn new(max_header_bytes: usize) -> Self {
         Self {
             max_header_bytes,
-            duplicates: Duplicates::Reject,
+            duplicates: Duplicates::default(),
         }
     }
 

@@ -61,9 +61,9 @@ pub struct Config {
     /// How long a closing connection keeps reading (and discarding) what the peer still sends,
     /// after our response, so the peer reads the response instead of a reset.
     pub linger_timeout: Duration,
-    /// What to do with a header name sent twice: refused by default, as the specification
-    /// says; [`Duplicates::JoinHttpHeaders`] accepts repeated request headers from nginx < 1.23
-    /// (flag suggestion: `--scgi-join-duplicate-headers`).
+    /// What to do with a header name sent twice. By default repeated `HTTP_*` names (nginx
+    /// < 1.23 sends one per repeated request header) are joined and any other repeat is
+    /// refused; [`Duplicates::Reject`] refuses every repeat, as the specification says.
     pub duplicates: Duplicates,
 }
 
@@ -109,7 +109,7 @@ impl Default for Config {
             response_budget: DEFAULT_RESPONSE_BUDGET,
             body_queue_chunks: DEFAULT_BODY_QUEUE_CHUNKS,
             linger_timeout: DEFAULT_LINGER_TIMEOUT,
-            duplicates: Duplicates::Reject,
+            duplicates: Duplicates::JoinHttpHeaders,
         }
     }
 }
