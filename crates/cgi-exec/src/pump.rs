@@ -271,7 +271,9 @@ pub(crate) async fn answer(
     ctl.drive(Wait::Client, resp.send_head(head)).await??;
     stream(ctl, stdout, resp, buf).await?;
     ctl.drive(Wait::Client, resp.finish()).await??;
+    // The response is complete: neither the client nor the rest of the body matters any more.
     ctl.forget_client();
+    ctl.stop_feeding();
     let status = ctl
         .drive(Wait::Script, guard.wait())
         .await?
