@@ -8,7 +8,7 @@
 //!
 //! The dispatcher owns the `SCRIPT_NAME` / `PATH_INFO` split: whatever the front server sent
 //! (nginx's stock `fastcgi_params` sends `SCRIPT_NAME` = the whole path and no `PATH_INFO`;
-//! its `scgi_params` sends neither), the app sees its mount point as `SCRIPT_NAME` and the rest
+//! its `scgi_params` sends neither; fcgiwrap-style configs send both as `$uri`), the app sees its mount point as `SCRIPT_NAME` and the rest
 //! of the path as `PATH_INFO`, as PEP 3333 and RFC 3875 intend.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

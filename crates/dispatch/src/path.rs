@@ -2,15 +2,22 @@
 
 use gatehouse_channel_request::env::{self, Env};
 
-/// The full request path: `SCRIPT_NAME` + `PATH_INFO` when either is non-empty, else the path of
-/// `DOCUMENT_URI`, else the percent-decoded path of `REQUEST_URI`, else `/`.
+/// The full request path the front server saw, from the first of:
+///
+/// 1. `DOCUMENT_URI` (nginx's stock params send it: the normalised URI, however the config
+///    sets `SCRIPT_NAME` and `PATH_INFO`; fcgiwrap-style configs send both as `$uri`, so
+///    joining them would double the path);
+/// 2. `SCRIPT_NAME` + `PATH_INFO` when either is non-empty (Apache, lighttpd, our own CGI and
+///    HTTP front ends);
+/// 3. the percent-decoded path of `REQUEST_URI` (nginx's stock `scgi_params`);
+/// 4. `/`.
 pub fn full_path(env: &Env) -> Vec<u8> {
+    if let Some(doc) = env.get(env::DOCUMENT_URI).filter(|d| !d.is_empty()) {
+        return doc.to_vec();
+    }
     let joined = env.path();
     if !joined.is_empty() {
         return joined;
-    }
-    if let Some(doc) = env.get(env::DOCUMENT_URI).filter(|d| !d.is_empty()) {
-        return doc.to_vec();
     }
     if let Some(uri) = env.get(env::REQUEST_URI).filter(|u| !u.is_empty()) {
         let path = uri.split(|&b| b == b'?').next().unwrap_or_default();
