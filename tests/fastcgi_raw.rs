@@ -336,3 +336,24 @@ fn records_for_inactive_request_ids_are_ignored() {
     let answer = c.answer(1);
     assert_eq!(answer.cgi().text(), "Hello, world!\n");
 }
+
+#[test]
+fn running_out_of_file_descriptors_is_survived() {
+    // A soft limit of 32 descriptors: the daemon runs out while accepting (EMFILE).
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "ulimit -n 32 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["hello", "--fastcgi", "127.0.0.1:0"])
+        .stdin(std::process::Stdio::null());
+    let mut d = Daemon::spawn(cmd, "gatehouse (ulimit -n 32)");
+    let addr = d.addr();
+    let idle: Vec<std::net::TcpStream> = (0..64)
+        .map(|_| std::net::TcpStream::connect(&addr).expect("the backlog takes the connection"))
+        .collect();
+    d.wait_log("accept failed");
+    assert!(d.is_running());
+    drop(idle);
+    let answer = fcgi::call(&addr, &fcgi::params("GET", "/", "", None), b"");
+    assert_eq!(answer.cgi().text(), "Hello, world!\n");
+    assert!(d.is_running());
+}
