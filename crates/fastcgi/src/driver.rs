@@ -30,6 +30,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, Wr
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::{Instant, Sleep};
 use tokio_util::codec::Decoder;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::codec::RecordCodec;
 use crate::conn::{Connection, Dispatch, Event};
@@ -85,7 +86,7 @@ pub async fn serve_connection<IO>(
         tasks: JoinSet::new(),
         requests: HashMap::new(),
         held: None,
-        shutdown,
+        shutdown: Box::pin(shutdown.cancelled_owned()),
         shutdown_seen: false,
         timer: Box::pin(tokio::time::sleep_until(Instant::now())),
         armed: None,
@@ -104,9 +105,12 @@ struct Driver<IO> {
     requests: HashMap<u64, Handle>,
     /// A body chunk waiting for room in its request's body queue.
     held: Option<Held>,
-    shutdown: CancellationToken,
+    /// Kept across iterations, so waiting costs no registration per record.
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     shutdown_seen: bool,
     timer: Pin<Box<Sleep>>,
+    /// When `timer` fires; it may fire before the connection's deadline, which moves later
+    /// with every record: the connection re-checks, and the timer is re-armed then.
     armed: Option<Instant>,
 }
 
@@ -145,11 +149,11 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
             None => self.conn.poll_timeout().map(Instant::from_std),
             Some(_) => None, // Not reading: the peer cannot be idle on our account.
         };
-        if deadline != self.armed {
-            if let Some(d) = deadline {
+        if let Some(d) = deadline {
+            if self.armed.is_none_or(|armed| d < armed) {
                 self.timer.as_mut().reset(d);
+                self.armed = Some(d);
             }
-            self.armed = deadline;
         }
         let roomy = self.conn.out_len() < OUT_HIGH_WATER;
         let can_read = self.held.is_none() && self.conn.wants_read() && roomy;
@@ -161,7 +165,7 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
         // FCGI_ABORT_REQUEST, other requests' input), nor the reverse.
         tokio::select! {
             res = self.writer.write_vectored(&slices[..n]), if n > 0 => self.wrote(res).await,
-            () = self.shutdown.cancelled(), if !self.shutdown_seen => {
+            () = self.shutdown.as_mut(), if !self.shutdown_seen => {
                 self.shutdown_seen = true;
                 self.conn.handle_shutdown(now());
             }
