@@ -19,6 +19,26 @@
 //! Requests run concurrently, several per connection (`FCGI_MPXS_CONNS` = 1). Only the
 //! `FCGI_RESPONDER` role is played; `FCGI_AUTHORIZER` and `FCGI_FILTER` get `FCGI_UNKNOWN_ROLE`.
 //!
+//! # What of FastCGI 1.0 is covered
+//! - Records (3.3): every type decoded and encoded; padding skipped on input, `contentLength`
+//!   up to 65535; fixed-size bodies checked from the header; `version` must be 1.
+//! - Name-value pairs (3.4): 1- and 4-byte lengths, pairs split across `FCGI_PARAMS` records.
+//! - Request IDs (3.3): active from `FCGI_BEGIN_REQUEST` to our `FCGI_END_REQUEST`; records
+//!   for inactive IDs ignored; a second `FCGI_BEGIN_REQUEST` for an active ID is an error.
+//! - `FCGI_KEEP_CONN` (5.1): unset, the connection closes once the request (and any other
+//!   multiplexed on it) has ended; set, it stays open until the web server closes it.
+//! - Management records (4): `FCGI_GET_VALUES` answered (`FCGI_MAX_CONNS`, `FCGI_MAX_REQS`,
+//!   `FCGI_MPXS_CONNS`, unknown names omitted); other types get `FCGI_UNKNOWN_TYPE`.
+//! - `FCGI_ABORT_REQUEST` (5.4): the app's task is dropped, `FCGI_END_REQUEST` follows with a
+//!   non-zero `appStatus`. Closing the connection aborts all its requests.
+//! - Responder (6.2): the app starts when `FCGI_PARAMS` ends and reads `FCGI_STDIN` as it
+//!   arrives; `CONTENT_LENGTH` is checked against `FCGI_STDIN` (empty = absent); output as
+//!   `FCGI_STDOUT` records, the empty `FCGI_STDOUT`, then `FCGI_END_REQUEST`.
+//! - `FCGI_WEB_SERVER_ADDRS` (3.2), applied to TCP peers.
+//!
+//! Not covered: the Authorizer and Filter roles (answered `FCGI_UNKNOWN_ROLE`, so `FCGI_DATA`
+//! for a Responder is a protocol error); `FCGI_STDERR` is never sent (apps log instead).
+//!
 //! # Backpressure
 //! A request's body flows through a bounded queue (`Config::body_queue_chunks`). When it is
 //! full the connection stops reading its socket: FastCGI has no per-request flow control, so one
