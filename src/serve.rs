@@ -94,12 +94,11 @@ pub(crate) fn start(
     max_conns: usize,
 ) -> io::Result<Accepting> {
     let limit = Arc::new(Semaphore::new(max_conns));
-    let acc = Accepting {
+    let mut acc = Accepting {
         loops: JoinSet::new(),
         connections: TaskTracker::new(),
         shutdown: CancellationToken::new(),
     };
-    let mut acc = acc;
     for b in bound {
         let listener = Listener::from_std(b.listener)?;
         tracing::info!("listening on {} {}", b.kind.name(), b.name);
