@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use std::io::IoSlice;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use gatehouse_channel_request::cgi_head::cgi_head_len;
 use gatehouse_channel_request::{write_cgi_head, Delivery, ResponseHead};
 
 use crate::record::{
@@ -127,11 +128,7 @@ impl OutQueue {
             };
             let take = data.len().min(FCGI_MAX_CONTENT_LEN - open.len);
             self.tail.put_slice(&data[..take]);
-            let len = open.len + take;
-            let len_bytes = (len as u16).to_be_bytes();
-            self.tail[open.at + 4..open.at + 6].copy_from_slice(&len_bytes);
-            self.open_stdout = Some(OpenRecord { len, ..open });
-            self.len += take;
+            self.grow_open(open, take);
             data = &data[take..];
         }
     }
@@ -183,11 +180,31 @@ impl OutQueue {
         }
     }
 
-    /// Appends a response head in CGI form (RFC 3875 section 6).
+    /// Appends a response head in CGI form (RFC 3875 section 6), written straight into the
+    /// open `FCGI_STDOUT` record when it fits.
     pub(crate) fn put_head(&mut self, request_id: u16, head: &ResponseHead) {
-        let mut scratch = BytesMut::new();
-        write_cgi_head(head, &mut scratch);
-        self.put_stdout_copy(request_id, &scratch);
+        let len = cgi_head_len(head);
+        let open = match self.open_stdout {
+            Some(o) if o.request_id == request_id && o.len + len <= FCGI_MAX_CONTENT_LEN => o,
+            _ if len <= FCGI_MAX_CONTENT_LEN => self.open_record(request_id),
+            _ => {
+                // A head of more than 64 KiB spans several records.
+                let mut scratch = BytesMut::with_capacity(len);
+                write_cgi_head(head, &mut scratch);
+                return self.put_stdout_copy(request_id, &scratch);
+            }
+        };
+        write_cgi_head(head, &mut self.tail);
+        self.grow_open(open, len);
+    }
+
+    /// Records `added` more content bytes in the open record `open`, patching its header.
+    fn grow_open(&mut self, open: OpenRecord, added: usize) {
+        let len = open.len + added;
+        let len_bytes = (len as u16).to_be_bytes();
+        self.tail[open.at + 4..open.at + 6].copy_from_slice(&len_bytes);
+        self.open_stdout = Some(OpenRecord { len, ..open });
+        self.len += added;
     }
 
     /// Ends a request: the empty `FCGI_STDOUT` that closes the stream, then `FCGI_END_REQUEST`.
@@ -360,6 +377,31 @@ mod tests {
         let recs = records(&bytes);
         let lens: Vec<_> = recs.iter().map(|r| r.payload.content_len()).collect();
         assert_eq!(lens, vec![1, 65535, 65535, 150_000 - 2 * 65535]);
+    }
+
+    #[test]
+    fn heads_larger_than_a_record_span_records() {
+        let mut q = OutQueue::new();
+        q.put_stdout_copy(1, b"x"); // an open record of another request's output
+        let head = ResponseHead::new(200)
+            .with_header("X-Big", "v".repeat(70_000))
+            .unwrap();
+        q.put_head(2, &head);
+        q.put_head(3, &ResponseHead::new(204));
+        let recs = records(&drain(&mut q, 1000));
+        let mut by_id = std::collections::BTreeMap::<u16, Vec<u8>>::new();
+        for r in &recs {
+            let Payload::Stdout(b) = &r.payload else {
+                panic!()
+            };
+            assert!(b.len() <= FCGI_MAX_CONTENT_LEN);
+            by_id.entry(r.request_id).or_default().extend_from_slice(b);
+        }
+        let mut want = BytesMut::new();
+        write_cgi_head(&head, &mut want);
+        assert_eq!(by_id[&2], want.to_vec());
+        assert_eq!(by_id[&3], b"Status: 204 No Content\r\n\r\n".to_vec());
+        assert_eq!(recs.len(), 4);
     }
 
     #[test]
