@@ -16,8 +16,10 @@ use clap::{ArgGroup, Parser};
     about = "A load generator that speaks FastCGI, SCGI and HTTP/1.1 directly (no web server in between).",
     long_about = "A load generator that speaks FastCGI, SCGI and HTTP/1.1 directly (no web server in between).\n\n\
 Closed loop by default: every connection sends its next request as soon as the previous answer is in.\n\
-With --rate it runs open loop: requests are due on a fixed schedule and latency is measured from the\n\
-time each was due, so a stalled server shows in the percentiles (no coordinated omission).\n\
+With --rate it runs open loop: requests are due on a fixed schedule, and a request held back by a\n\
+busy connection is timed from when it was due, so a stalled server shows in the percentiles (no\n\
+coordinated omission). A request whose connection was free is timed from when it went out (the\n\
+runtime's timer may wake up to 1 ms late: that delay is the client's, not the server's).\n\
 Every response is checked (2xx status; --expect-body: the exact body). Any error makes the run\n\
 print ERRORS and exit 1.",
     group(ArgGroup::new("target").required(true).args(["fastcgi", "scgi", "http"])),

@@ -15,7 +15,7 @@ use tokio::net::{TcpStream, UnixStream};
 
 use crate::args::{Addr, Plan, Protocol};
 use crate::outcome::{Done, ErrorKind, Failure, Response};
-use crate::schedule::{Clock, Next, Schedule, Slot};
+use crate::schedule::{timed_from, Clock, Next, Schedule, Slot};
 use crate::stats::Recorder;
 use crate::wire::{Reader, Templates};
 
@@ -116,9 +116,14 @@ pub async fn run(ctx: Rc<Ctx>, index: usize) {
 
 /// The next request of this connection, waiting for its time (open loop); `None` at the end.
 async fn wait_next(ctx: &Ctx, schedule: &mut Schedule) -> Option<Slot> {
+    let free_since = Instant::now();
     loop {
-        match schedule.next(&ctx.clock, Instant::now()) {
-            Next::Send(slot) => return Some(slot),
+        let now = Instant::now();
+        match schedule.next(&ctx.clock, now) {
+            Next::Send(mut slot) => {
+                slot.intended = timed_from(slot.intended, free_since, now);
+                return Some(slot);
+            }
             Next::Finished => return None,
             Next::WaitUntil(t) => tokio::time::sleep_until(t.into()).await,
         }
@@ -175,6 +180,8 @@ where
 struct InFlight {
     slots: Vec<Option<(Slot, Instant)>>,
     free: Vec<u16>,
+    /// When each id last became free.
+    freed_at: Vec<Instant>,
 }
 
 impl InFlight {
@@ -182,6 +189,7 @@ impl InFlight {
         Self {
             slots: vec![None; k],
             free: (1..=k as u16).rev().collect(),
+            freed_at: vec![Instant::now(); k],
         }
     }
 
@@ -190,11 +198,10 @@ impl InFlight {
     }
 
     fn take(&mut self, id: u16) -> Option<Slot> {
-        let slot = self
-            .slots
-            .get_mut(usize::from(id).wrapping_sub(1))?
-            .take()?;
+        let index = usize::from(id).wrapping_sub(1);
+        let slot = self.slots.get_mut(index)?.take()?;
         self.free.push(id);
+        self.freed_at[index] = Instant::now();
         Some(slot.0)
     }
 
@@ -260,7 +267,12 @@ where
                 }
             };
             let id = flight.free.pop().unwrap_or(1);
-            flight.slots[usize::from(id) - 1] = Some((slot, now));
+            let index = usize::from(id) - 1;
+            let slot = Slot {
+                intended: timed_from(slot.intended, flight.freed_at[index], now),
+                ..slot
+            };
+            flight.slots[index] = Some((slot, now));
             reader.start(id);
             out.push(ctx.templates.request(id));
             wake_at = None;

@@ -56,6 +56,18 @@ pub fn main_with(cli: args::Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(rate) = plan.rate {
+        // Each request id gets a request every `connections * multiplex / rate` seconds.
+        let gap = plan.connections as f64 * plan.multiplex as f64 / rate;
+        if gap < 0.002 {
+            eprintln!(
+                "gatehouse-bench: warning: at --rate {rate} each request id is due every {:.0} us, \
+                 finer than the runtime's 1 ms timer: latencies may include up to 1 ms of client \
+                 scheduling; use more connections (-c) or --multiplex",
+                gap * 1e6
+            );
+        }
+    }
     let (recorder, elapsed, cpu, wall, held) = match plan.idle_hold {
         Some(hold) => {
             let cpu0 = engine::process_cpu_time();

@@ -1,7 +1,8 @@
 //! When requests go out: the run's clock (warm-up, measured period, end) shared by every
 //! thread, and each connection's [`Schedule`]: closed loop (send as soon as a slot is free) or
 //! open loop (connection `i` of `c` owns every `c`-th slot of a fixed arrival schedule at
-//! `--rate`, and a request's latency counts from its slot's time, however late it went out).
+//! `--rate`, and a request held back by the server counts its latency from its slot's time,
+//! however late it went out: see [`timed_from`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -123,6 +124,21 @@ impl Schedule {
     }
 }
 
+/// The time a request's latency counts from, given when it was due and when the request id
+/// (or connection) that carries it became free.
+///
+/// If the id was already free when the request fell due, any delay before it went out is the
+/// client's own (the runtime timer wakes up to 1 ms late): time it from `now`, when it went out.
+/// If the id only became free after the request was due, the server held it up: time it from
+/// when it was due, so the stall shows in the latency (no coordinated omission).
+pub fn timed_from(due: Instant, freed_at: Instant, now: Instant) -> Instant {
+    if freed_at <= due {
+        now.max(due)
+    } else {
+        due
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +167,16 @@ mod tests {
         }
         assert_eq!(s.next(&clock, t1), Next::Finished);
         assert!(clock.over(t1));
+    }
+
+    #[test]
+    fn late_because_of_the_server_or_of_the_client() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        // Free since 0, due at 10, our timer fired at 11: timed from 11.
+        assert_eq!(timed_from(ms(10), ms(0), ms(11)), ms(11));
+        // Due at 10, the previous response only came at 30: timed from 10.
+        assert_eq!(timed_from(ms(10), ms(30), ms(30)), ms(10));
     }
 
     #[test]
