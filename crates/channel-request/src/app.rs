@@ -156,7 +156,12 @@ pub async fn serve_request(app: &dyn Application, req: Request, mut resp: Respon
         resp.abort().await;
         return;
     }
-    tracing::error!(peer = %info.peer, request_id = info.id, protocol = %info.protocol, error = %error, "request failed");
+    if is_peer_fault(&*error) {
+        // The front end logged the peer's fault when it saw it; one line per failure.
+        tracing::debug!(peer = %info.peer, request_id = info.id, error = %error, "request body failed");
+    } else {
+        tracing::error!(peer = %info.peer, request_id = info.id, protocol = %info.protocol, error = %error, "request failed");
+    }
     if resp.head_sent() {
         resp.abort().await;
         return;
@@ -178,6 +183,19 @@ fn is_client_gone(error: &(dyn std::error::Error + 'static)) -> bool {
         error.downcast_ref::<Error>(),
         Some(Error::ClientGone | Error::Body(BodyError::Aborted))
     ) || matches!(error.downcast_ref::<BodyError>(), Some(BodyError::Aborted))
+}
+
+/// Whether an app's error is the request body failing by the peer's fault (short, long or
+/// malformed), which the front end has already logged.
+fn is_peer_fault(error: &(dyn std::error::Error + 'static)) -> bool {
+    let body = match error.downcast_ref::<Error>() {
+        Some(Error::Body(e)) => Some(e),
+        _ => error.downcast_ref::<BodyError>(),
+    };
+    matches!(
+        body,
+        Some(BodyError::Short { .. } | BodyError::Long { .. } | BodyError::Malformed(_))
+    )
 }
 
 /// The status that answers an app's error: the core's errors know theirs, anything else is 500.

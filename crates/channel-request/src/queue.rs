@@ -116,6 +116,8 @@ impl ResponseChannel for QueueChannel {
             let Output::Body(chunk) = &out else {
                 return self.deliver(out, None);
             };
+            // A chunk larger than the whole budget waits for all of it and then goes out
+            // whole: the bound on queued bytes per request is max(budget, largest chunk).
             let want = chunk.len().clamp(1, self.budget_bytes) as u32;
             let budget = self.budget.clone();
             let credit = tokio::select! {
