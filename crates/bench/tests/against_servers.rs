@@ -240,3 +240,30 @@ fn idle_mode_holds_connections() {
     assert_eq!(held.held, 50);
     assert_eq!((held.recorder.ok, held.recorder.error_total()), (50, 0));
 }
+
+#[test]
+fn open_loop_counts_a_stall_against_every_request_it_held_back() {
+    // 100 requests/s on one connection; the server sits on the first request for 600 ms.
+    // Requests due at 10, 20, ... 590 ms could not go out before it answered: open loop times
+    // them from when they were due, so at least the 51 due in the first 500 ms show >= 100 ms,
+    // more than half of the <= 100 measured. (A lower bound set by the injected stall: a slower
+    // machine only makes latencies longer.)
+    let addr = serve_app(
+        Front::Fastcgi,
+        support::stalls_once(Duration::from_millis(600)),
+    );
+    let o = run(&["--fastcgi", &addr.to_string(), "-c1", "--rate=100", "-d1s"]);
+    assert_eq!(o.recorder.error_total(), 0, "{:?}", o.recorder.samples);
+    let s = o.recorder.summary(o.elapsed);
+    assert!(s.requests <= 100, "{}", s.requests);
+    assert!(
+        s.latency.max >= Duration::from_millis(600),
+        "{:?}",
+        s.latency
+    );
+    assert!(
+        s.latency.p50 >= Duration::from_millis(100),
+        "{:?}",
+        s.latency
+    );
+}

@@ -16,6 +16,36 @@ pub(crate) fn hello_at_hello() -> Arc<dyn Application> {
     Arc::new(gatehouse_dispatch::Dispatcher::new().mount("/hello", hello))
 }
 
+/// `hello`, except that the first request waits `stall` before it answers: a server that
+/// stalls once.
+pub(crate) fn stalls_once(stall: std::time::Duration) -> Arc<dyn Application> {
+    Arc::new(StallOnce {
+        stall,
+        stalled: std::sync::atomic::AtomicBool::new(false),
+    })
+}
+
+struct StallOnce {
+    stall: std::time::Duration,
+    stalled: std::sync::atomic::AtomicBool,
+}
+
+impl Application for StallOnce {
+    fn call<'a>(
+        &'a self,
+        req: gatehouse_channel_request::Request,
+        resp: &'a mut gatehouse_channel_request::Response,
+    ) -> gatehouse_channel_request::BoxFuture<'a, Result<(), gatehouse_channel_request::AppError>>
+    {
+        Box::pin(async move {
+            if !self.stalled.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                tokio::time::sleep(self.stall).await;
+            }
+            builtin::Hello.call(req, resp).await
+        })
+    }
+}
+
 /// A TCP server that accepts connections and never answers (held for the process's life).
 pub(crate) fn black_hole() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
