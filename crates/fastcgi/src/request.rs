@@ -197,25 +197,29 @@ impl RequestError {
 const LINEAR_DEDUP_MAX: usize = 48;
 
 /// Builds the environment from a complete `FCGI_PARAMS` stream, exactly as the peer sent it:
-/// no variable added. A name sent twice keeps its first position and its last value (as
-/// `Env::set` does), found through a map so that thousands of tiny pairs cost linear time.
+/// no variable added. A name sent twice keeps its first position. A repeated `HTTP_*` name
+/// (nginx before 1.23 sends one pair per repeated request header line) gets its values joined
+/// with `", "` (`"; "` for `HTTP_COOKIE`), as nginx 1.23+, our SCGI and our HTTP front ends do;
+/// any other repeated name keeps its last value (a `fastcgi_param` overriding an earlier one, as
+/// php-fpm reads it). Past a few dozen pairs duplicates are found through a map, so thousands
+/// of tiny pairs cost linear time.
 fn env_from_params(stream: &Bytes) -> Result<Env, RequestError> {
     let pairs = nv::parse_all(stream, stream.len()).map_err(RequestError::MalformedParams)?;
-    if pairs.len() <= LINEAR_DEDUP_MAX {
-        // The usual 20-40 variables: a linear search per name beats hashing them.
-        let mut env = Env::with_capacity(pairs.len());
-        for (name, value) in pairs {
-            env.set(name, value);
-        }
-        return Ok(env);
-    }
-    let mut seen: HashMap<Bytes, usize> = HashMap::with_capacity(pairs.len());
+    let mut seen: Option<HashMap<Bytes, usize>> =
+        (pairs.len() > LINEAR_DEDUP_MAX).then(|| HashMap::with_capacity(pairs.len()));
     let mut unique: Vec<(Bytes, Bytes)> = Vec::with_capacity(pairs.len());
     for (name, value) in pairs {
-        match seen.get(&name) {
-            Some(&i) => unique[i].1 = value,
+        let earlier = match &seen {
+            // The usual 20-40 variables: a linear search per name beats hashing them.
+            None => unique.iter().position(|(n, _)| *n == name),
+            Some(map) => map.get(&name).copied(),
+        };
+        match earlier {
+            Some(i) => merge_repeat(&mut unique[i], value),
             None => {
-                seen.insert(name.clone(), unique.len());
+                if let Some(map) = &mut seen {
+                    map.insert(name.clone(), unique.len());
+                }
                 unique.push((name, value));
             }
         }
@@ -225,6 +229,25 @@ fn env_from_params(stream: &Bytes) -> Result<Env, RequestError> {
         env.push_unchecked(name, value);
     }
     Ok(env)
+}
+
+/// Folds a repeated pair into the earlier one: `HTTP_*` values joined, others replaced.
+fn merge_repeat(earlier: &mut (Bytes, Bytes), value: Bytes) {
+    let (name, old) = earlier;
+    if !name.starts_with(b"HTTP_") {
+        *old = value;
+        return;
+    }
+    let sep: &[u8] = if name.as_ref() == b"HTTP_COOKIE" {
+        b"; "
+    } else {
+        b", "
+    };
+    let mut joined = BytesMut::with_capacity(old.len() + sep.len() + value.len());
+    joined.extend_from_slice(old);
+    joined.extend_from_slice(sep);
+    joined.extend_from_slice(&value);
+    *old = joined.freeze();
 }
 
 #[cfg(test)]
@@ -324,6 +347,27 @@ mod tests {
         assert_eq!(
             r.push_params(&[0; 11], 10),
             Err(LimitError::ParamsTooLarge { limit: 10 })
+        );
+    }
+
+    #[test]
+    fn repeated_http_names_are_joined() {
+        let p = params(&[
+            ("HTTP_X_DUP", "a"),
+            ("HTTP_COOKIE", "c=1"),
+            ("B", "2"),
+            ("HTTP_X_DUP", "b"),
+            ("HTTP_COOKIE", "d=2"),
+        ]);
+        let env = env_from_params(&Bytes::from(p)).unwrap();
+        let vars: Vec<_> = env.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        assert_eq!(
+            vars,
+            vec![
+                (Bytes::from("HTTP_X_DUP"), Bytes::from("a, b")),
+                (Bytes::from("HTTP_COOKIE"), Bytes::from("c=1; d=2")),
+                (Bytes::from("B"), Bytes::from("2")),
+            ]
         );
     }
 
