@@ -31,7 +31,7 @@ pub struct Cli {
     /// SCGI server: HOST:PORT or unix:/path (one request per connection, as SCGI defines).
     #[arg(long, value_name = "ADDR")]
     pub scgi: Option<String>,
-    /// HTTP/1.1 server: http://HOST[:PORT][/PATH] or unix:/path (keep-alive).
+    /// HTTP/1.1 server: `http://HOST[:PORT][/PATH]` or unix:/path (keep-alive).
     #[arg(long, value_name = "URL")]
     pub http: Option<String>,
     /// Connections held open at once.

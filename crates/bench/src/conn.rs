@@ -1,5 +1,5 @@
-//! One client connection's loop: kept-alive sessions ([`session`]: FastCGI with K requests in
-//! flight, HTTP keep-alive) and one request per connection ([`one_shot`]: SCGI, FastCGI
+//! One client connection's loop: kept-alive sessions (`session`: FastCGI with K requests in
+//! flight, HTTP keep-alive) and one request per connection (`one_shot_on`: SCGI, FastCGI
 //! without `FCGI_KEEP_CONN`). Each is a single task on its thread's runtime, with a single
 //! `select!` over reading responses, writing requests, the open-loop timer, the request
 //! timeout and the end of the run.
