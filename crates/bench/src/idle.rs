@@ -13,7 +13,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{watch, Semaphore};
 
 use crate::args::Plan;
-use crate::conn::{connect, OutQueue, Stream};
+use crate::conn::{connect, Stream};
+use crate::out::OutQueue;
 use crate::outcome::{ErrorKind, Failure};
 use crate::stats::Recorder;
 use crate::wire::{Reader, Templates};

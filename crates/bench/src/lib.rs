@@ -18,13 +18,13 @@
 //!                 report: text or JSON; exit 1 on any error
 //! ```
 //!
-//! - [`args`]: the command line and the validated [`args::Plan`].
+//! - [`args`], [`values`]: the command line and the validated [`args::Plan`].
 //! - [`request`], [`fastcgi`], [`scgi`], [`http`], [`cgi`], [`wire`]: encoding requests and
 //!   reading responses. FastCGI records and name-value pairs come from `gatehouse_fastcgi`,
 //!   the SCGI netstring from `gatehouse_scgi`; the HTTP/1.1 reader is a minimal hand-written
 //!   one (status line, framing headers, chunked bodies).
-//! - [`schedule`], [`conn`], [`engine`], [`idle`]: when requests go out, the connection loops,
-//!   the threads.
+//! - [`schedule`], [`conn`], [`out`], [`engine`], [`idle`]: when requests go out, the connection
+//!   loops, the write queue, the threads.
 //! - [`outcome`], [`stats`], [`report`]: judging responses, counting, printing.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -36,12 +36,14 @@ pub mod engine;
 pub mod fastcgi;
 pub mod http;
 pub mod idle;
+pub mod out;
 pub mod outcome;
 pub mod report;
 pub mod request;
 pub mod scgi;
 pub mod schedule;
 pub mod stats;
+pub mod values;
 pub mod wire;
 
 use std::process::ExitCode;
