@@ -569,6 +569,7 @@ for rep in $(seq 1 "$REPS"); do
     fi
     if ((HTTP)); then
         ghb "$S3" "HTTP direct c=16" gatehouse "$rep" "$GH_HTTP_PID" --http "http://127.0.0.1:$GH_HTTP_PORT/" --expect-body "$HELLO" -c 16
+        wrk_run "$S3" "HTTP direct c=16" "gatehouse (wrk)" "$rep" "$GH_HTTP_PID" 16 "http://127.0.0.1:$GH_HTTP_PORT/"
     fi
 
     SC="0. Calibration: nginx return 200, two load generators (daemon CPU = nginx)"
