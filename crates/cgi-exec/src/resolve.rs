@@ -178,24 +178,7 @@ fn strip_proxy_url(url: &[u8]) -> Option<&[u8]> {
     Some(path.split(|&b| b == b'?').next().unwrap_or(path))
 }
 
-/// Decodes `%XX` escapes; a `%` not followed by two hex digits stays as is.
-pub(crate) fn percent_decode(input: &[u8]) -> Vec<u8> {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while i < input.len() {
-        if input[i] == b'%' && i + 2 < input.len() {
-            if let (Some(h), Some(l)) = (hex(input[i + 1]), hex(input[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(input[i]);
-        i += 1;
-    }
-    out
-}
+pub(crate) use gatehouse_channel_request::env::percent_decode;
 
 /// Splits the request path for a script found through `SCRIPT_FILENAME`: at the path info the
 /// filename carried (Apache), else after the shortest leading part of the request path that the

@@ -10,7 +10,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use bytes::Bytes;
-use gatehouse_channel_request::env::{GATEWAY_INTERFACE, REQUEST_METHOD};
+use gatehouse_channel_request::env::{percent_decode, GATEWAY_INTERFACE, REQUEST_METHOD};
 use gatehouse_channel_request::Env;
 
 use crate::error::Error;
@@ -84,27 +84,6 @@ pub fn isindex_args(query: &[u8]) -> Option<Vec<OsString>> {
         .map(|w| OsString::from_vec(percent_decode(w)))
         .collect();
     Some(words)
-}
-
-/// Decodes `%XX` escapes; a `%` without two hex digits stays as it is.
-fn percent_decode(input: &[u8]) -> Vec<u8> {
-    let hex = |b: u8| char::from(b).to_digit(16);
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while i < input.len() {
-        if let (b'%', Some(h), Some(l)) = (
-            input[i],
-            input.get(i + 1).and_then(|&b| hex(b)),
-            input.get(i + 2).and_then(|&b| hex(b)),
-        ) {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(input[i]);
-            i += 1;
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -223,6 +223,26 @@ pub fn cgi_to_header_name(rest: &[u8]) -> String {
         .collect()
 }
 
+/// Decodes `%XX` escapes (RFC 3986 section 2.1); a `%` not followed by two hex digits is kept
+/// as it is. Every front end and app that turns a raw request target into a CGI path uses this.
+pub fn percent_decode(input: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| char::from(b).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'%' && i + 2 < input.len() {
+            if let (Some(h), Some(l)) = (hex(input[i + 1]), hex(input[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(input[i]);
+        i += 1;
+    }
+    out
+}
+
 /// Parses an unsigned decimal number made only of ASCII digits, without overflow.
 pub fn parse_decimal(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 19 {
@@ -288,6 +308,13 @@ mod tests {
     fn path_joins_script_name_and_path_info() {
         let e = env(&[("SCRIPT_NAME", "/app"), ("PATH_INFO", "/x/y")]);
         assert_eq!(e.path(), b"/app/x/y");
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode(b"%41%4a%zz%4"), b"AJ%zz%4");
+        assert_eq!(percent_decode(b"%"), b"%");
+        assert_eq!(percent_decode(b"a%2Fb%20"), b"a/b ");
     }
 
     #[test]

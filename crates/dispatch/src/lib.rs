@@ -18,4 +18,5 @@ mod dispatcher;
 mod path;
 
 pub use dispatcher::Dispatcher;
-pub use path::{full_path, percent_decode};
+pub use gatehouse_channel_request::env::percent_decode;
+pub use path::full_path;

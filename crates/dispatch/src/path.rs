@@ -1,6 +1,6 @@
 //! Finding the request path the front end saw, whatever variables it sent.
 
-use gatehouse_channel_request::env::{self, Env};
+use gatehouse_channel_request::env::{self, percent_decode, Env};
 
 /// The full request path the front server saw, from the first of:
 ///
@@ -24,33 +24,6 @@ pub fn full_path(env: &Env) -> Vec<u8> {
         return percent_decode(path);
     }
     b"/".to_vec()
-}
-
-/// Decodes `%XX` escapes; a `%` not followed by two hex digits is kept as is.
-pub fn percent_decode(input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while i < input.len() {
-        if input[i] == b'%' && i + 2 < input.len() {
-            if let (Some(h), Some(l)) = (hex(input[i + 1]), hex(input[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(input[i]);
-        i += 1;
-    }
-    out
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -82,12 +55,5 @@ mod tests {
         let e = env(&[("REQUEST_URI", "/a%20b/c?x=%20")]);
         assert_eq!(full_path(&e), b"/a b/c");
         assert_eq!(full_path(&env(&[])), b"/");
-    }
-
-    #[test]
-    fn decoding() {
-        assert_eq!(percent_decode(b"%41%4a%zz%4"), b"AJ%zz%4");
-        assert_eq!(percent_decode(b"%"), b"%");
-        assert_eq!(percent_decode(b"a%2Fb"), b"a/b");
     }
 }

@@ -15,7 +15,7 @@
 use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
-use gatehouse_channel_request::env::{self as cgi, Env};
+use gatehouse_channel_request::env::{self as cgi, percent_decode, Env};
 use gatehouse_channel_request::Peer;
 use http::header::{self, HeaderMap};
 use http::request::Parts;
@@ -265,33 +265,6 @@ pub(crate) fn path_info(raw: &[u8]) -> Result<Vec<u8>, Error> {
         what: "path climbs above the root",
         bytes: raw.to_vec(),
     })
-}
-
-/// Decodes `%XX` escapes; a `%` not followed by two hex digits is kept as is.
-pub(crate) fn percent_decode(input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while i < input.len() {
-        if input[i] == b'%' && i + 2 < input.len() {
-            if let (Some(h), Some(l)) = (hex(input[i + 1]), hex(input[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(input[i]);
-        i += 1;
-    }
-    out
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 fn has_dot_segment(path: &[u8]) -> bool {
