@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use clap::{ArgGroup, Parser};
 
-use crate::values::{parse_duration, parse_escaped, parse_header, parse_size};
+use crate::values::{parse_duration, parse_escaped, parse_header, parse_param, parse_size};
 
 /// `gatehouse-bench` command-line options, as typed.
 #[derive(Debug, Parser)]
@@ -57,6 +57,10 @@ pub struct Cli {
     /// Add a request header, 'Name: value' (repeatable).
     #[arg(short = 'H', long = "header", value_parser = parse_header, value_name = "'NAME: VALUE'")]
     pub headers: Vec<(String, String)>,
+    /// FastCGI and SCGI: add (or replace) a CGI variable, NAME=VALUE (repeatable), e.g.
+    /// SCRIPT_FILENAME=/srv/cgi-bin/hello.sh for fcgiwrap.
+    #[arg(short = 'P', long = "param", value_parser = parse_param, value_name = "NAME=VALUE")]
+    pub params: Vec<(String, String)>,
     /// Request path, with an optional ?query. Default: the URL's path, else /.
     #[arg(long)]
     pub path: Option<String>,
@@ -146,6 +150,8 @@ pub struct Plan {
     pub path: String,
     /// Extra headers.
     pub headers: Vec<(String, String)>,
+    /// Extra CGI variables (FastCGI, SCGI).
+    pub params: Vec<(String, String)>,
     /// Request body.
     pub body: Bytes,
     /// FastCGI `FCGI_KEEP_CONN`.
@@ -211,6 +217,7 @@ impl Cli {
             method,
             path,
             headers: self.headers,
+            params: self.params,
             body,
             keep_conn,
             multiplex: self.multiplex,
@@ -247,6 +254,9 @@ impl Cli {
         }
         if self.multiplex > 1 && (protocol != Protocol::Fastcgi || !keep_conn) {
             return Err("--multiplex needs --fastcgi with keep-conn".into());
+        }
+        if !self.params.is_empty() && protocol == Protocol::Http {
+            return Err("--param sets CGI variables: it needs --fastcgi or --scgi".into());
         }
         if self.threads == Some(0) {
             return Err("-t must be at least 1".into());
@@ -433,6 +443,9 @@ mod tests {
             &["--fastcgi=127.0.0.1:1", "--expect-body=\\q"],
             &["--fastcgi=127.0.0.1:1", "-d", "0"],
             &["--fastcgi=127.0.0.1:1", "-d", "3 fortnights"],
+            &["--http=http://127.0.0.1:1/", "--param", "A=b"],
+            &["--fastcgi=127.0.0.1:1", "--param", "novalue"],
+            &["--fastcgi=127.0.0.1:1", "--param", "=x"],
         ] {
             assert!(plan(bad).is_err(), "{bad:?} accepted");
         }

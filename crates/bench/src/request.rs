@@ -52,6 +52,12 @@ pub fn cgi_params(plan: &Plan) -> Vec<(Vec<u8>, Vec<u8>)> {
             vars.push((format!("HTTP_{upper}"), value.clone()));
         }
     }
+    for (name, value) in &plan.params {
+        match vars.iter_mut().find(|(n, _)| n == name) {
+            Some(var) => var.1 = value.clone(),
+            None => vars.push((name.clone(), value.clone())),
+        }
+    }
     vars.into_iter()
         .map(|(n, v)| (n.into_bytes(), v.into_bytes()))
         .collect()
@@ -120,6 +126,17 @@ pub(crate) mod tests {
         assert_eq!(get(&vars, "SERVER_NAME"), Some("127.0.0.1"));
         assert_eq!(get(&vars, "SERVER_PORT"), Some("9000"));
         assert_eq!(get(&vars, "HTTP_CONTENT_TYPE"), None);
+        let p = plan(&[
+            "--scgi=127.0.0.1:4000",
+            "-P",
+            "SCRIPT_FILENAME=/x.sh",
+            "-P",
+            "SERVER_NAME=h",
+        ]);
+        let vars = cgi_params(&p);
+        assert_eq!(get(&vars, "SCRIPT_FILENAME"), Some("/x.sh"));
+        assert_eq!(get(&vars, "SERVER_NAME"), Some("h"));
+        assert_eq!(vars.iter().filter(|(n, _)| n == b"SERVER_NAME").count(), 1);
     }
 
     #[test]

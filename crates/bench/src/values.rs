@@ -57,6 +57,17 @@ pub fn parse_header(s: &str) -> Result<(String, String), String> {
     Ok((name.to_owned(), value.to_owned()))
 }
 
+/// Parses `NAME=VALUE` (a CGI variable): the name is not empty and has no `=` or NUL.
+pub fn parse_param(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("bad --param {s:?}: expected NAME=VALUE"))?;
+    if name.is_empty() || name.contains('\0') || value.contains('\0') {
+        return Err(format!("bad --param {s:?}: empty name or NUL"));
+    }
+    Ok((name.to_owned(), value.to_owned()))
+}
+
 /// Turns `\n`, `\r`, `\t`, `\\` and `\xHH` into bytes.
 pub fn parse_escaped(s: &str) -> Result<Bytes, String> {
     let mut out = Vec::with_capacity(s.len());
@@ -105,5 +116,7 @@ mod tests {
         assert_eq!(parse_escaped("a\\x41\\t\\\\"), Ok(Bytes::from("aA\t\\")));
         assert!(parse_escaped("\\x4").is_err());
         assert!(parse_header("X: a\rb").is_err());
+        assert_eq!(parse_param("A=b=c"), Ok(("A".into(), "b=c".into())));
+        assert_eq!(parse_param("EMPTY="), Ok(("EMPTY".into(), String::new())));
     }
 }
