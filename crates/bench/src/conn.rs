@@ -54,6 +54,16 @@ impl Ctx {
         *self.last_completion.borrow_mut() = Some(now);
     }
 
+    /// Request `slot` was still unanswered when the run ended.
+    pub fn unfinished(&self, slot: Slot) {
+        if slot.measured {
+            let waited = Instant::now().saturating_duration_since(slot.intended);
+            let mut rec = self.recorder.borrow_mut();
+            rec.unfinished += 1;
+            rec.oldest_unfinished = rec.oldest_unfinished.max(waited);
+        }
+    }
+
     fn bytes(&self, read: usize, written: usize) {
         let mut rec = self.recorder.borrow_mut();
         rec.bytes_in += read as u64;
@@ -168,9 +178,17 @@ where
             }
         }
     };
-    let result = match tokio::time::timeout(ctx.plan.timeout, exchange).await {
-        Ok(r) => r,
-        Err(_) => Err(timeout_failure(ctx.plan.timeout)),
+    let far = Instant::now() + Duration::from_secs(86400 * 365);
+    let end = tokio::time::sleep_until(ctx.clock.end.unwrap_or(far).into());
+    let result = tokio::select! {
+        r = tokio::time::timeout(ctx.plan.timeout, exchange) => match r {
+            Ok(r) => r,
+            Err(_) => Err(timeout_failure(ctx.plan.timeout)),
+        },
+        () = end => {
+            ctx.unfinished(slot);
+            return true;
+        }
     };
     ctx.complete(slot, Instant::now(), result);
     false
@@ -307,7 +325,12 @@ where
                     None => timer.as_mut().reset((now + ctx.plan.timeout).into()),
                 }
             }
-            () = &mut end => return true,
+            () = &mut end => {
+                for (slot, _) in flight.slots.iter().flatten() {
+                    ctx.unfinished(*slot);
+                }
+                return true;
+            }
         }
     }
 }

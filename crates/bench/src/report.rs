@@ -143,6 +143,15 @@ impl Report<'_> {
         if self.saturated() {
             let _ = writeln!(out, "  WARNING: the client was busy {:.0}% of its threads' time: it may be the bottleneck, these figures are a lower bound", self.busy() * 100.0);
         }
+        if self.recorder.unfinished > 0 {
+            let _ = writeln!(
+                out,
+                "  WARNING: {} requests were still unanswered at the end (the oldest had waited {}): \
+                 the server may not be serving some connections",
+                self.recorder.unfinished,
+                dur(self.recorder.oldest_unfinished)
+            );
+        }
         match self.error_line() {
             None => out.push_str("  errors        none\n"),
             Some(line) => {
@@ -199,6 +208,8 @@ impl Report<'_> {
             "client_busy": self.busy(),
             "client_cpu_per_request_us": self.cpu_per_request_us(),
             "client_saturated": self.saturated(),
+            "unfinished": self.recorder.unfinished,
+            "oldest_unfinished_ms": self.recorder.oldest_unfinished.as_secs_f64() * 1000.0,
         });
         if let (Some(held), Some(obj)) = (self.held, v.as_object_mut()) {
             obj.insert("held_connections".into(), json!(held));

@@ -31,6 +31,10 @@ pub struct Recorder {
     pub bytes_out: u64,
     /// The first few distinct error descriptions, for the report.
     pub samples: Vec<String>,
+    /// Requests still unanswered when the run ended (not errors: the run stopped waiting).
+    pub unfinished: u64,
+    /// How long the oldest of them had waited.
+    pub oldest_unfinished: Duration,
 }
 
 /// How many distinct error descriptions a recorder keeps.
@@ -56,6 +60,8 @@ impl Recorder {
             bytes_in: 0,
             bytes_out: 0,
             samples: Vec::new(),
+            unfinished: 0,
+            oldest_unfinished: Duration::ZERO,
         }
     }
 
@@ -96,6 +102,8 @@ impl Recorder {
         for (status, n) in &other.statuses {
             *self.statuses.entry(*status).or_default() += n;
         }
+        self.unfinished += other.unfinished;
+        self.oldest_unfinished = self.oldest_unfinished.max(other.oldest_unfinished);
         self.bytes_in += other.bytes_in;
         self.bytes_out += other.bytes_out;
         for s in &other.samples {

@@ -267,3 +267,14 @@ fn open_loop_counts_a_stall_against_every_request_it_held_back() {
         s.latency
     );
 }
+
+#[test]
+fn requests_left_unanswered_at_the_end_are_reported() {
+    let addr = support::black_hole().to_string();
+    let o = run(&["--fastcgi", &addr, "-c3", "--multiplex=2", "-d300ms"]);
+    assert_eq!((o.recorder.ok, o.recorder.error_total()), (0, 0));
+    assert_eq!(o.recorder.unfinished, 6);
+    assert!(o.recorder.oldest_unfinished > Duration::ZERO);
+    let o = run(&["--scgi", &addr, "-c2", "-d300ms"]);
+    assert_eq!((o.recorder.unfinished, o.recorder.error_total()), (2, 0));
+}
