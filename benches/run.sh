@@ -108,8 +108,17 @@ stop_pid() { # pid
     wait "$1" 2>/dev/null || true
 }
 
+stop_tree() { # pid: the process and its descendants (fcgiwrap's children outlive their parent)
+    local kids
+    kids=$(descendants "$1")
+    stop_pid "$1"
+    # shellcheck disable=SC2086
+    [[ -z $kids ]] || kill -TERM $kids 2>/dev/null || true
+}
+
 cleanup() {
     local pid
+    [[ -z ${FW_PID:-} ]] || stop_tree "$FW_PID"
     for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     [[ -n ${KEEP_WORK:-} ]] || rm -rf "$WORK"
@@ -342,10 +351,21 @@ if meta.get("scgi") != "1" or meta.get("http") != "1":
       "(crates/scgi, crates/http) and gatehouse-bench speaks both (`--scgi`, `--http`); "
       "`benches/run.sh` measures them as soon as the binary has the flags.")
     w("")
-w("## 6. WSGI and CGI against uWSGI, flup and fcgiwrap")
+w("## 6. WSGI and CGI against uWSGI, flup and fcgiwrap: settings")
 w("")
-if meta.get("wsgi") == "1" and meta.get("cgi") == "1":
-    w("The binary serves `wsgi:` and `cgi:` apps, but this script does not measure them yet: TODO.")
+if meta.get("wsgi") == "1" or meta.get("cgi") == "1":
+    w("The same WSGI hello file for all three WSGI servers: gatehouse `wsgi:FILE` (default pool), "
+      "uWSGI `--master --processes 2`, flup's threaded `WSGIServer` (a thread per connection). "
+      "uWSGI, flup and fcgiwrap are measured one connection per request: uWSGI closes after every "
+      "response whatever FCGI_KEEP_CONN says, flup keeps the connection but answers a kept-alive "
+      "request only after ~40 ms (small writes without TCP_NODELAY meet delayed ACKs: 112 req/s "
+      "at c=16 when tried), and fcgiwrap's 2 children each hold one kept-alive connection and "
+      "starve the others. CGI: the same `/bin/sh` script printing the hello for gatehouse "
+      "`cgi:FILE` and for fcgiwrap `-c 2` (which gets it as SCRIPT_FILENAME).")
+    if meta.get("wsgi") != "1" or meta.get("cgi") != "1":
+        w("")
+        w("TODO: only part of scenario 6 ran: the binary lacks " +
+          ("`wsgi:`" if meta.get("wsgi") != "1" else "`cgi:`") + " apps.")
 else:
     w("TODO: not measured. The `gatehouse` binary built for this run does not serve `wsgi:...` or "
       "`cgi:...` apps yet (its `--help` lists only hello, echo and env), so there is nothing of ours "
@@ -498,6 +518,47 @@ if ((HTTP)); then
     GH_HTTP_PID=$BG_PID
 fi
 
+# 6. WSGI and CGI apps and their peers, when the binary serves wsgi:/cgi: apps.
+WSGI=0 CGI=0
+if has_flag 'wsgi:'; then WSGI=1; fi
+if has_flag 'cgi:'; then CGI=1; fi
+EXTRA_UPSTREAMS=""
+if ((WSGI)); then
+    GH_WSGI_PORT=$(free_port) FLUP_PORT=$(free_port)
+    start_bg "$WORK/gatehouse-wsgi.log" "$GH" "wsgi:$WORK/hello.py" --fastcgi "127.0.0.1:$GH_WSGI_PORT" --log-level warn
+    GH_WSGI_PID=$BG_PID
+    cat >"$WORK/flup_run.py" <<'PY'
+import runpy, sys
+from flup.server.fcgi import WSGIServer  # threaded, one thread per connection
+app = runpy.run_path(sys.argv[1])["application"]
+WSGIServer(app, bindAddress=("127.0.0.1", int(sys.argv[2]))).run()
+PY
+    start_bg "$WORK/flup.log" python3 "$WORK/flup_run.py" "$WORK/hello.py" "$FLUP_PORT"
+    FLUP_PID=$BG_PID
+    EXTRA_UPSTREAMS+="upstream wsgi_keepalive { server 127.0.0.1:$GH_WSGI_PORT; keepalive 64; }"
+    EXTRA_NGINX+="
+        location = /wsgi-gatehouse { include /etc/nginx/fastcgi_params; fastcgi_keep_conn on; fastcgi_pass wsgi_keepalive; }
+        location = /wsgi-flup { include /etc/nginx/fastcgi_params; fastcgi_pass 127.0.0.1:$FLUP_PORT; }"
+fi
+if ((CGI)); then
+    mkdir -p "$WORK/cgi-bin"
+    printf '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\nHello, world!\\n"\n' >"$WORK/cgi-bin/hello.sh"
+    chmod 755 "$WORK/cgi-bin/hello.sh"
+    GH_CGI_PORT=$(free_port) FW_PORT=$(free_port)
+    start_bg "$WORK/gatehouse-cgi.log" "$GH" "cgi:$WORK/cgi-bin/hello.sh" --fastcgi "127.0.0.1:$GH_CGI_PORT" --log-level warn
+    GH_CGI_PID=$BG_PID
+    start_bg "$WORK/fcgiwrap.log" fcgiwrap -c 2 -s "tcp:127.0.0.1:$FW_PORT"
+    FW_PID=$BG_PID
+    EXTRA_UPSTREAMS+=" upstream cgi_keepalive { server 127.0.0.1:$GH_CGI_PORT; keepalive 64; }"
+    EXTRA_NGINX+="
+        location = /cgi-gatehouse { include /etc/nginx/fastcgi_params; fastcgi_keep_conn on; fastcgi_pass cgi_keepalive; }
+        location = /cgi-fcgiwrap {
+            include /etc/nginx/fastcgi_params;
+            fastcgi_param SCRIPT_FILENAME $WORK/cgi-bin/hello.sh;
+            fastcgi_pass 127.0.0.1:$FW_PORT;
+        }"
+fi
+
 cat >"$WORK/nginx.conf" <<EOF
 user root;
 worker_processes 1;
@@ -514,6 +575,7 @@ http {
     scgi_temp_path $WORK/scgi;
     uwsgi_temp_path $WORK/uwsgi;
     upstream gatehouse_keepalive { server 127.0.0.1:$GH_PORT; keepalive 256; }
+    $EXTRA_UPSTREAMS
     server {
         listen 127.0.0.1:$NGINX_PORT backlog=4096;
         location = /ceiling { default_type text/plain; return 200 "Hello, world!\n"; }
@@ -535,8 +597,11 @@ wait_port "$UW_PORT"
 wait_port "$NGINX_PORT"
 ((SCGI)) && wait_port "$GH_SCGI_PORT"
 ((HTTP)) && wait_port "$GH_HTTP_PORT"
+((WSGI)) && wait_port "$GH_WSGI_PORT" && wait_port "$FLUP_PORT"
+((CGI)) && wait_port "$GH_CGI_PORT" && wait_port "$FW_PORT"
 NG=http://127.0.0.1:$NGINX_PORT
-for path in ceiling gatehouse-plain gatehouse-keepalive uwsgi-plain $( ((SCGI)) && echo scgi); do
+for path in ceiling gatehouse-plain gatehouse-keepalive uwsgi-plain $( ((SCGI)) && echo scgi) \
+    $( ((WSGI)) && echo wsgi-gatehouse wsgi-flup) $( ((CGI)) && echo cgi-gatehouse cgi-fcgiwrap); do
     body=$(curl -s "$NG/$path" || true)
     [[ $body == "Hello, world!" ]] || log "warning: /$path answered ${body@Q}"
 done
@@ -570,6 +635,31 @@ for rep in $(seq 1 "$REPS"); do
     if ((HTTP)); then
         ghb "$S3" "HTTP direct c=16" gatehouse "$rep" "$GH_HTTP_PID" --http "http://127.0.0.1:$GH_HTTP_PORT/" --expect-body "$HELLO" -c 16
         wrk_run "$S3" "HTTP direct c=16" "gatehouse (wrk)" "$rep" "$GH_HTTP_PID" 16 "http://127.0.0.1:$GH_HTTP_PORT/"
+    fi
+
+    if ((WSGI)); then
+        S6="6a. WSGI hello, direct (gatehouse-bench)"
+        GW=(--fastcgi "127.0.0.1:$GH_WSGI_PORT" --expect-body "$HELLO" -c 16)
+        ghb "$S6" "c=16 keep-conn" "gatehouse wsgi:" "$rep" "$GH_WSGI_PID" "${GW[@]}"
+        ghb "$S6" "c=16 one conn per request" "gatehouse wsgi:" "$rep" "$GH_WSGI_PID" "${GW[@]}" --no-keep-conn
+        ghb "$S6" "c=16 one conn per request" "uWSGI 2 procs" "$rep" "$UW_PID" "${UW[@]}" -c 16
+        ghb "$S6" "c=16 one conn per request" "flup threaded" "$rep" "$FLUP_PID" \
+            --fastcgi "127.0.0.1:$FLUP_PORT" --expect-body "$HELLO" -c 16 --no-keep-conn
+        S6B="6b. WSGI hello through nginx (wrk)"
+        wrk_run "$S6B" "c=16" "gatehouse wsgi: keep_conn" "$rep" "$GH_WSGI_PID" 16 "$NG/wsgi-gatehouse"
+        wrk_run "$S6B" "c=16" "uWSGI 2 procs" "$rep" "$UW_PID" 16 "$NG/uwsgi-plain"
+        wrk_run "$S6B" "c=16" "flup threaded" "$rep" "$FLUP_PID" 16 "$NG/wsgi-flup"
+    fi
+    if ((CGI)); then
+        S6C="6c. CGI hello (a shell script per request)"
+        GC=(--fastcgi "127.0.0.1:$GH_CGI_PORT" --expect-body "$HELLO" -c 16)
+        ghb "$S6C" "direct c=16 keep-conn" "gatehouse cgi:" "$rep" "$GH_CGI_PID" "${GC[@]}"
+        ghb "$S6C" "direct c=16 one conn per request" "gatehouse cgi:" "$rep" "$GH_CGI_PID" "${GC[@]}" --no-keep-conn
+        ghb "$S6C" "direct c=16 one conn per request" "fcgiwrap -c 2" "$rep" "$FW_PID" \
+            --fastcgi "127.0.0.1:$FW_PORT" -P "SCRIPT_FILENAME=$WORK/cgi-bin/hello.sh" --expect-body "$HELLO" \
+            -c 16 --no-keep-conn
+        wrk_run "$S6C" "nginx c=16" "gatehouse cgi: keep_conn" "$rep" "$GH_CGI_PID" 16 "$NG/cgi-gatehouse"
+        wrk_run "$S6C" "nginx c=16" "fcgiwrap -c 2" "$rep" "$FW_PID" 16 "$NG/cgi-fcgiwrap"
     fi
 
     SC="0. Calibration: nginx return 200, two load generators (daemon CPU = nginx)"
@@ -633,11 +723,6 @@ for rep in $(seq 1 "$REPS"); do
     log "$S5 rep $rep: held $held, RSS $base -> $held_rss KiB = $per KiB per connection"
 done
 
-# 6. WSGI / CGI peers: only when the binary serves those apps.
-WSGI=0 CGI=0
-if has_flag 'wsgi:'; then WSGI=1; fi
-if has_flag 'cgi:'; then CGI=1; fi
-# (Scenario 6 is written once those apps are wired into the binary; see the report's TODO.)
 
 # Profile: the daemon under callgrind, FastCGI hello, 16 kept-alive connections.
 PROFILE_TXT=$WORK/profile.txt
