@@ -2,8 +2,9 @@
 //!
 //! ```text
 //!  Cli ──► listen::plan ──► listen::bind_all ──► runtime ──► serve::start ──► wait for SIGTERM/SIGINT
-//!           (flags, fd 0,     (before the runtime:                              │
-//!            or default)       errors exit early)        stop accepting ◄───────┘
+//!           (flags, fd 0,     (before the runtime:     (FastCGI, SCGI,          │
+//!            or defaults)      errors exit early)       HTTP front ends)        │
+//!                                                        stop accepting ◄───────┘
 //!                                                        drain (≤ --drain-timeout) ──► exit 0
 //!                                                        a second signal ──► exit 128+N at once
 //! ```
@@ -12,26 +13,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_channel_request::Application;
-use gatehouse_dispatch::Dispatcher;
 
 use crate::addr::ListenAddr;
 use crate::cli::{Cli, HumanDuration};
 use crate::error::Error;
-use crate::listen::{self, BindOptions};
+use crate::listen::{self, BindOptions, Kind};
 use crate::serve::{self, Frontends};
 use crate::signal::Signals;
 
-/// Serves `app` as the command line says until a stop signal, then drains.
+/// Serves `app` (the dispatcher, already holding every mount) as the command line says until a
+/// stop signal, then drains.
 pub(crate) fn run(cli: &Cli, app: Arc<dyn Application>) -> Result<(), Error> {
-    let config = fastcgi_config(cli);
-    config.validate().map_err(|e| Error::Usage(e.to_string()))?;
-    let planned = listen::plan(&cli.listen.fastcgi)?;
+    let configs = Configs::from_cli(cli)?;
+    let planned = listen::plan(&cli.listen)?;
     if cli.listen.socket_mode.is_some()
         && !planned
             .iter()
-            .any(|(_, a)| matches!(a, ListenAddr::Unix(_)))
+            .any(|p| matches!(p.addr, ListenAddr::Unix(_)))
     {
         tracing::warn!("--socket-mode applies to unix sockets we create, and there is none");
+    }
+    if cli.listen.web_server_addrs.is_some() && !planned.iter().any(|p| p.kind == Kind::FastCgi) {
+        tracing::warn!("--web-server-addrs (FCGI_WEB_SERVER_ADDRS) applies to FastCGI listeners, and there is none");
     }
     let bound = listen::bind_all(
         &planned,
@@ -48,7 +51,7 @@ pub(crate) fn run(cli: &Cli, app: Arc<dyn Application>) -> Result<(), Error> {
             what: "cannot start the runtime",
             source,
         })?;
-    let result = runtime.block_on(serve_until_signal(cli, app, config, bound));
+    let result = runtime.block_on(serve_until_signal(cli, app, configs, bound));
     // Connections still open after the drain timeout are dropped here.
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
@@ -57,16 +60,17 @@ pub(crate) fn run(cli: &Cli, app: Arc<dyn Application>) -> Result<(), Error> {
 async fn serve_until_signal(
     cli: &Cli,
     app: Arc<dyn Application>,
-    config: gatehouse_fastcgi::Config,
+    configs: Configs,
     bound: Vec<listen::Bound>,
 ) -> Result<(), Error> {
     let mut signals = Signals::install().map_err(|source| Error::Io {
         what: "cannot install signal handlers",
         source,
     })?;
-    let app: Arc<dyn Application> = Arc::new(Dispatcher::single(app));
     let frontends = Frontends {
-        fastcgi: gatehouse_fastcgi::Server::new(app, config),
+        fastcgi: gatehouse_fastcgi::Server::new(app.clone(), configs.fastcgi),
+        scgi: gatehouse_scgi::Server::new(app.clone(), configs.scgi),
+        http: gatehouse_http::Server::new(app, configs.http),
     };
     let mut accepting =
         serve::start(bound, &frontends, cli.limits.max_conns).map_err(|source| Error::Io {
@@ -99,7 +103,35 @@ async fn serve_until_signal(
     Ok(())
 }
 
-/// The FastCGI front end's configuration from the command line.
+/// Each front end's configuration, from the command line.
+struct Configs {
+    fastcgi: gatehouse_fastcgi::Config,
+    scgi: gatehouse_scgi::Config,
+    http: gatehouse_http::Config,
+}
+
+impl Configs {
+    /// The configurations, checked. `--max-conns` is every front end's connection limit: the
+    /// accept loops enforce it over all listeners, and the SCGI and HTTP front ends (which
+    /// answer 503 beyond their own limit) never reach theirs.
+    fn from_cli(cli: &Cli) -> Result<Self, Error> {
+        let configs = Self {
+            fastcgi: fastcgi_config(cli),
+            scgi: scgi_config(cli),
+            http: http_config(cli),
+        };
+        configs
+            .fastcgi
+            .validate()
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        configs
+            .scgi
+            .validate()
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        Ok(configs)
+    }
+}
+
 fn fastcgi_config(cli: &Cli) -> gatehouse_fastcgi::Config {
     let mut config = gatehouse_fastcgi::Config::default();
     let limits = &cli.limits;
@@ -110,4 +142,32 @@ fn fastcgi_config(cli: &Cli) -> gatehouse_fastcgi::Config {
     config.idle_timeout = limits.idle_timeout.0;
     config.web_server_addrs = cli.listen.web_server_addrs.as_ref().map(|l| l.0.clone());
     config
+}
+
+fn scgi_config(cli: &Cli) -> gatehouse_scgi::Config {
+    let args = &cli.scgi;
+    gatehouse_scgi::Config {
+        max_header_bytes: args.scgi_max_header_bytes,
+        max_conns: cli.limits.max_conns,
+        header_timeout: args.scgi_header_timeout.0,
+        idle_timeout: args.scgi_idle_timeout.0,
+        duplicates: if args.scgi_strict_duplicates {
+            gatehouse_scgi::Duplicates::Reject
+        } else {
+            gatehouse_scgi::Duplicates::JoinHttpHeaders
+        },
+        ..gatehouse_scgi::Config::default()
+    }
+}
+
+fn http_config(cli: &Cli) -> gatehouse_http::Config {
+    let args = &cli.http;
+    gatehouse_http::Config {
+        max_header_bytes: args.http_max_header_bytes,
+        max_headers: args.http_max_headers,
+        header_read_timeout: args.http_header_timeout.0,
+        idle_timeout: args.http_idle_timeout.0,
+        max_conns: cli.limits.max_conns,
+        ..gatehouse_http::Config::default()
+    }
 }

@@ -20,6 +20,26 @@ pub enum Error {
         /// The cause.
         source: io::Error,
     },
+    /// A default listener (no listener option was given) could not be made, usually because
+    /// its port is taken.
+    ListenDefault {
+        /// `fastcgi`, `scgi` or `http`.
+        protocol: &'static str,
+        /// The default address.
+        addr: String,
+        /// The option that picks another address.
+        flag: &'static str,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The app could not be set up: a WSGI app that does not import (the message holds Python's
+    /// traceback), a CGI directory that cannot be used, an unknown user. Exit status 2.
+    App {
+        /// The app as the command line named it.
+        spec: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A live process already listens on this unix socket path.
     SocketInUse(PathBuf),
     /// The unix socket path exists and is not a socket; we never delete such a file.
@@ -34,10 +54,11 @@ pub enum Error {
 }
 
 impl Error {
-    /// The process exit status for this error: 2 for usage errors, 1 for everything else.
+    /// The process exit status for this error: 2 for usage errors and apps that cannot start,
+    /// 1 for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Usage(_) => 2,
+            Self::Usage(_) | Self::App { .. } => 2,
             _ => 1,
         }
     }
@@ -48,6 +69,18 @@ impl fmt::Display for Error {
         match self {
             Self::Usage(msg) => f.write_str(msg),
             Self::Listen { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            Self::ListenDefault {
+                protocol,
+                addr,
+                flag,
+                source,
+            } => write!(
+                f,
+                "cannot listen on {addr}, the default {protocol} address: {source} (with no \
+                 listener option gatehouse serves FastCGI, SCGI and HTTP on their defaults; \
+                 give {flag} ADDR, --fastcgi ADDR, ... to choose)"
+            ),
+            Self::App { spec, message } => write!(f, "cannot start app {spec}: {message}"),
             Self::SocketInUse(path) => write!(
                 f,
                 "cannot listen on unix:{}: another process is listening on it",
@@ -66,7 +99,9 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Listen { source, .. } | Self::Io { source, .. } => Some(source),
+            Self::Listen { source, .. }
+            | Self::ListenDefault { source, .. }
+            | Self::Io { source, .. } => Some(source),
             _ => None,
         }
     }

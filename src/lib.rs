@@ -2,14 +2,17 @@
 //! Rust program be its own gateway app.
 //!
 //! ```text
-//!  nginx / Apache / lighttpd / spawn-fcgi
-//!        │ FastCGI (TCP, unix socket, or inherited fd 0)
-//!        ▼
-//!  listeners ──► accept loops ──► front end (gatehouse_fastcgi) ──► Request
-//!  (cli, listen)   (serve)                                             │
-//!                                            Dispatcher (mount "/") ◄──┘
-//!                                                   │
-//!                         your Application, or a built-in app (hello, echo, env)
+//!  nginx / Apache / lighttpd / spawn-fcgi / curl           a web server's CGI module
+//!        │ FastCGI, SCGI, HTTP/1.1                               │ environment + stdin
+//!        │ (TCP, unix socket, or inherited fd 0)                 ▼
+//!        ▼                                               gatehouse_cgi::run (one request)
+//!  listeners ──► accept loops ──► front end ──► Request          │
+//!  (cli, listen)   (serve)   (gatehouse_fastcgi,  │               │
+//!                             _scgi, _http)       ▼               ▼
+//!                            Dispatcher (APP at "/", --mount PREFIX=APP) (apps)
+//!                                   │
+//!        built-in app (hello, echo, env) │ wsgi: (gatehouse_wsgi) │ cgi: (gatehouse_cgi_exec)
+//!        │ or your own Application
 //! ```
 //!
 //! # Serving your own handler
@@ -34,12 +37,14 @@
 //! }
 //! ```
 //!
-//! The program then takes the same options as the `gatehouse` binary (`--fastcgi ADDR`, limits,
-//! `--log-level`, ...), serves on an inherited fd 0 when started by spawn-fcgi, and drains on
-//! SIGTERM. See `examples/native_handler.rs`.
+//! The program then takes the same options as the `gatehouse` binary (`--fastcgi ADDR`,
+//! `--scgi ADDR`, `--http ADDR`, limits, `--log-level`, ...), serves on an inherited fd 0 when
+//! started by spawn-fcgi, answers one request when a web server runs it as a CGI program, and
+//! drains on SIGTERM. See `examples/native_handler.rs`.
 #![deny(missing_docs)]
 
 pub mod addr;
+mod apps;
 pub mod cli;
 mod daemon;
 mod error;
@@ -48,9 +53,11 @@ mod listen;
 mod serve;
 mod signal;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+pub use apps::{build_app, Mode};
 pub use error::Error;
 pub use gatehouse_channel_request as channel_request;
 pub use gatehouse_channel_request::{
@@ -59,36 +66,61 @@ pub use gatehouse_channel_request::{
 };
 pub use gatehouse_dispatch::{builtin, Dispatcher};
 
-use crate::cli::{AppSpec, Cli};
+use crate::cli::Cli;
 
 /// Serves `app` with the command line of the running program, as the `gatehouse` binary serves
-/// its APP: parses the arguments (the same options, no APP), listens, serves until SIGTERM or
+/// its APP: parses the arguments (the same options, no APP), then either answers one request as
+/// a CGI program (`--cgi`, or `GATEWAY_INTERFACE` set) or listens and serves until SIGTERM or
 /// SIGINT, drains, and returns the exit status (0 after a clean shutdown, 2 for a usage error,
 /// 1 when it cannot start).
 pub fn serve(app: impl Application) -> ExitCode {
-    match Cli::try_from_args_embedded(std::env::args_os()) {
-        Ok(cli) => exit_code(run(&cli, Arc::new(app))),
-        Err(code) => ExitCode::from(code),
+    let cli = match Cli::try_from_args_embedded(args_os()) {
+        Ok(cli) => cli,
+        Err(code) => return ExitCode::from(code),
+    };
+    match mode(&cli) {
+        Mode::Cgi => {
+            init_logging(&cli, Mode::Cgi);
+            let app = apps::cgi_dispatcher(Arc::new(app));
+            std::process::exit(gatehouse_cgi::run(Arc::new(app)))
+        }
+        Mode::Daemon => exit_code(run(&cli, Arc::new(app))),
     }
 }
 
-/// Serves `app` with options already parsed: sets up logging (unless the program installed its
-/// own `tracing` subscriber), listens, serves until a stop signal, drains.
+/// Serves `app` at `/` with options already parsed: sets up logging (unless the program
+/// installed its own `tracing` subscriber), listens, serves until a stop signal, drains.
 pub fn run(cli: &Cli, app: Arc<dyn Application>) -> Result<(), Error> {
-    init_logging(cli.run.log_level.as_deref());
+    run_dispatcher(cli, Arc::new(Dispatcher::single(app)))
+}
+
+/// Serves `app` as it is, without mounting it: for a [`Dispatcher`] from [`build_app`], which
+/// already splits paths at its mount points. Otherwise as [`run`].
+pub fn run_dispatcher(cli: &Cli, app: Arc<dyn Application>) -> Result<(), Error> {
+    init_logging(cli, Mode::Daemon);
     daemon::run(cli, app)
 }
 
-/// The app an APP argument names.
-pub fn resolve_app(spec: &AppSpec) -> Result<Arc<dyn Application>, Error> {
-    match spec {
-        AppSpec::Builtin(name) => {
-            builtin::by_name(name).ok_or_else(|| Error::Usage(format!("unknown app '{name}'")))
-        }
+/// How the process serves: as a CGI program when `--cgi` is given, or when a web server runs it
+/// as one (`GATEWAY_INTERFACE` is `CGI/1.x`) and no listener option is given; else as a daemon.
+pub fn mode(cli: &Cli) -> Mode {
+    if cli.cgi || (!cli.listen.any() && gatehouse_cgi::is_cgi_environment()) {
+        Mode::Cgi
+    } else {
+        Mode::Daemon
     }
 }
 
-/// The exit status for a daemon's result, printing the error (one line on stderr) if any.
+/// The process's arguments, without the words a web server added from an ISINDEX query when
+/// the process runs as a CGI program (see [`cli::without_isindex_args`]).
+pub fn args_os() -> Vec<OsString> {
+    let query = gatehouse_cgi::is_cgi_environment()
+        .then(|| std::env::var_os("QUERY_STRING"))
+        .flatten();
+    cli::without_isindex_args(std::env::args_os().collect(), query.as_deref())
+}
+
+/// The exit status for a daemon's result, printing the error (on stderr) if any.
 pub fn exit_code(result: Result<(), Error>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -99,15 +131,20 @@ pub fn exit_code(result: Result<(), Error>) -> ExitCode {
     }
 }
 
-/// Logs to stderr: the `--log-level` filter, else `RUST_LOG`, else `info`. Colours only on a
-/// terminal.
-fn init_logging(level: Option<&str>) {
+/// Logs to stderr: the `--log-level` filter, else `RUST_LOG`, else `info` (`warn` as a CGI
+/// program, whose stderr is the web server's error log). Colours only on a terminal. Does
+/// nothing when the program already installed a subscriber.
+pub fn init_logging(cli: &Cli, mode: Mode) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
 
-    let filter = match level {
-        Some(level) => EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info")),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    let fallback = match mode {
+        Mode::Daemon => "info",
+        Mode::Cgi => "warn",
+    };
+    let filter = match cli.run.log_level.as_deref() {
+        Some(level) => EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new(fallback)),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(fallback)),
     };
     // Fails only when the program already installed a subscriber: then that one logs.
     let _ = tracing_subscriber::fmt()

@@ -1,5 +1,5 @@
-//! Making the listening sockets: which ones (flags, fd 0, or the default), and binding them with
-//! socket2.
+//! Making the listening sockets: which ones (flags, fd 0, or the defaults), and binding them
+//! with socket2.
 //!
 //! - TCP: `SO_REUSEADDR` (a restart does not wait for TIME_WAIT), IPv6 sockets are v6-only so
 //!   `[::]:9000` and `0.0.0.0:9000` can both be given, backlog from `--backlog`.
@@ -21,22 +21,47 @@ use std::path::{Path, PathBuf};
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::addr::ListenAddr;
+use crate::cli::ListenArgs;
 use crate::error::Error;
 use crate::inherit::{self, Inherited, Probe, FCGI_LISTENSOCK_FILENO};
 
-/// The protocol served on a listener. SCGI and HTTP join here.
+/// The protocol served on a listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     /// FastCGI 1.0.
     FastCgi,
+    /// SCGI.
+    Scgi,
+    /// HTTP/1.1.
+    Http,
 }
 
 impl Kind {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Self::FastCgi => "fastcgi",
+            Self::Scgi => "scgi",
+            Self::Http => "http",
         }
     }
+
+    /// The option that chooses this protocol's listeners.
+    pub(crate) fn flag(self) -> &'static str {
+        match self {
+            Self::FastCgi => "--fastcgi",
+            Self::Scgi => "--scgi",
+            Self::Http => "--http",
+        }
+    }
+}
+
+/// A listener to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Planned {
+    pub(crate) kind: Kind,
+    pub(crate) addr: ListenAddr,
+    /// Chosen by us (no listener option was given), not by the user: errors say so.
+    pub(crate) default: bool,
 }
 
 /// How to bind.
@@ -63,48 +88,83 @@ pub(crate) struct Bound {
     pub(crate) listener: StdListener,
 }
 
-/// The listeners to make: the ones given, else FastCGI on an inherited fd 0, else the default.
-pub(crate) fn plan(fastcgi: &[ListenAddr]) -> Result<Vec<(Kind, ListenAddr)>, Error> {
-    let mut planned: Vec<(Kind, ListenAddr)> =
-        fastcgi.iter().map(|a| (Kind::FastCgi, a.clone())).collect();
-    let mut fds: Vec<i32> = planned
-        .iter()
-        .filter_map(|(_, a)| match a {
-            ListenAddr::Fd(fd) => Some(*fd),
-            _ => None,
+/// The listeners to make: the ones given (FastCGI, SCGI, HTTP, each in the order given), else
+/// [`fallback`] for what fd 0 is.
+pub(crate) fn plan(listen: &ListenArgs) -> Result<Vec<Planned>, Error> {
+    let given = [
+        (Kind::FastCgi, &listen.fastcgi),
+        (Kind::Scgi, &listen.scgi),
+        (Kind::Http, &listen.http),
+    ];
+    let planned: Vec<Planned> = given
+        .into_iter()
+        .flat_map(|(kind, addrs)| {
+            addrs.iter().map(move |a| Planned {
+                kind,
+                addr: a.clone(),
+                default: false,
+            })
         })
         .collect();
-    fds.sort_unstable();
-    if let Some(w) = fds.windows(2).find(|w| w[0] == w[1]) {
-        return Err(Error::Usage(format!("fd:{} is given twice", w[0])));
+    listen.check().map_err(Error::Usage)?;
+    if !planned.is_empty() {
+        return Ok(planned);
     }
-    if planned.is_empty() {
-        let stdin = inherit::probe(FCGI_LISTENSOCK_FILENO).map_err(|source| Error::Io {
-            what: "cannot inspect fd 0",
-            source,
-        })?;
-        let addr = if stdin.is_listener() {
-            ListenAddr::Fd(FCGI_LISTENSOCK_FILENO)
-        } else {
-            crate::cli::DEFAULT_FASTCGI_ADDR
-                .parse()
-                .map_err(|e| Error::Usage(format!("{e}")))?
-        };
-        planned.push((Kind::FastCgi, addr));
+    let stdin = inherit::probe(FCGI_LISTENSOCK_FILENO).map_err(|source| Error::Io {
+        what: "cannot inspect fd 0",
+        source,
+    })?;
+    fallback(stdin.is_listener())
+}
+
+/// The listeners when no listener option is given: FastCGI on fd 0 when it is a listening
+/// socket (`FCGI_LISTENSOCK_FILENO`: spawn-fcgi, lighttpd's `bin-path`, mod_fcgid), else FastCGI,
+/// SCGI and HTTP on their default loopback addresses.
+pub(crate) fn fallback(fd0_listens: bool) -> Result<Vec<Planned>, Error> {
+    if fd0_listens {
+        return Ok(vec![Planned {
+            kind: Kind::FastCgi,
+            addr: ListenAddr::Fd(FCGI_LISTENSOCK_FILENO),
+            default: false,
+        }]);
     }
-    Ok(planned)
+    [
+        (Kind::FastCgi, crate::cli::DEFAULT_FASTCGI_ADDR),
+        (Kind::Scgi, crate::cli::DEFAULT_SCGI_ADDR),
+        (Kind::Http, crate::cli::DEFAULT_HTTP_ADDR),
+    ]
+    .into_iter()
+    .map(|(kind, text)| {
+        let addr = text.parse().map_err(|e| Error::Usage(format!("{e}")))?;
+        Ok(Planned {
+            kind,
+            addr,
+            default: true,
+        })
+    })
+    .collect()
 }
 
 /// Binds every planned listener, in order. A failure leaves nothing bound.
-pub(crate) fn bind_all(
-    planned: &[(Kind, ListenAddr)],
-    opts: BindOptions,
-) -> Result<Vec<Bound>, Error> {
+pub(crate) fn bind_all(planned: &[Planned], opts: BindOptions) -> Result<Vec<Bound>, Error> {
     let mut bound = Vec::new();
-    for (kind, addr) in planned {
-        let listen_err = |source: io::Error| Error::Listen {
-            addr: addr.to_string(),
-            source,
+    for Planned {
+        kind,
+        addr,
+        default,
+    } in planned
+    {
+        let listen_err = |source: io::Error| match default {
+            true => Error::ListenDefault {
+                protocol: kind.name(),
+                addr: addr.to_string(),
+                flag: kind.flag(),
+                source,
+            },
+            false => Error::Listen {
+                addr: addr.to_string(),
+                source,
+            },
         };
         match addr {
             ListenAddr::Tcp { addrs, .. } => {
@@ -276,16 +336,96 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"precious");
     }
 
+    fn listen_args(args: &[&str]) -> ListenArgs {
+        let argv = std::iter::once("gatehouse").chain(args.iter().copied());
+        crate::cli::Cli::try_from_args(argv).unwrap().listen
+    }
+
     #[test]
-    fn tcp_port_zero_and_plan() {
-        let planned = plan(&["127.0.0.1:0".parse().unwrap()]).unwrap();
+    fn tcp_port_zero() {
+        let planned = plan(&listen_args(&["--http", "127.0.0.1:0"])).unwrap();
         let bound = bind_all(&planned, OPTS).unwrap();
         assert_eq!(bound.len(), 1);
+        assert_eq!(bound[0].kind, Kind::Http);
         assert!(bound[0].name.starts_with("127.0.0.1:"));
         assert_ne!(bound[0].name, "127.0.0.1:0");
-        assert!(matches!(
-            plan(&[ListenAddr::Fd(5), ListenAddr::Fd(5)]),
-            Err(Error::Usage(_))
-        ));
+    }
+
+    #[test]
+    fn plan_takes_the_options_in_protocol_order() {
+        let planned = plan(&listen_args(&[
+            "--http",
+            "127.0.0.1:1",
+            "--scgi",
+            "unix:/s",
+            "--fastcgi",
+            "fd:3",
+            "--http",
+            "127.0.0.1:2",
+        ]))
+        .unwrap();
+        let got: Vec<(Kind, String, bool)> = planned
+            .iter()
+            .map(|p| (p.kind, p.addr.to_string(), p.default))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Kind::FastCgi, "fd:3".to_owned(), false),
+                (Kind::Scgi, "unix:/s".to_owned(), false),
+                (Kind::Http, "127.0.0.1:1".to_owned(), false),
+                (Kind::Http, "127.0.0.1:2".to_owned(), false),
+            ]
+        );
+        // One descriptor cannot serve two listeners, whatever their protocols.
+        let mut twice = listen_args(&["--fastcgi", "fd:5"]);
+        twice.http.push(ListenAddr::Fd(5));
+        assert!(matches!(plan(&twice), Err(Error::Usage(_))));
+    }
+
+    #[test]
+    fn without_options_fd0_or_the_three_defaults() {
+        let inherited = fallback(true).unwrap();
+        assert_eq!(
+            inherited,
+            [Planned {
+                kind: Kind::FastCgi,
+                addr: ListenAddr::Fd(0),
+                default: false,
+            }]
+        );
+        let defaults = fallback(false).unwrap();
+        let got: Vec<(Kind, String, bool)> = defaults
+            .iter()
+            .map(|p| (p.kind, p.addr.to_string(), p.default))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Kind::FastCgi, "127.0.0.1:9000".to_owned(), true),
+                (Kind::Scgi, "127.0.0.1:4000".to_owned(), true),
+                (Kind::Http, "127.0.0.1:8000".to_owned(), true),
+            ]
+        );
+        let names: Vec<(&str, &str)> = defaults
+            .iter()
+            .map(|p| p.kind.name())
+            .zip(crate::cli::Cli::default_listeners().map(|(_, a)| a))
+            .collect();
+        assert_eq!(names, crate::cli::Cli::default_listeners());
+    }
+
+    #[test]
+    fn a_busy_default_address_names_its_option() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let planned = [Planned {
+            kind: Kind::Scgi,
+            addr: ListenAddr::tcp(taken.local_addr().unwrap()),
+            default: true,
+        }];
+        let err = bind_all(&planned, OPTS).unwrap_err().to_string();
+        assert!(err.contains("default scgi address"), "{err}");
+        assert!(err.contains("--scgi ADDR"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
     }
 }

@@ -1,16 +1,27 @@
-//! The `gatehouse` binary: parse the command line, resolve APP, run the daemon, map the outcome
-//! to an exit status (0 clean shutdown, 1 could not start, 2 usage error). Everything else lives
-//! in the library (`src/lib.rs`), which programs embedding gatehouse share.
+//! The `gatehouse` binary: parse the command line, build the apps it names, then either answer
+//! one request as a CGI program or run the daemon, and map the outcome to an exit status (0
+//! clean shutdown, 1 could not start, 2 usage error or an app that cannot start). Everything
+//! else lives in the library (`src/lib.rs`), which programs embedding gatehouse share.
 
 use std::process::ExitCode;
 
 use gatehouse::cli::Cli;
+use gatehouse::Mode;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_from_args(std::env::args_os()) {
+    // As a CGI program nothing may reach stdout before the response: errors go to stderr.
+    let cli = match Cli::try_from_args(gatehouse::args_os()) {
         Ok(cli) => cli,
         Err(code) => return ExitCode::from(code),
     };
-    let result = gatehouse::resolve_app(&cli.app).and_then(|app| gatehouse::run(&cli, app));
-    gatehouse::exit_code(result)
+    let mode = gatehouse::mode(&cli);
+    gatehouse::init_logging(&cli, mode);
+    let app = match gatehouse::build_app(&cli, mode) {
+        Ok(app) => app,
+        Err(e) => return gatehouse::exit_code(Err(e)),
+    };
+    match mode {
+        Mode::Cgi => std::process::exit(gatehouse_cgi::run(app)),
+        Mode::Daemon => gatehouse::exit_code(gatehouse::run_dispatcher(&cli, app)),
+    }
 }

@@ -1,5 +1,5 @@
 //! Accept loops: one task per listener, one task per connection, handed to the front end of the
-//! listener's protocol.
+//! listener's protocol (FastCGI, SCGI or HTTP).
 //!
 //! ```text
 //!  listener ──► acquire a connection permit ──► accept ──► peer allowed? ──► front end task
@@ -14,10 +14,12 @@
 //! accept loops end (closing the listeners) and each connection finishes what it has in flight.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gatehouse_channel_request::{CancellationToken, Peer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -29,6 +31,8 @@ use crate::listen::{Bound, Kind, SocketFile, StdListener};
 #[derive(Clone)]
 pub(crate) struct Frontends {
     pub(crate) fastcgi: Arc<gatehouse_fastcgi::Server>,
+    pub(crate) scgi: Arc<gatehouse_scgi::Server>,
+    pub(crate) http: Arc<gatehouse_http::Server>,
 }
 
 /// A connection, whatever the transport.
@@ -174,18 +178,29 @@ async fn accept_loop(listener: Listener, ctx: LoopCtx) {
 const LIMIT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// A connection permit, or `None` at shutdown. Says so (at most every 10 s) when it must wait.
+/// For SCGI also waits for a free slot of the front end, which then never answers 503 to a
+/// connection we accepted.
 async fn acquire(ctx: &LoopCtx, warned: &mut Option<Instant>) -> Option<OwnedSemaphorePermit> {
-    if let Ok(permit) = ctx.limit.clone().try_acquire_owned() {
-        return Some(permit);
+    let permit = match ctx.limit.clone().try_acquire_owned() {
+        Ok(permit) => permit,
+        Err(_) => {
+            if warned.is_none_or(|at| at.elapsed() >= LIMIT_WARNING_INTERVAL) {
+                *warned = Some(Instant::now());
+                tracing::warn!(listener = %ctx.name, "connection limit (--max-conns) reached: new connections wait in the backlog");
+            }
+            tokio::select! {
+                _ = ctx.shutdown.cancelled() => return None,
+                permit = ctx.limit.clone().acquire_owned() => permit.ok()?,
+            }
+        }
+    };
+    if ctx.kind == Kind::Scgi {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return None,
+            () = ctx.frontends.scgi.ready() => {}
+        }
     }
-    if warned.is_none_or(|at| at.elapsed() >= LIMIT_WARNING_INTERVAL) {
-        *warned = Some(Instant::now());
-        tracing::warn!(listener = %ctx.name, "connection limit (--max-conns) reached: new connections wait in the backlog");
-    }
-    tokio::select! {
-        _ = ctx.shutdown.cancelled() => None,
-        permit = ctx.limit.clone().acquire_owned() => permit.ok(),
-    }
+    Some(permit)
 }
 
 /// The next connection, retrying after errors; `None` at shutdown.
@@ -222,9 +237,11 @@ fn is_per_connection(e: &io::Error) -> bool {
     )
 }
 
+/// `FCGI_WEB_SERVER_ADDRS` concerns FastCGI alone.
 fn allowed(ctx: &LoopCtx, peer: &Peer) -> bool {
     match ctx.kind {
         Kind::FastCgi => ctx.frontends.fastcgi.peer_allowed(peer),
+        Kind::Scgi | Kind::Http => true,
     }
 }
 
@@ -235,12 +252,36 @@ async fn serve_conn(
     peer: Peer,
     shutdown: CancellationToken,
 ) {
-    match (kind, conn) {
-        (Kind::FastCgi, Conn::Tcp(s)) => {
-            gatehouse_fastcgi::serve_connection(frontends.fastcgi.clone(), s, peer, shutdown).await
+    match conn {
+        Conn::Tcp(s) => {
+            // HTTP's SERVER_NAME/SERVER_PORT fallback when a request has no Host.
+            let local = s.local_addr().ok();
+            serve_io(kind, frontends, s, peer, local, shutdown).await
         }
-        (Kind::FastCgi, Conn::Unix(s)) => {
-            gatehouse_fastcgi::serve_connection(frontends.fastcgi.clone(), s, peer, shutdown).await
+        Conn::Unix(s) => serve_io(kind, frontends, s, peer, None, shutdown).await,
+    }
+}
+
+async fn serve_io<IO>(
+    kind: Kind,
+    frontends: &Frontends,
+    io: IO,
+    peer: Peer,
+    local: Option<SocketAddr>,
+    shutdown: CancellationToken,
+) where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    match kind {
+        Kind::FastCgi => {
+            gatehouse_fastcgi::serve_connection(frontends.fastcgi.clone(), io, peer, shutdown).await
+        }
+        Kind::Scgi => {
+            gatehouse_scgi::serve_connection(frontends.scgi.clone(), io, peer, shutdown).await
+        }
+        Kind::Http => {
+            gatehouse_http::serve_connection(frontends.http.clone(), io, peer, local, shutdown)
+                .await
         }
     }
 }

@@ -1,13 +1,12 @@
 //! End-to-end: the command line. Usage errors are one line on stderr and exit 2; a listener
-//! that cannot be made is one line and exit 1; `--help` explains; with no listener and nothing
-//! inherited the daemon serves FastCGI on 127.0.0.1:9000.
+//! that cannot be made is one line and exit 1; `--help` explains. (What the daemon serves with
+//! no listener option: tests/default_listeners.rs.)
 
 mod support;
 
 use std::process::Command;
 
-use support::daemon::{run, Daemon};
-use support::fcgi;
+use support::daemon::run;
 
 fn gatehouse(args: &[&str]) -> (Option<i32>, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
@@ -20,7 +19,12 @@ fn gatehouse(args: &[&str]) -> (Option<i32>, String, String) {
 fn usage_errors_are_one_line_and_exit_2() {
     for (args, says) in [
         (&["frobnicate"][..], "unknown app 'frobnicate'"),
-        (&["wsgi:app:application"], "not available"),
+        (&["wsgi:my-app"], "bad wsgi app spec"),
+        (&["cgi:"], "needs a path"),
+        (&["--mount", "api=echo"], "must start with '/'"),
+        (&["--cgi", "--http", "127.0.0.1:0"], "cannot be used with"),
+        (&["--scgi", "9000"], "bad address '9000'"),
+        (&["--http-max-headers", "0"], "--http-max-headers"),
         (&["--fastcgi", "9000"], "bad address '9000'"),
         (&["--fastcgi", "localhost"], "no port"),
         (&["--fastcgi", "127.0.0.1:70000"], "0 to 65535"),
@@ -96,20 +100,29 @@ fn help_explains_apps_addresses_and_signals() {
         "fastcgi_pass",
         "spawn-fcgi",
         "SIGTERM",
+        "--scgi <ADDR>",
+        "--http <ADDR>",
+        "127.0.0.1:4000",
+        "127.0.0.1:8000",
+        "curl http://127.0.0.1:8000/",
+        "scgi_pass",
+        "--mount <PREFIX=APP>",
+        "--cgi ",
+        "GATEWAY_INTERFACE",
+        "GATEHOUSE_APP",
+        "wsgi:MODULE[:CALLABLE]",
+        "cgi:PATH",
+        "--threads",
+        "--pythonpath",
+        "--venv",
+        "--cgi-timeout",
+        "--cgi-extensions",
+        "--scgi-max-header-bytes",
+        "--http-idle-timeout",
     ] {
         assert!(out.contains(needle), "--help lacks {needle:?}:\n{out}");
     }
     let (code, out, _) = gatehouse(&["--version"]);
     assert_eq!(code, Some(0));
     assert!(out.starts_with("gatehouse "), "{out}");
-}
-
-/// The only test that binds the fixed default port.
-#[test]
-fn without_listeners_it_serves_fastcgi_on_127_0_0_1_9000() {
-    let mut d = Daemon::start(&[]);
-    assert_eq!(d.addr(), "127.0.0.1:9000");
-    let answer = fcgi::call("127.0.0.1:9000", &fcgi::params("GET", "/", "", None), b"");
-    assert_eq!(answer.cgi().text(), "Hello, world!\n");
-    assert_eq!(d.stop().code(), Some(0));
 }
