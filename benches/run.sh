@@ -23,13 +23,14 @@
 #   Profile: the daemon under callgrind on a short FastCGI hello run (PROFILE=0 skips it).
 #
 # Usage: benches/run.sh            (as root: installs peers with apt and pip, builds --release)
-# Env:   REPS=3 DURATION=5 WARMUP=1 (seconds)  IDLE_CONNS=10000  PROFILE=1
+# Env:   REPS=4 DURATION=5 WARMUP=1 (seconds; the whole run takes ~19 min on 2 cores)
+#        IDLE_CONNS=10000  PROFILE=1
 #        OUT=BENCHMARKS.md  DATA=crates/bench/report (the SVG chart and the raw results)
 # All traffic stays on 127.0.0.1; every process started here is stopped by its PID.
 set -Eeuo pipefail
 
 cd "$(dirname "$0")/.."
-REPS=${REPS:-3}
+REPS=${REPS:-4}
 DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
 IDLE_CONNS=${IDLE_CONNS:-10000}
@@ -275,9 +276,7 @@ w("")
 
 groups = OrderedDict(sorted(groups.items(), key=lambda kv: kv[0]))
 chart = []  # (label, rps stats, p99 stats)
-for scenario, configs in groups.items():
-    if scenario.startswith(("4.", "5.")):
-        continue
+def generic(scenario, configs):
     w(f"## {scenario}")
     w("")
     w("| config | implementation | req/s | ratio | p99 | daemon CPU µs/req | nginx CPU µs/req | client CPU µs/req | errors |")
@@ -297,7 +296,7 @@ for scenario, configs in groups.items():
             chart.append((f"{scenario.split('.')[0]}. {config} · {impl}", rps, p99))
     w("")
 
-for scenario, configs in groups.items():
+def special(scenario, configs):
     if scenario.startswith("4."):
         w(f"## {scenario}")
         w("")
@@ -342,6 +341,42 @@ for scenario, configs in groups.items():
                   f"{'0' if not errors else f'**{errors}**'} |")
         w("")
 
+def peers_settings():
+    w("## 6. WSGI and CGI against uWSGI, flup and fcgiwrap")
+    w("")
+    if meta.get("wsgi") == "1" or meta.get("cgi") == "1":
+        w("The same WSGI hello file for all three WSGI servers: gatehouse `wsgi:FILE` (default pool), "
+          "uWSGI `--master --processes 2`, flup's threaded `WSGIServer` (a thread per connection). "
+          "uWSGI, flup and fcgiwrap are measured one connection per request: uWSGI closes after every "
+          "response whatever FCGI_KEEP_CONN says, flup keeps the connection but answers a kept-alive "
+          "request only after ~40 ms (small writes without TCP_NODELAY meet delayed ACKs: 112 req/s "
+          "at c=16 when tried), and fcgiwrap's 2 children each hold one kept-alive connection and "
+          "starve the others. CGI: the same `/bin/sh` script printing the hello for gatehouse "
+          "`cgi:FILE` and for fcgiwrap `-c 2` (which gets it as SCRIPT_FILENAME).")
+        if meta.get("wsgi") != "1" or meta.get("cgi") != "1":
+            w("")
+            w("TODO: only part of scenario 6 ran: the binary lacks " +
+              ("`wsgi:`" if meta.get("wsgi") != "1" else "`cgi:`") + " apps.")
+    else:
+        w("TODO: not measured. The `gatehouse` binary built for this run does not serve `wsgi:...` or "
+          "`cgi:...` apps yet (its `--help` lists only hello, echo and env), so there is nothing of ours "
+          "to put beside uWSGI, flup and fcgiwrap. When they are wired: a WSGI hello "
+          "(gatehouse `wsgi:` vs uWSGI `--fastcgi-socket` vs flup's threaded `WSGIServer`), and a CGI "
+          "shell hello (gatehouse `cgi:` vs fcgiwrap), each direct with gatehouse-bench and through nginx.")
+    w("")
+
+settings_done = False
+for scenario, configs in groups.items():
+    if scenario.startswith("6") and not settings_done:
+        peers_settings()
+        settings_done = True
+    if scenario.startswith(("4.", "5.")):
+        special(scenario, configs)
+    else:
+        generic(scenario, configs)
+if not settings_done:
+    peers_settings()
+
 if meta.get("scgi") != "1" or meta.get("http") != "1":
     w("## 3. SCGI and HTTP: skipped parts")
     w("")
@@ -351,29 +386,6 @@ if meta.get("scgi") != "1" or meta.get("http") != "1":
       "(crates/scgi, crates/http) and gatehouse-bench speaks both (`--scgi`, `--http`); "
       "`benches/run.sh` measures them as soon as the binary has the flags.")
     w("")
-w("## 6. WSGI and CGI against uWSGI, flup and fcgiwrap: settings")
-w("")
-if meta.get("wsgi") == "1" or meta.get("cgi") == "1":
-    w("The same WSGI hello file for all three WSGI servers: gatehouse `wsgi:FILE` (default pool), "
-      "uWSGI `--master --processes 2`, flup's threaded `WSGIServer` (a thread per connection). "
-      "uWSGI, flup and fcgiwrap are measured one connection per request: uWSGI closes after every "
-      "response whatever FCGI_KEEP_CONN says, flup keeps the connection but answers a kept-alive "
-      "request only after ~40 ms (small writes without TCP_NODELAY meet delayed ACKs: 112 req/s "
-      "at c=16 when tried), and fcgiwrap's 2 children each hold one kept-alive connection and "
-      "starve the others. CGI: the same `/bin/sh` script printing the hello for gatehouse "
-      "`cgi:FILE` and for fcgiwrap `-c 2` (which gets it as SCRIPT_FILENAME).")
-    if meta.get("wsgi") != "1" or meta.get("cgi") != "1":
-        w("")
-        w("TODO: only part of scenario 6 ran: the binary lacks " +
-          ("`wsgi:`" if meta.get("wsgi") != "1" else "`cgi:`") + " apps.")
-else:
-    w("TODO: not measured. The `gatehouse` binary built for this run does not serve `wsgi:...` or "
-      "`cgi:...` apps yet (its `--help` lists only hello, echo and env), so there is nothing of ours "
-      "to put beside uWSGI, flup and fcgiwrap. When they are wired: a WSGI hello and a WSGI 1 MiB echo "
-      "(gatehouse `wsgi:` vs uWSGI `--fastcgi-socket` vs flup's threaded `WSGIServer`), and a CGI "
-      "shell hello (gatehouse `cgi:` vs fcgiwrap), each direct with gatehouse-bench and through nginx.")
-w("")
-
 w("## Profile")
 w("")
 prof = open(profile_path).read() if os.path.exists(profile_path) else ""
