@@ -69,6 +69,7 @@ enum State {
 pub struct Response {
     chan: Box<dyn ResponseChannel>,
     state: State,
+    omit_body: bool,
 }
 
 impl Response {
@@ -77,7 +78,16 @@ impl Response {
         Self {
             chan: Box::new(chan),
             state: State::Start,
+            omit_body: false,
         }
+    }
+
+    /// From now on body chunks are accepted (order still checked) and dropped; the head and the
+    /// end still go out. For a response to `HEAD`: RFC 3875 section 4.3.2, "The script MUST NOT
+    /// provide a response message-body for a HEAD request"; RFC 9110 section 9.3.2. The app
+    /// writes the body GET would get (so its `Content-Length` stays right) and nothing is sent.
+    pub fn omit_body(&mut self) {
+        self.omit_body = true;
     }
 
     /// Sends the final head.
@@ -119,7 +129,7 @@ impl Response {
             State::Done => return Err(Error::ApiMisuse("body written after the end")),
             State::HeadSent => {}
         }
-        if chunk.is_empty() {
+        if chunk.is_empty() || self.omit_body {
             return Ok(());
         }
         self.chan.send(Output::Body(chunk)).await
@@ -219,5 +229,22 @@ mod tests {
                 Output::Finish
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn omitted_body_keeps_head_order_and_end() {
+        let rec = Recorder::default();
+        let mut r = Response::new(rec.clone());
+        r.omit_body();
+        assert!(r.write(Bytes::from_static(b"x")).await.is_err());
+        r.send_full(200, "text/plain", "hello").await.unwrap();
+        assert!(r.write(Bytes::from_static(b"y")).await.is_err());
+        let got = rec.0.lock().unwrap().clone();
+        let head = ResponseHead::new(200)
+            .with_header("Content-Type", "text/plain")
+            .unwrap()
+            .with_header("Content-Length", "5")
+            .unwrap();
+        assert_eq!(got, vec![Output::Head(head), Output::Finish]);
     }
 }
