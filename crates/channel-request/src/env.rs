@@ -4,6 +4,8 @@
 //! end copies its process environment, the HTTP front end translates the request line and headers.
 //! Values are bytes because nothing in the wire formats promises UTF-8.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 
 /// `REQUEST_METHOD` (RFC 3875 section 4.1.12).
@@ -243,6 +245,50 @@ pub fn percent_decode(input: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Removes the `.` and `..` segments of an absolute path (RFC 3986 section 5.2.4), so that a
+/// request path such as `/app/%2e%2e/admin` (once percent-decoded) cannot name something outside
+/// the mount point its prefix matches. `None` when a `..` would climb above the root (the front
+/// ends answer 400). A path without dot segments, or not starting with `/`, comes back borrowed,
+/// as it is.
+///
+/// ```
+/// # use gatehouse_channel_request::env::remove_dot_segments;
+/// assert_eq!(remove_dot_segments(b"/a/./b/../c").as_deref(), Some(&b"/a/c"[..]));
+/// assert_eq!(remove_dot_segments(b"/a/..").as_deref(), Some(&b"/"[..]));
+/// assert_eq!(remove_dot_segments(b"/.."), None);
+/// ```
+pub fn remove_dot_segments(path: &[u8]) -> Option<Cow<'_, [u8]>> {
+    let is_dot = |s: &[u8]| s == b"." || s == b"..";
+    if path.first() != Some(&b'/') || !path.split(|&b| b == b'/').any(is_dot) {
+        return Some(Cow::Borrowed(path));
+    }
+    let segments: Vec<&[u8]> = path[1..].split(|&b| b == b'/').collect();
+    let last = segments.len() - 1;
+    let mut out: Vec<&[u8]> = Vec::with_capacity(segments.len());
+    for (i, seg) in segments.into_iter().enumerate() {
+        match seg {
+            b"." => {}
+            b".." => {
+                out.pop()?;
+            }
+            s => out.push(s),
+        }
+        // A final `.` or `..` leaves the path ending in `/` (section 5.2.4, step 2.B/C).
+        if i == last && is_dot(seg) {
+            out.push(b"");
+        }
+    }
+    let mut joined = Vec::with_capacity(path.len());
+    for seg in out {
+        joined.push(b'/');
+        joined.extend_from_slice(seg);
+    }
+    if joined.is_empty() {
+        joined.push(b'/');
+    }
+    Some(Cow::Owned(joined))
+}
+
 /// Parses an unsigned decimal number made only of ASCII digits, without overflow.
 pub fn parse_decimal(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 19 {
@@ -315,6 +361,25 @@ mod tests {
         assert_eq!(percent_decode(b"%41%4a%zz%4"), b"AJ%zz%4");
         assert_eq!(percent_decode(b"%"), b"%");
         assert_eq!(percent_decode(b"a%2Fb%20"), b"a/b ");
+    }
+
+    #[test]
+    fn dot_segments() {
+        let r =
+            |p: &[u8]| remove_dot_segments(p).map(|v| String::from_utf8(v.into_owned()).unwrap());
+        assert_eq!(r(b"/a/./b/../c").as_deref(), Some("/a/c"));
+        assert_eq!(r(b"/a/..").as_deref(), Some("/"));
+        assert_eq!(r(b"/a/b/.").as_deref(), Some("/a/b/"));
+        assert_eq!(r(b"/a/b/..").as_deref(), Some("/a/"));
+        assert_eq!(r(b"//x//y").as_deref(), Some("//x//y"));
+        assert_eq!(r(b"/x/..//y").as_deref(), Some("//y"));
+        assert_eq!(r(b"/...").as_deref(), Some("/..."));
+        assert_eq!(r(b"/a..b/c.").as_deref(), Some("/a..b/c."));
+        assert_eq!(r(b"/").as_deref(), Some("/"));
+        assert_eq!(r(b"").as_deref(), Some(""));
+        assert_eq!(r(b"a/../b").as_deref(), Some("a/../b"));
+        assert_eq!(r(b"/.."), None);
+        assert_eq!(r(b"/a/../../x"), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //!   so is every header whose name holds `_` (as nginx does): `X_Foo` and `X-Foo` would both be
 //!   `HTTP_X_FOO`, so a client could spoof a variable a proxy in front of us had set.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
@@ -258,45 +259,16 @@ pub(crate) fn path_info(raw: &[u8]) -> Result<Vec<u8>, Error> {
             bytes: raw.to_vec(),
         });
     }
-    if decoded.first() != Some(&b'/') || !has_dot_segment(&decoded) {
-        return Ok(decoded);
-    }
-    remove_dot_segments(&decoded).ok_or_else(|| Error::BadRequest {
+    let resolved = cgi::remove_dot_segments(&decoded).ok_or_else(|| Error::BadRequest {
         what: "path climbs above the root",
         bytes: raw.to_vec(),
-    })
-}
-
-fn has_dot_segment(path: &[u8]) -> bool {
-    path.split(|&b| b == b'/').any(|s| s == b"." || s == b"..")
-}
-
-/// RFC 3986 section 5.2.4 on an absolute path; `None` when `..` would climb above the root.
-fn remove_dot_segments(path: &[u8]) -> Option<Vec<u8>> {
-    let segments: Vec<&[u8]> = path[1..].split(|&b| b == b'/').collect();
-    let last = segments.len() - 1;
-    let mut out: Vec<&[u8]> = Vec::with_capacity(segments.len());
-    for (i, seg) in segments.into_iter().enumerate() {
-        match seg {
-            b"." => {}
-            b".." => {
-                out.pop()?;
-            }
-            s => out.push(s),
-        }
-        if i == last && (seg == b"." || seg == b"..") {
-            out.push(b"");
-        }
-    }
-    let mut joined = Vec::with_capacity(path.len());
-    for seg in out {
-        joined.push(b'/');
-        joined.extend_from_slice(seg);
-    }
-    if joined.is_empty() {
-        joined.push(b'/');
-    }
-    Some(joined)
+    })?;
+    // Borrowed: no dot segment, `decoded` is the answer as it is (no copy).
+    let resolved = match resolved {
+        Cow::Owned(path) => Some(path),
+        Cow::Borrowed(_) => None,
+    };
+    Ok(resolved.unwrap_or(decoded))
 }
 
 #[cfg(test)]
