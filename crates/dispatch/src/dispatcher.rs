@@ -1,4 +1,6 @@
-//! The [`Dispatcher`]: picks an app by mount point and splits the path for it.
+//! The [`Dispatcher`]: picks an app by mount point and splits the path for it, and gives every
+//! app the same request whichever front end carried it (the `contract` rules, no body for
+//! HEAD).
 
 use std::sync::Arc;
 
@@ -6,6 +8,7 @@ use bytes::Bytes;
 use gatehouse_channel_request::env::{PATH_INFO, SCRIPT_NAME};
 use gatehouse_channel_request::{AppError, Application, BoxFuture, Request, Response};
 
+use crate::contract::remove_shadowing_vars;
 use crate::path::full_path;
 
 /// Routes each request to the app mounted at the longest prefix of its path.
@@ -75,7 +78,17 @@ impl Application for Dispatcher {
         mut req: Request,
         resp: &'a mut Response,
     ) -> BoxFuture<'a, Result<(), AppError>> {
-        let path = full_path(&req.env);
+        let path = match full_path(&req.env) {
+            Ok(path) => path,
+            Err(error) => {
+                let info = &req.info;
+                tracing::warn!(peer = %info.peer, request_id = info.id, %error, "bad request path: answering 400");
+                return Box::pin(async move {
+                    resp.send_full(400, "text/plain", "Bad Request\n").await?;
+                    Ok(())
+                });
+            }
+        };
         let Some((prefix, app)) = self.route(&path) else {
             return Box::pin(async move {
                 resp.send_full(404, "text/plain", "Not Found\n").await?;
@@ -85,6 +98,15 @@ impl Application for Dispatcher {
         let path_info = Bytes::copy_from_slice(&path[prefix.len()..]);
         req.env.set(SCRIPT_NAME, Bytes::copy_from_slice(prefix));
         req.env.set(PATH_INFO, path_info);
+        let removed = remove_shadowing_vars(&mut req.env);
+        if !removed.is_empty() {
+            let info = &req.info;
+            tracing::debug!(peer = %info.peer, request_id = info.id, ?removed, "variables dropped (httpoxy, RFC 3875 section 4.1.18)");
+        }
+        if req.env.method() == b"HEAD" {
+            // RFC 3875 section 4.3.2: no message-body for HEAD, whatever the app writes.
+            resp.omit_body();
+        }
         app.call(req, resp)
     }
 }
@@ -164,6 +186,69 @@ mod tests {
             (200, b"/app|/a b|app".to_vec())
         );
         assert_eq!(ask(&d, &[]).await, (200, b"|/|root".to_vec()));
+    }
+
+    /// Answers with the request's variable names, comma-separated.
+    struct Names;
+
+    impl Application for Names {
+        fn call<'a>(
+            &'a self,
+            req: Request,
+            resp: &'a mut Response,
+        ) -> BoxFuture<'a, Result<(), AppError>> {
+            Box::pin(async move {
+                let names: Vec<&[u8]> = req.env.iter().map(|(n, _)| n.as_ref()).collect();
+                resp.send_full(200, "text/plain", names.join(&b","[..]))
+                    .await?;
+                Ok(())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn same_contract_whatever_the_front_server_sent() {
+        let d = Dispatcher::single(Arc::new(Names));
+        let (status, body) = ask(
+            &d,
+            &[
+                ("REQUEST_METHOD", "POST"),
+                ("CONTENT_LENGTH", "0"),
+                ("CONTENT_TYPE", "text/plain"),
+                ("HTTP_PROXY", "http://evil.test:3128"),
+                ("HTTP_CONTENT_LENGTH", "0"),
+                ("HTTP_CONTENT_TYPE", "text/plain"),
+                ("HTTP_X_KEPT", "1"),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            "REQUEST_METHOD,CONTENT_LENGTH,CONTENT_TYPE,HTTP_X_KEPT,SCRIPT_NAME,PATH_INFO"
+        );
+    }
+
+    #[tokio::test]
+    async fn head_gets_no_body() {
+        let d = Dispatcher::single(Arc::new(Show("x")));
+        let vars = [("REQUEST_METHOD", "HEAD"), ("PATH_INFO", "/p")];
+        assert_eq!(ask(&d, &vars).await, (200, Vec::new()));
+        let vars = [("REQUEST_METHOD", "GET"), ("PATH_INFO", "/p")];
+        assert_eq!(ask(&d, &vars).await, (200, b"|/p|x".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn bad_raw_path_is_400() {
+        let d = Dispatcher::single(Arc::new(Show("x")));
+        for uri in ["/a/../../etc/passwd", "/a%00b?q"] {
+            let (status, _) = ask(&d, &[("REQUEST_URI", uri)]).await;
+            assert_eq!(status, 400, "{uri}");
+        }
+        assert_eq!(
+            ask(&d, &[("REQUEST_URI", "/a/%2e%2e/b/")]).await,
+            (200, b"|/b/|x".to_vec())
+        );
     }
 
     #[tokio::test]

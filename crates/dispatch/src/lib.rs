@@ -4,6 +4,8 @@
 //!  front end ── Request ──► Dispatcher ──(longest mount prefix)──► Application
 //!                             │ sets SCRIPT_NAME = mount point
 //!                             │      PATH_INFO   = the rest of the path
+//!                             │ drops HTTP_PROXY, HTTP_CONTENT_{LENGTH,TYPE} (contract)
+//!                             │ omits the response body for HEAD
 //! ```
 //!
 //! The dispatcher owns the `SCRIPT_NAME` / `PATH_INFO` split: whatever the front server sent
@@ -14,9 +16,10 @@
 #![forbid(unsafe_code)]
 
 pub mod builtin;
+mod contract;
 mod dispatcher;
 mod path;
 
 pub use dispatcher::Dispatcher;
 pub use gatehouse_channel_request::env::percent_decode;
-pub use path::full_path;
+pub use path::{full_path, BadPath};
