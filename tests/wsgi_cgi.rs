@@ -9,8 +9,7 @@ mod support;
 #[path = "support/wsgi.rs"]
 mod wsgi_support;
 
-use support::cgi::{run_cgi, CgiRun};
-use wsgi_support::{callable, get, port, start};
+use wsgi_support::{callable, get, port, run_cgi, start, CgiRun};
 
 /// What a web server puts in a CGI program's environment for `METHOD
 /// /cgi-bin/gatehouse/x?query` (no `GATEWAY_INTERFACE`: `--cgi` says it), plus `extra`.
