@@ -17,6 +17,15 @@ struct Log {
     changed: Condvar,
 }
 
+/// A listener as the daemon announced it (`listening on <protocol> <addr>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// `fastcgi`, `scgi` or `http`.
+    pub protocol: String,
+    /// `127.0.0.1:PORT`, `unix:/path`, or `fd:0 (...)`.
+    pub addr: String,
+}
+
 /// A running daemon.
 pub struct Daemon {
     child: Child,
@@ -30,6 +39,30 @@ impl Daemon {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
         cmd.args(args).stdin(Stdio::null());
         Self::spawn(cmd, "gatehouse")
+    }
+
+    /// Starts the `gatehouse` binary with `args` and the extra environment `env` (stdin
+    /// `/dev/null`).
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        cmd.args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null());
+        Self::spawn(cmd, "gatehouse")
+    }
+
+    /// Starts the `gatehouse` binary with `args`, which must name listeners with `--fastcgi`,
+    /// `--scgi` or `--http` (IP literals, `unix:` or `fd:`, one socket each), and waits until
+    /// every one of them is announced.
+    pub fn serve(args: &[&str]) -> Self {
+        let n = args
+            .iter()
+            .filter(|a| matches!(**a, "--fastcgi" | "--scgi" | "--http"))
+            .count();
+        assert!(n > 0, "Daemon::serve needs listener options in {args:?}");
+        let d = Self::start(args);
+        d.wait_listeners(n);
+        d
     }
 
     /// Starts `gatehouse` serving `app` on an ephemeral loopback port and waits until it listens.
@@ -144,6 +177,33 @@ impl Daemon {
                 l[at..].trim().to_owned()
             })
             .collect()
+    }
+
+    /// Waits until `n` listeners of any protocol are announced; returns them in order.
+    pub fn wait_listeners(&self, n: usize) -> Vec<Listener> {
+        const MARK: &str = "listening on ";
+        self.wait_log_count(MARK, n)
+            .iter()
+            .map(|l| {
+                let at = l.find(MARK).expect("mark") + MARK.len();
+                let (protocol, addr) = l[at..]
+                    .trim()
+                    .split_once(' ')
+                    .expect("protocol and address");
+                Listener {
+                    protocol: protocol.to_owned(),
+                    addr: addr.to_owned(),
+                }
+            })
+            .collect()
+    }
+
+    /// The address of the first `protocol` listener announced (waits for it).
+    pub fn listener(&self, protocol: &str) -> String {
+        let mark = format!("listening on {protocol} ");
+        let line = self.wait_log(&mark);
+        let at = line.find(&mark).expect("mark") + mark.len();
+        line[at..].trim().to_owned()
     }
 
     /// Waits until the process announces a listener (`true`) or exits (`false`).

@@ -1,5 +1,7 @@
-//! A minimal HTTP/1.1 client (one request per connection, `Connection: close`) for talking to
-//! nginx, and the parser for CGI-style responses (FastCGI STDOUT, cgi-fcgi's output).
+//! A minimal HTTP/1.1 client for talking to nginx, lighttpd and gatehouse's own HTTP front end:
+//! one request per connection (`Connection: close`), or several on one kept-alive [`Conn`]; and
+//! the parser for CGI-style responses (FastCGI STDOUT, cgi-fcgi's output, a CGI program's
+//! stdout).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -123,7 +125,84 @@ pub fn post_chunked(port: u16, target: &str, body: &[u8], chunk: usize) -> Respo
 }
 
 fn read_response(s: TcpStream) -> Response {
-    let mut r = BufReader::new(s);
+    read_response_from(&mut BufReader::new(s), false)
+}
+
+/// A kept-alive client connection: requests go out one after another (or pipelined with
+/// [`Conn::send_raw`]) and responses are read in order.
+pub struct Conn {
+    r: BufReader<TcpStream>,
+}
+
+impl Conn {
+    /// Connects to `addr` (`127.0.0.1:PORT`).
+    pub fn connect(addr: &str) -> Self {
+        let s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+        Self {
+            r: BufReader::new(s),
+        }
+    }
+
+    /// Sends one HTTP/1.1 request (keep-alive: no `Connection` header unless given) and reads
+    /// its response.
+    pub fn send(
+        &mut self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        let mut req = request_head(method, target, headers, body.len()).into_bytes();
+        req.extend_from_slice(body);
+        self.send_raw(&req);
+        self.read(method == "HEAD")
+    }
+
+    /// Writes `bytes` as they are.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.r.get_mut().write_all(bytes).expect("send");
+    }
+
+    /// Reads the next response (`head`: it answers a HEAD request, so it has no body).
+    pub fn read(&mut self, head: bool) -> Response {
+        read_response_from(&mut self.r, head)
+    }
+
+    /// Whether the server closed the connection (reads end of input; any byte fails the test).
+    pub fn closed_by_peer(&mut self) -> bool {
+        let mut rest = Vec::new();
+        match self.r.read_to_end(&mut rest) {
+            Ok(_) => {
+                assert!(
+                    rest.is_empty(),
+                    "unexpected bytes: {:?}",
+                    String::from_utf8_lossy(&rest)
+                );
+                true
+            }
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    }
+}
+
+/// A request head with `Host: localhost` and, when there is a body (or the method usually has
+/// one), its `Content-Length`.
+fn request_head(method: &str, target: &str, headers: &[(&str, &str)], body_len: usize) -> String {
+    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n");
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    if body_len > 0 || method == "POST" || method == "PUT" {
+        head.push_str(&format!("Content-Length: {body_len}\r\n"));
+    }
+    head.push_str("\r\n");
+    head
+}
+
+/// Reads one response from `r`: status line, headers, and the body by its framing (chunked,
+/// `Content-Length`, or up to the end of input); `head` means no body whatever the headers say.
+fn read_response_from(r: &mut impl BufRead, head_only: bool) -> Response {
     let mut line = String::new();
     r.read_line(&mut line).expect("status line");
     let status: u16 = line
@@ -142,8 +221,11 @@ fn read_response(s: TcpStream) -> Response {
     }
     let headers = parse_fields(&head);
     let find = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-    let body = if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        read_chunked(&mut r)
+    let no_body = head_only || status == 204 || status == 304 || (100..200).contains(&status);
+    let body = if no_body {
+        Vec::new()
+    } else if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        read_chunked(r)
     } else if let Some(len) = find("content-length") {
         let mut body = vec![0u8; len.parse().expect("content-length")];
         r.read_exact(&mut body).expect("body");

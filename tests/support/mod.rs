@@ -1,6 +1,6 @@
 //! Support for the end-to-end tests: start the built `gatehouse` binary and real peers (nginx,
-//! cgi-fcgi, spawn-fcgi) on loopback ports or unix sockets in temp dirs, talk FastCGI and HTTP to
-//! them, and stop them all at the end.
+//! lighttpd, cgi-fcgi, spawn-fcgi, curl) on loopback ports or unix sockets in temp dirs, talk
+//! FastCGI and HTTP to them, run the binary as a CGI program, and stop them all at the end.
 //!
 //! Rules the tests follow: a peer missing from the machine fails the test (CI installs them all);
 //! no timing assertions; readiness is polled, never slept for; every wait has a generous timeout
@@ -11,10 +11,14 @@
     reason = "each test binary uses its own part of the support code"
 )]
 
+pub mod cgi;
 pub mod daemon;
 pub mod fcgi;
 pub mod http;
+pub mod lighttpd;
+pub mod netns;
 pub mod nginx;
+pub mod scgi;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -20,15 +20,33 @@ impl Nginx {
     /// waits until it accepts connections. Retries on another port if the chosen one was taken
     /// meanwhile.
     pub fn start(template: &str, upstream: &str, dir: &Path) -> Self {
+        Self::start_with(template, &[("@UPSTREAM@", upstream)], dir)
+    }
+
+    /// Starts nginx from `fixtures/conf/nginx/<template>` with `@DIR@` and `@PORT@` filled in as
+    /// for [`Nginx::start`], and every other `(placeholder, value)` of `vars` replaced. Fails if a
+    /// `@NAME@` placeholder is left over.
+    pub fn start_with(template: &str, vars: &[(&str, &str)], dir: &Path) -> Self {
         let nginx = require("nginx", "nginx");
         let text = std::fs::read_to_string(super::fixtures().join("conf/nginx").join(template))
             .unwrap_or_else(|e| panic!("template {template}: {e}"));
         for _attempt in 0..5 {
             let port = free_port();
-            let conf = text
+            let mut conf = text
                 .replace("@DIR@", &dir.display().to_string())
-                .replace("@PORT@", &port.to_string())
-                .replace("@UPSTREAM@", upstream);
+                .replace("@PORT@", &port.to_string());
+            for (name, value) in vars {
+                conf = conf.replace(name, value);
+            }
+            let left = conf
+                .lines()
+                .filter(|l| !l.trim_start().starts_with('#'))
+                .find(|l| {
+                    l.split('@').nth(1).is_some_and(|w| {
+                        !w.is_empty() && w.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+                    })
+                });
+            assert!(left.is_none(), "{template}: placeholder left in {left:?}");
             let conf_path = dir.join("nginx.conf");
             std::fs::write(&conf_path, conf).expect("write nginx.conf");
             let _ = std::fs::remove_file(dir.join("nginx.pid"));
