@@ -28,6 +28,11 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// (nginx's `lingering_timeout` is 5 s as well).
 pub const DEFAULT_LINGER_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Once shutdown is signalled, a lingering close lasts at most this long (and never more than
+/// [`Config::linger_timeout`]): enough for a peer still sending to read our last answer, short
+/// enough that a peer that neither stops sending nor closes does not hold up the daemon's exit.
+pub const SHUTDOWN_LINGER_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Default for [`Config::response_budget`]: response bytes queued per request before the app's
 /// `write` waits (the core's default).
 pub const DEFAULT_RESPONSE_BUDGET: usize =
@@ -57,7 +62,10 @@ pub struct Config {
     /// A connection with no request in progress and no input for this long is closed.
     pub idle_timeout: Duration,
     /// How long a closing connection keeps reading (and discarding) the peer's input after
-    /// shutting its write side, so the peer sees our last bytes rather than a reset.
+    /// shutting its write side, so the peer sees our last bytes rather than a reset. Only a
+    /// connection whose peer may still be sending lingers (a request was answered or refused
+    /// before its `FCGI_STDIN` ended, or part of a record is buffered); at shutdown, at most
+    /// [`SHUTDOWN_LINGER_TIMEOUT`].
     pub linger_timeout: Duration,
     /// Response bytes queued per request before the app's `write` waits.
     pub response_budget: usize,

@@ -59,6 +59,9 @@ pub struct Connection {
     last_progress: Instant,
     idle_records: usize,
     error: Option<Error>,
+    /// A request ended (answered, refused or aborted) before the peer finished its input: the
+    /// peer may still be sending records we will never read, so closing must linger.
+    input_unread: bool,
 }
 
 impl Connection {
@@ -75,6 +78,7 @@ impl Connection {
             last_progress: now,
             idle_records: 0,
             error: None,
+            input_unread: false,
         }
     }
 
@@ -131,8 +135,9 @@ impl Connection {
         }
         let error = LimitError::IdleTimeout(self.shared.config.idle_timeout);
         if self.requests.is_empty() {
+            // Nothing came for `idle_timeout`: the peer is not sending, no need to linger.
             tracing::debug!(peer = %self.peer, "closing idle connection");
-            self.close(true);
+            self.close(false);
         } else {
             self.fail(error.into());
         }
@@ -199,6 +204,11 @@ impl Connection {
         self.state != State::Closed
     }
 
+    /// The peer this connection is from.
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
     /// The error that closed the connection, if one did.
     pub fn error(&self) -> Option<&Error> {
         self.error.as_ref()
@@ -243,7 +253,7 @@ impl Connection {
                 "role not supported: answering FCGI_UNKNOWN_ROLE");
             self.shared.count_rejected();
             self.out.put_refusal(id, None, ProtocolStatus::UnknownRole);
-            self.after_end(keep_conn);
+            self.after_end(keep_conn, false);
             return Ok(());
         }
         let cfg = &self.shared.config;
@@ -285,7 +295,7 @@ impl Connection {
             self.out
                 .put_end_request(id, APP_STATUS_FAILED, ProtocolStatus::RequestComplete);
         }
-        self.after_end(req.keep_conn);
+        self.after_end(req.keep_conn, !req.waits_for_peer());
     }
 
     fn on_params(&mut self, id: u16, data: Bytes) -> Result<(), Error> {
@@ -303,7 +313,7 @@ impl Connection {
         let outcome = if data.is_empty() {
             req.end_params().map(|r| r.map_err(Error::from))
         } else {
-            req.push_params(&data, limit).err().map(|e| Err(e.into()))
+            req.push_params(data, limit).err().map(|e| Err(e.into()))
         };
         match outcome {
             None => {}
@@ -353,6 +363,7 @@ impl Connection {
     }
 
     /// Refuses a request the app never saw, with a log line naming the peer and the request.
+    /// Its `FCGI_PARAMS` or `FCGI_STDIN` are still to come.
     fn refuse(&mut self, id: u16, info: &RequestInfo, keep_conn: bool, error: Error) {
         tracing::warn!(peer = %self.peer, request_id = info.id, fcgi_id = id, error = %error, "request refused");
         self.shared.count_rejected();
@@ -360,7 +371,7 @@ impl Connection {
             .end_request_status()
             .unwrap_or(ProtocolStatus::Overloaded);
         self.out.put_refusal(id, error.http_status(), status);
-        self.after_end(keep_conn);
+        self.after_end(keep_conn, false);
     }
 
     /// The app finished (or aborted) its response: end the request on the wire.
@@ -372,21 +383,27 @@ impl Connection {
         self.out
             .put_end(id, app_status, ProtocolStatus::RequestComplete);
         self.events.push_back(Event::Ended { tag: req.tag() });
-        self.after_end(req.keep_conn);
+        self.after_end(req.keep_conn, !req.waits_for_peer());
     }
 
     /// Section 5.1: with `FCGI_KEEP_CONN` unset, "the application closes the connection after
     /// responding to this request". Other requests multiplexed on it are let finish first.
-    fn after_end(&mut self, keep_conn: bool) {
+    /// `input_complete`: whether the peer had sent the whole request (its empty `FCGI_STDIN`).
+    fn after_end(&mut self, keep_conn: bool, input_complete: bool) {
+        self.input_unread |= !input_complete;
         if !keep_conn && self.state == State::Open {
             self.state = State::Draining;
         }
         self.close_if_drained();
     }
 
+    /// Closes once no request is left: lingering only when the peer may still be sending
+    /// (some request ended before its input did). When the peer sent every request whole, as
+    /// nginx does (`FCGI_PARAMS` and `FCGI_STDIN` to the empty record before reading), there is
+    /// nothing to drain and the connection closes at once.
     fn close_if_drained(&mut self) {
         if self.state == State::Draining && self.requests.is_empty() {
-            self.close(true);
+            self.close(self.input_unread);
         }
     }
 

@@ -1,13 +1,22 @@
-//! The per-connection tokio driver: owns the socket, runs the app tasks, and carries out the
-//! sans-io [`Connection`]'s events. It makes no protocol decision.
+//! The per-connection tokio driver: owns the socket, runs the apps, and carries out the sans-io
+//! [`Connection`]'s events. It makes no protocol decision.
 //!
 //! ```text
-//!            ┌──────────────────── select! ───────────────┐
-//!  socket ─► │ write OutQueue · shutdown · app outputs · │ ─► Connection::handle_*
-//!            │ held body chunk · read record · idle timer│ ◄─ Connection::poll_event
-//!            │ reap finished tasks                       │
-//!            └────────────────────────────────────────────┘
+//!            ┌──────────────────── select! ────────────────┐
+//!  socket ─► │ socket (write OutQueue, read records) ·      │ ─► Connection::handle_*
+//!            │ shutdown · app outputs · held body chunk ·   │ ◄─ Connection::poll_event
+//!            │ idle timer · reap finished tasks             │
+//!            └──────────────────────────────────────────────┘
 //! ```
+//!
+//! An app is polled once where it is dispatched, when its request is the only one on the
+//! connection: an app that answers at once (a built-in, a cached page) then costs no task,
+//! no wake-up and no cross-thread hand-off. An app that waits is moved to a task of its own
+//! ([`JoinSet`]), so requests multiplexed on a connection run concurrently; cancelling a
+//! request drops its future wherever it is.
+//!
+//! `requests.rs` starts apps and feeds their bodies; `socket.rs` reads records, writes the
+//! output and closes (at once when the peer sent everything, else lingering).
 //!
 //! Backpressure: a body chunk that does not fit its request's body queue is held, and no record
 //! is read until the app makes room. FastCGI has no per-request flow control, so while one
@@ -16,34 +25,33 @@
 //! socket, which bounds what management answers and refusals can queue.
 
 use std::collections::HashMap;
-use std::io::IoSlice;
-use std::pin::Pin;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use gatehouse_channel_request::{
-    body_channel, delivery_queue, serve_request, BodyClosed, BodyError, BodySender,
-    CancellationToken, DeliveryReceiver, DeliverySender, Peer, QueueChannel, Request, Response,
+    delivery_queue, CancellationToken, DeliveryReceiver, DeliverySender, Peer,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
-use tokio_util::codec::Decoder;
-use tokio_util::sync::WaitForCancellationFutureOwned;
+use tokio_util::sync::WaitForCancellationFuture;
 
-use crate::codec::RecordCodec;
-use crate::conn::{Connection, Dispatch, Event};
+use crate::conn::{Connection, Event};
 use crate::error::Error;
 use crate::record::Record;
-use crate::response::MAX_IOVECS;
 use crate::server::Server;
+
+mod requests;
+mod socket;
+
+use requests::{poll_room, Handle, Held};
+use socket::{poll_socket, Input, Socket};
 
 /// Reading and taking app outputs pause while this many bytes wait for the socket.
 pub(crate) const OUT_HIGH_WATER: usize = 256 * 1024;
-
-/// Room made in the read buffer before each read.
-const READ_CHUNK: usize = 16 * 1024;
 
 /// Serves one accepted connection until it closes.
 ///
@@ -69,63 +77,51 @@ pub async fn serve_connection<IO>(
         return;
     }
     let _counted = server.shared().connection_guard();
-    let (read, write) = tokio::io::split(io);
     let (outputs_tx, outputs) = delivery_queue();
-    let conn = Connection::new(&server, peer, Instant::now().into_std());
+    let conn = Connection::new(&server, peer, now());
     let driver = Driver {
         server,
         conn,
-        reader: RecordReader {
-            io: read,
+        io,
+        input: Input {
             buf: BytesMut::new(),
             eof: false,
         },
-        writer: write,
         outputs,
         outputs_tx,
-        tasks: JoinSet::new(),
+        tasks: None,
         requests: HashMap::new(),
         held: None,
-        shutdown: Box::pin(shutdown.cancelled_owned()),
         shutdown_seen: false,
-        timer: Box::pin(tokio::time::sleep_until(Instant::now())),
         armed: None,
     };
-    driver.run().await;
+    driver.run(&shutdown).await;
 }
 
 struct Driver<IO> {
     server: Arc<Server>,
     conn: Connection,
-    reader: RecordReader<ReadHalf<IO>>,
-    writer: WriteHalf<IO>,
+    io: IO,
+    input: Input,
     outputs: DeliveryReceiver,
     outputs_tx: DeliverySender,
-    tasks: JoinSet<()>,
+    /// The apps that did not finish where they were dispatched; made for the first one.
+    tasks: Option<JoinSet<()>>,
     requests: HashMap<u64, Handle>,
     /// A body chunk waiting for room in its request's body queue.
     held: Option<Held>,
-    /// Kept across iterations, so waiting costs no registration per record.
-    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     shutdown_seen: bool,
-    timer: Pin<Box<Sleep>>,
-    /// When `timer` fires; it may fire before the connection's deadline, which moves later
-    /// with every record: the connection re-checks, and the timer is re-armed then.
+    /// When the idle timer fires; it may fire before the connection's deadline, which moves
+    /// later with every record: the connection re-checks, and the timer is re-armed then.
     armed: Option<Instant>,
 }
 
-/// The driver's side of a running request.
-struct Handle {
-    body: Option<BodySender>,
-    gone: CancellationToken,
-    task: AbortHandle,
-}
-
-struct Held {
-    tag: u64,
-    data: Bytes,
-    /// The end of the body, when it arrived behind the held chunk.
-    end: Option<Option<BodyError>>,
+/// The shutdown signal's future and the idle timer, pinned in [`Driver::run`]'s frame so
+/// that waiting on them costs one registration per connection and no allocation. The timer
+/// is made the first time the connection waits for its peer.
+struct Waits<'a, 's> {
+    shutdown: Pin<&'a mut WaitForCancellationFuture<'s>>,
+    timer: Pin<&'a mut Option<Sleep>>,
 }
 
 fn now() -> std::time::Instant {
@@ -133,39 +129,57 @@ fn now() -> std::time::Instant {
 }
 
 impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
-    async fn run(mut self) {
+    async fn run(mut self, shutdown: &CancellationToken) {
+        let mut waits = Waits {
+            shutdown: pin!(shutdown.cancelled()),
+            timer: pin!(None),
+        };
         let linger = loop {
             if let Some(linger) = self.apply_events() {
                 break linger;
             }
-            self.step().await;
+            // Records already read need no waiting: nginx sends a whole request at once, and
+            // taking it all before the app's answer lets the close see the input complete.
+            if self.can_read() {
+                if let Some(item) = self.input.next_buffered() {
+                    self.on_record(item);
+                    continue;
+                }
+            }
+            self.step(&mut waits).await;
         };
-        self.close(linger).await;
+        self.close(linger, waits).await;
     }
 
     /// Waits for one thing to happen and hands it to the connection.
-    async fn step(&mut self) {
+    async fn step(&mut self, waits: &mut Waits<'_, '_>) {
         let deadline = match self.held {
             None => self.conn.poll_timeout().map(Instant::from_std),
             Some(_) => None, // Not reading: the peer cannot be idle on our account.
         };
         if let Some(d) = deadline {
             if self.armed.is_none_or(|armed| d < armed) {
-                self.timer.as_mut().reset(d);
+                match waits.timer.as_mut().as_pin_mut() {
+                    Some(timer) => timer.reset(d),
+                    None => waits.timer.set(Some(tokio::time::sleep_until(d))),
+                }
                 self.armed = Some(d);
             }
         }
         let roomy = self.conn.out_len() < OUT_HIGH_WATER;
-        let can_read = self.held.is_none() && self.conn.wants_read() && roomy;
+        let can_read = self.can_read();
+        let can_write = self.conn.out_len() > 0;
         let held_tag = self.held.as_ref().map(|h| h.tag);
-        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-        let n = self.conn.out().chunks_vectored(&mut slices);
+        let (io, input, conn) = (&mut self.io, &mut self.input, &mut self.conn);
         let requests = &mut self.requests;
-        // Unbiased on purpose: a request streaming output must not starve reading (an
-        // FCGI_ABORT_REQUEST, other requests' input), nor the reverse.
+        let has_tasks = self.tasks.as_ref().is_some_and(|t| !t.is_empty());
+        let tasks = &mut self.tasks;
+        let mut timer = waits.timer.as_mut();
+        // Unbiased on purpose: no source of work starves the others.
         tokio::select! {
-            res = self.writer.write_vectored(&slices[..n]), if n > 0 => self.wrote(res).await,
-            () = self.shutdown.as_mut(), if !self.shutdown_seen => {
+            sock = poll_fn(|cx| poll_socket(io, input, conn, can_write, can_read, cx)),
+                if can_write || can_read => self.on_socket(sock).await,
+            () = waits.shutdown.as_mut(), if !self.shutdown_seen => {
                 self.shutdown_seen = true;
                 self.conn.handle_shutdown(now());
             }
@@ -176,19 +190,14 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
                     self.conn.handle_delivery(now(), d);
                 }
             }
-            res = std::future::poll_fn(|cx| poll_room(requests, held_tag, cx)), if held_tag.is_some() => {
+            res = poll_fn(|cx| poll_room(requests, held_tag, cx)), if held_tag.is_some() => {
                 self.release_held(res);
             }
-            item = self.reader.next(), if can_read => match item {
-                Some(Ok(record)) => self.conn.handle_record(now(), record),
-                Some(Err(e)) => self.conn.handle_read_closed(now(), Some(e)),
-                None => self.conn.handle_read_closed(now(), None),
-            },
-            () = &mut self.timer, if deadline.is_some() => {
+            () = poll_fn(|cx| poll_timer(timer.as_mut(), cx)), if deadline.is_some() => {
                 self.armed = None;
                 self.conn.handle_timeout(now());
             }
-            Some(res) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+            Some(res) = poll_fn(|cx| poll_join(tasks, cx)), if has_tasks => {
                 if let Err(e) = res {
                     if e.is_panic() {
                         tracing::error!(error = %e, "request task panicked outside the app");
@@ -198,13 +207,36 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
         }
     }
 
+    /// Whether to read records: not while a body chunk is held, the connection is closing, or
+    /// too much output waits.
+    fn can_read(&self) -> bool {
+        self.held.is_none() && self.conn.wants_read() && self.conn.out_len() < OUT_HIGH_WATER
+    }
+
+    async fn on_socket(&mut self, sock: Socket) {
+        if let Some(res) = sock.wrote {
+            self.wrote(res).await;
+        }
+        if let Some(item) = sock.read {
+            self.on_record(item);
+        }
+    }
+
+    fn on_record(&mut self, item: Option<Result<Record, Error>>) {
+        match item {
+            Some(Ok(record)) => self.conn.handle_record(now(), record),
+            Some(Err(e)) => self.conn.handle_read_closed(now(), Some(e)),
+            None => self.conn.handle_read_closed(now(), None),
+        }
+    }
+
     async fn wrote(&mut self, res: std::io::Result<usize>) {
         let res = match res {
             Ok(0) => Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => {
                 self.conn.out().advance(n);
                 if self.conn.out_len() == 0 {
-                    self.writer.flush().await
+                    self.io.flush().await
                 } else {
                     Ok(())
                 }
@@ -229,7 +261,9 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
                 Event::Cancel { tag } => {
                     if let Some(handle) = self.forget(tag) {
                         handle.gone.cancel();
-                        handle.task.abort();
+                        if let Some(task) = handle.task {
+                            task.abort();
+                        }
                     }
                 }
                 Event::Ended { tag } => drop(self.forget(tag)),
@@ -238,165 +272,21 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
         }
         None
     }
-
-    /// Spawns the app on a request: `serve_request` with a `QueueChannel` tagged by the
-    /// request's process-unique id. The task owns the request slot until it ends.
-    fn dispatch(&mut self, d: Dispatch) {
-        let cfg = self.server.config();
-        let tag = d.info.id;
-        let (body_tx, body) = body_channel(cfg.body_queue_chunks, d.content_length);
-        let gone = CancellationToken::new();
-        let chan = QueueChannel::new(
-            tag,
-            self.outputs_tx.clone(),
-            cfg.response_budget,
-            gone.clone(),
-        );
-        let req = Request {
-            env: d.env,
-            body,
-            info: d.info,
-        };
-        let app = self.server.app().clone();
-        let slot = d.slot;
-        let task = self.tasks.spawn(async move {
-            let _slot = slot;
-            serve_request(&*app, req, Response::new(chan)).await;
-        });
-        let handle = Handle {
-            body: Some(body_tx),
-            gone,
-            task,
-        };
-        self.requests.insert(tag, handle);
-    }
-
-    /// Queues a body chunk, or holds it (and stops reading) when the queue is full.
-    fn stdin(&mut self, tag: u64, data: Bytes) {
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        match poll_room(&mut self.requests, Some(tag), &mut cx) {
-            Poll::Pending => {
-                self.held = Some(Held {
-                    tag,
-                    data,
-                    end: None,
-                })
-            }
-            res => self.send_body(tag, data, res),
-        }
-    }
-
-    fn release_held(&mut self, room: Result<(), BodyClosed>) {
-        let Some(held) = self.held.take() else {
-            return;
-        };
-        self.send_body(held.tag, held.data, Poll::Ready(room));
-        if let Some(error) = held.end {
-            self.end_body(held.tag, error);
-        }
-        self.conn.handle_body_accepted(now());
-    }
-
-    fn send_body(&mut self, tag: u64, data: Bytes, room: Poll<Result<(), BodyClosed>>) {
-        let Some(handle) = self.requests.get_mut(&tag) else {
-            return;
-        };
-        let sent = match (room, handle.body.as_mut()) {
-            (Poll::Ready(Ok(())), Some(body)) => body.send_item(data).is_ok(),
-            _ => false,
-        };
-        if !sent {
-            // The app dropped its body: the rest of it is discarded as it arrives.
-            handle.body = None;
-        }
-    }
-
-    fn end_body(&mut self, tag: u64, error: Option<BodyError>) {
-        let body = self.requests.get_mut(&tag).and_then(|h| h.body.take());
-        match (body, error) {
-            (Some(body), None) => body.finish(),
-            (Some(body), Some(e)) => body.fail(e),
-            (None, _) => {}
-        }
-    }
-
-    fn forget(&mut self, tag: u64) -> Option<Handle> {
-        if self.held.as_ref().is_some_and(|h| h.tag == tag) {
-            self.held = None;
-        }
-        self.requests.remove(&tag)
-    }
-
-    /// Writes what is queued, then (with `linger`) shuts the write side and drains the peer's
-    /// input, all within `Config::linger_timeout`. Tasks of requests that already ended may
-    /// finish in the background; the others were cancelled by the connection.
-    async fn close(mut self, linger: bool) {
-        let deadline = Instant::now() + self.server.config().linger_timeout;
-        let _ = tokio::time::timeout_at(deadline, self.flush_all()).await;
-        if linger && self.conn.out_len() == 0 {
-            let drain = async {
-                self.writer.shutdown().await?;
-                let mut scratch = vec![0u8; 16 * 1024];
-                while self.reader.io.read(&mut scratch).await? > 0 {}
-                Ok::<(), std::io::Error>(())
-            };
-            let _ = tokio::time::timeout_at(deadline, drain).await;
-        }
-        self.tasks.detach_all();
-    }
-
-    async fn flush_all(&mut self) {
-        while self.conn.out_len() > 0 {
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let n = self.conn.out().chunks_vectored(&mut slices);
-            let res = self.writer.write_vectored(&slices[..n]).await;
-            self.wrote(res).await;
-        }
-        let _ = self.writer.flush().await;
-    }
 }
 
-/// Polls for room in the body queue of request `tag`; `Err` when the app no longer reads it.
-fn poll_room(
-    requests: &mut HashMap<u64, Handle>,
-    tag: Option<u64>,
+fn poll_join(
+    tasks: &mut Option<JoinSet<()>>,
     cx: &mut Context<'_>,
-) -> Poll<Result<(), BodyClosed>> {
-    match tag
-        .and_then(|tag| requests.get_mut(&tag))
-        .and_then(|h| h.body.as_mut())
-    {
-        Some(body) => body.poll_reserve(cx),
-        None => Poll::Ready(Err(BodyClosed)),
+) -> Poll<Option<Result<(), tokio::task::JoinError>>> {
+    match tasks {
+        Some(tasks) => tasks.poll_join_next(cx),
+        None => Poll::Ready(None),
     }
 }
 
-/// Reads records with [`RecordCodec`] (`FramedRead`'s job, without its `Stream` plumbing).
-struct RecordReader<R> {
-    io: R,
-    buf: BytesMut,
-    eof: bool,
-}
-
-impl<R: AsyncRead + Unpin> RecordReader<R> {
-    /// The next record, `None` at a clean end of input.
-    ///
-    /// # Cancel safety
-    /// Cancel-safe: bytes read stay in the buffer; decoding is synchronous.
-    async fn next(&mut self) -> Option<Result<Record, Error>> {
-        loop {
-            if self.eof {
-                return RecordCodec::new().decode_eof(&mut self.buf).transpose();
-            }
-            if let Some(item) = RecordCodec::new().decode(&mut self.buf).transpose() {
-                return Some(item);
-            }
-            self.buf.reserve(READ_CHUNK);
-            match self.io.read_buf(&mut self.buf).await {
-                Ok(0) => self.eof = true,
-                Ok(_) => {}
-                Err(e) => return Some(Err(e.into())),
-            }
-        }
+fn poll_timer(timer: Pin<&mut Option<Sleep>>, cx: &mut Context<'_>) -> Poll<()> {
+    match timer.as_pin_mut() {
+        Some(timer) => timer.poll(cx),
+        None => Poll::Pending,
     }
 }

@@ -38,7 +38,9 @@ pub enum Event {
     /// Write what is queued and close. With `linger`, shut the write side first and drain the
     /// peer's input for a bounded time, so the peer reads our last bytes instead of a reset.
     Close {
-        /// Whether to linger.
+        /// Whether to linger: the peer may still be sending (a request ended before its
+        /// input did, or the connection failed on bad input). `false` when the peer sent every
+        /// request whole, the connection was idle, or the transport is already gone.
         linger: bool,
     },
 }

@@ -62,16 +62,46 @@ pub fn parse_pair(input: &[u8], limit: usize) -> Result<Option<Pair<'_>>, NvErro
 /// Parses a complete stream of pairs into `(name, value)` slices of `stream` (no copy).
 /// A pair cut short at the end is [`NvError::Truncated`]; no name or value may exceed `limit`.
 pub fn parse_all(stream: &Bytes, limit: usize) -> Result<Vec<(Bytes, Bytes)>, NvError> {
-    let mut pairs = Vec::new();
-    let mut at = 0;
-    while at < stream.len() {
-        let Some(pair) = parse_pair(&stream[at..], limit)? else {
-            return Err(NvError::Truncated);
-        };
-        pairs.push((stream.slice_ref(pair.name), stream.slice_ref(pair.value)));
-        at += pair.len;
+    pairs(stream, limit).collect()
+}
+
+/// The pairs of a complete stream one by one, as [`parse_all`] gives them, without
+/// collecting them: after an error, nothing more.
+pub fn pairs(stream: &Bytes, limit: usize) -> Pairs<'_> {
+    Pairs {
+        stream,
+        at: 0,
+        limit,
     }
-    Ok(pairs)
+}
+
+/// Iterator over the pairs of a complete stream: see [`pairs`].
+#[derive(Debug, Clone)]
+pub struct Pairs<'a> {
+    stream: &'a Bytes,
+    at: usize,
+    limit: usize,
+}
+
+impl Iterator for Pairs<'_> {
+    type Item = Result<(Bytes, Bytes), NvError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self.stream.get(self.at..).filter(|r| !r.is_empty())?;
+        let item = match parse_pair(rest, self.limit) {
+            Ok(Some(pair)) => {
+                self.at += pair.len;
+                return Some(Ok((
+                    self.stream.slice_ref(pair.name),
+                    self.stream.slice_ref(pair.value),
+                )));
+            }
+            Ok(None) => Err(NvError::Truncated),
+            Err(e) => Err(e),
+        };
+        self.at = self.stream.len();
+        Some(item)
+    }
 }
 
 /// Appends one pair, with 1-byte lengths where they fit.
@@ -149,6 +179,23 @@ mod tests {
             at += pair.len;
         }
         whole
+    }
+
+    #[test]
+    fn pairs_one_by_one_then_nothing_after_an_error() {
+        let good = [SPEC_PAIR, b"\x01\x00A"].concat();
+        let stream = Bytes::from([&good[..], b"\x05\x01ab"].concat());
+        let mut it = pairs(&stream, 1 << 20);
+        assert_eq!(
+            it.next(),
+            Some(Ok((Bytes::from("SERVER_PORT"), Bytes::from("80"))))
+        );
+        assert_eq!(it.next(), Some(Ok((Bytes::from("A"), Bytes::new()))));
+        assert_eq!(it.next(), Some(Err(NvError::Truncated)));
+        assert_eq!(it.next(), None);
+        let all: Result<Vec<_>, _> = pairs(&Bytes::from(good), 1 << 20).collect();
+        assert_eq!(all.unwrap().len(), 2);
+        assert_eq!(pairs(&Bytes::new(), 10).next(), None);
     }
 
     #[test]

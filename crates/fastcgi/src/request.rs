@@ -32,9 +32,51 @@ pub(crate) struct RequestState {
 #[derive(Debug)]
 pub(crate) enum Phase {
     /// Reading `FCGI_PARAMS`; the slot moves to the app's task at dispatch.
-    Params { buf: BytesMut, slot: RequestSlot },
+    Params { buf: ParamsBuf, slot: RequestSlot },
     /// The app runs; the body is being received.
     Running(Stdin),
+}
+
+/// The `FCGI_PARAMS` stream so far. nginx sends all its params in one record: that record's
+/// bytes are kept as they are (the environment's names and values point into them), and
+/// records are copied together only when a second one comes.
+#[derive(Debug, Default)]
+pub(crate) enum ParamsBuf {
+    #[default]
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl ParamsBuf {
+    fn len(&self) -> usize {
+        match self {
+            Self::Empty => 0,
+            Self::One(b) => b.len(),
+            Self::Many(b) => b.len(),
+        }
+    }
+
+    fn push(&mut self, data: Bytes) {
+        match self {
+            Self::Empty => *self = Self::One(data),
+            Self::One(first) => {
+                let mut all = BytesMut::with_capacity(first.len() + data.len());
+                all.extend_from_slice(first);
+                all.extend_from_slice(&data);
+                *self = Self::Many(all);
+            }
+            Self::Many(all) => all.extend_from_slice(&data),
+        }
+    }
+
+    fn freeze(self) -> Bytes {
+        match self {
+            Self::Empty => Bytes::new(),
+            Self::One(b) => b,
+            Self::Many(b) => b.freeze(),
+        }
+    }
 }
 
 /// The `FCGI_STDIN` stream of a running request.
@@ -78,7 +120,7 @@ impl RequestState {
             info,
             keep_conn,
             phase: Phase::Params {
-                buf: BytesMut::new(),
+                buf: ParamsBuf::Empty,
                 slot,
             },
         }
@@ -91,12 +133,12 @@ impl RequestState {
     }
 
     /// Appends `FCGI_PARAMS` content, refusing to grow past `limit` bytes in total.
-    pub(crate) fn push_params(&mut self, data: &[u8], limit: usize) -> Result<(), LimitError> {
+    pub(crate) fn push_params(&mut self, data: Bytes, limit: usize) -> Result<(), LimitError> {
         if let Phase::Params { buf, .. } = &mut self.phase {
             if buf.len() + data.len() > limit {
                 return Err(LimitError::ParamsTooLarge { limit });
             }
-            buf.extend_from_slice(data);
+            buf.push(data);
         }
         Ok(())
     }
@@ -196,6 +238,10 @@ impl RequestError {
 /// Up to this many pairs, duplicates are found by linear search.
 const LINEAR_DEDUP_MAX: usize = 48;
 
+/// Room left in the environment for the variables the dispatcher sets (`SCRIPT_NAME`,
+/// `PATH_INFO`), so that setting them does not grow it.
+const ENV_HEADROOM: usize = 4;
+
 /// Builds the environment from a complete `FCGI_PARAMS` stream, exactly as the peer sent it:
 /// no variable added. A name sent twice keeps its first position. A repeated `HTTP_*` name
 /// (nginx before 1.23 sends one pair per repeated request header line) gets its values joined
@@ -204,11 +250,15 @@ const LINEAR_DEDUP_MAX: usize = 48;
 /// php-fpm reads it). Past a few dozen pairs duplicates are found through a map, so thousands
 /// of tiny pairs cost linear time.
 fn env_from_params(stream: &Bytes) -> Result<Env, RequestError> {
-    let pairs = nv::parse_all(stream, stream.len()).map_err(RequestError::MalformedParams)?;
-    let mut seen: Option<HashMap<Bytes, usize>> =
-        (pairs.len() > LINEAR_DEDUP_MAX).then(|| HashMap::with_capacity(pairs.len()));
-    let mut unique: Vec<(Bytes, Bytes)> = Vec::with_capacity(pairs.len());
-    for (name, value) in pairs {
+    // nginx's pairs take 20-40 bytes each: room for them all without growing.
+    let mut unique: Vec<(Bytes, Bytes)> = Vec::with_capacity((stream.len() / 16).clamp(8, 64));
+    let mut seen: Option<HashMap<Bytes, usize>> = None;
+    for pair in nv::pairs(stream, stream.len()) {
+        let (name, value) = pair.map_err(RequestError::MalformedParams)?;
+        if seen.is_none() && unique.len() == LINEAR_DEDUP_MAX {
+            let map = unique.iter().enumerate().map(|(i, (n, _))| (n.clone(), i));
+            seen = Some(map.collect());
+        }
         let earlier = match &seen {
             // The usual 20-40 variables: a linear search per name beats hashing them.
             None => unique.iter().position(|(n, _)| *n == name),
@@ -224,7 +274,7 @@ fn env_from_params(stream: &Bytes) -> Result<Env, RequestError> {
             }
         }
     }
-    let mut env = Env::with_capacity(unique.len());
+    let mut env = Env::with_capacity(unique.len() + ENV_HEADROOM);
     for (name, value) in unique {
         env.push_unchecked(name, value);
     }
@@ -264,19 +314,19 @@ mod tests {
         RequestState::new(RequestInfo::new(Protocol::FastCgi, Peer::Stdio), true, slot)
     }
 
-    fn params(pairs: &[(&str, &str)]) -> Vec<u8> {
+    fn params(pairs: &[(&str, &str)]) -> Bytes {
         let mut out = BytesMut::new();
         for (n, v) in pairs {
             nv::put_pair(&mut out, n.as_bytes(), v.as_bytes());
         }
-        out.to_vec()
+        out.freeze()
     }
 
     #[test]
     fn params_then_body_with_length() {
         let mut r = request();
         let p = params(&[("CONTENT_LENGTH", "5"), ("REQUEST_METHOD", "POST")]);
-        let (a, b) = p.split_at(7);
+        let (a, b) = (p.slice(..7), p.slice(7..));
         r.push_params(a, 1000).unwrap();
         r.push_params(b, 1000).unwrap();
         assert_eq!(r.stdin(1), Err("before the end of FCGI_PARAMS"));
@@ -292,9 +342,37 @@ mod tests {
     }
 
     #[test]
+    fn params_in_one_record_or_several_give_the_same_env() {
+        let p = params(&[("A", "1"), ("BB", "22"), ("CCC", "333")]);
+        let one = {
+            let mut r = request();
+            r.push_params(p.clone(), 1000).unwrap();
+            r.end_params().unwrap().unwrap().env
+        };
+        let three = {
+            let mut r = request();
+            for (from, to) in [(0, 2), (2, 7), (7, p.len())] {
+                r.push_params(p.slice(from..to), 1000).unwrap();
+            }
+            r.end_params().unwrap().unwrap().env
+        };
+        let vars = |env: &Env| -> Vec<(Bytes, Bytes)> {
+            env.iter().map(|(n, v)| (n.clone(), v.clone())).collect()
+        };
+        assert_eq!(vars(&one), vars(&three));
+        assert_eq!(one.get("CCC").map(|v| v.as_ref()), Some(&b"333"[..]));
+        let mut r = request();
+        r.push_params(p.slice(..5), 10).unwrap();
+        assert!(
+            r.push_params(p.slice(5..), 10).is_err(),
+            "the limit counts every record"
+        );
+    }
+
+    #[test]
     fn body_length_mismatches() {
         let mut r = request();
-        r.push_params(&params(&[("CONTENT_LENGTH", "4")]), 1000)
+        r.push_params(params(&[("CONTENT_LENGTH", "4")]), 1000)
             .unwrap();
         r.end_params().unwrap().unwrap();
         assert_eq!(r.stdin(3), Ok(StdinStep::Forward));
@@ -305,7 +383,7 @@ mod tests {
         assert_eq!(r.stdin(0), Ok(StdinStep::End(Some(err))));
 
         let mut r = request();
-        r.push_params(&params(&[("CONTENT_LENGTH", "4")]), 1000)
+        r.push_params(params(&[("CONTENT_LENGTH", "4")]), 1000)
             .unwrap();
         r.end_params().unwrap().unwrap();
         let err = RequestError::BodyTooLong { expected: 4 };
@@ -319,7 +397,7 @@ mod tests {
     #[test]
     fn empty_content_length_is_absent_and_body_ends_at_empty_stdin() {
         let mut r = request();
-        r.push_params(&params(&[("CONTENT_LENGTH", "")]), 1000)
+        r.push_params(params(&[("CONTENT_LENGTH", "")]), 1000)
             .unwrap();
         let ready = r.end_params().unwrap().unwrap();
         assert_eq!(ready.content_length, None);
@@ -331,21 +409,22 @@ mod tests {
     #[test]
     fn bad_params() {
         let mut r = request();
-        r.push_params(&params(&[("CONTENT_LENGTH", "12x")]), 1000)
+        r.push_params(params(&[("CONTENT_LENGTH", "12x")]), 1000)
             .unwrap();
         assert!(matches!(
             r.end_params(),
             Some(Err(RequestError::BadContentLength(v))) if v == "12x"
         ));
         let mut r = request();
-        r.push_params(b"\x05\x01ab", 1000).unwrap();
+        r.push_params(Bytes::from_static(b"\x05\x01ab"), 1000)
+            .unwrap();
         assert!(matches!(
             r.end_params(),
             Some(Err(RequestError::MalformedParams(_)))
         ));
         let mut r = request();
         assert_eq!(
-            r.push_params(&[0; 11], 10),
+            r.push_params(Bytes::from(vec![0; 11]), 10),
             Err(LimitError::ParamsTooLarge { limit: 10 })
         );
     }
@@ -359,7 +438,7 @@ mod tests {
             ("HTTP_X_DUP", "b"),
             ("HTTP_COOKIE", "d=2"),
         ]);
-        let env = env_from_params(&Bytes::from(p)).unwrap();
+        let env = env_from_params(&p).unwrap();
         let vars: Vec<_> = env.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
         assert_eq!(
             vars,
@@ -374,7 +453,7 @@ mod tests {
     #[test]
     fn duplicates_keep_first_position_last_value() {
         let p = params(&[("A", "1"), ("B", "2"), ("A", "3")]);
-        let env = env_from_params(&Bytes::from(p)).unwrap();
+        let env = env_from_params(&p).unwrap();
         let vars: Vec<_> = env.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
         assert_eq!(
             vars,
@@ -387,7 +466,7 @@ mod tests {
         let names: Vec<String> = (0..100).map(|i| format!("V{i}")).collect();
         let mut pairs: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "x")).collect();
         pairs.push(("V7", "last"));
-        let env = env_from_params(&Bytes::from(params(&pairs))).unwrap();
+        let env = env_from_params(&params(&pairs)).unwrap();
         assert_eq!(env.len(), 100);
         let v7 = env.iter().nth(7).map(|(n, v)| (n.clone(), v.clone()));
         assert_eq!(v7, Some((Bytes::from("V7"), Bytes::from("last"))));

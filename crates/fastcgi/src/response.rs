@@ -32,6 +32,10 @@ pub const SMALL_WRITE: usize = 8 * 1024;
 /// At most this many slices go into one vectored write.
 pub const MAX_IOVECS: usize = 64;
 
+/// The coalescing buffer's first size: a small response (head, body, the empty `FCGI_STDOUT`
+/// and `FCGI_END_REQUEST`) fits in it without growing.
+const TAIL_FIRST: usize = 512;
+
 /// `appStatus` of a request that completed.
 pub const APP_STATUS_OK: u32 = 0;
 /// `appStatus` of a request that failed: aborted, cancelled, or refused with an error page
@@ -111,8 +115,17 @@ impl OutQueue {
         }
     }
 
+    /// Makes the coalescing buffer's first allocation one of [`TAIL_FIRST`] bytes rather
+    /// than a series of small ones.
+    fn start_tail(&mut self) {
+        if self.tail.capacity() == 0 {
+            self.tail.reserve(TAIL_FIRST);
+        }
+    }
+
     /// Appends a whole record (management answers, `FCGI_END_REQUEST`).
     pub(crate) fn put_record(&mut self, record: &Record) {
+        self.start_tail();
         self.open_stdout = None;
         let before = self.tail.len();
         record.encode(&mut self.tail);
@@ -134,6 +147,7 @@ impl OutQueue {
     }
 
     fn open_record(&mut self, request_id: u16) -> OpenRecord {
+        self.start_tail();
         let at = self.tail.len();
         put_header(&mut self.tail, RecordType::Stdout, request_id, 0);
         self.len += FCGI_HEADER_LEN;

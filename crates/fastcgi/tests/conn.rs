@@ -152,8 +152,8 @@ fn app_outputs_become_stdout_and_end_request() {
     let evs = events(&mut conn);
     assert!(matches!(evs[0], Event::Ended { tag } if tag == d.info.id));
     assert!(
-        matches!(evs[1], Event::Close { linger: true }),
-        "FCGI_KEEP_CONN unset"
+        matches!(evs[1], Event::Close { linger: false }),
+        "FCGI_KEEP_CONN unset; the peer sent the whole request: no lingering"
     );
     assert!(!conn.wants_read());
 }

@@ -39,6 +39,7 @@ pub(crate) struct Seen {
 /// - `first`: reads one body chunk and answers with it at once;
 /// - `hang`: never answers (until cancelled);
 /// - `panic`: panics;
+/// - `panic-call`: panics in `call`, before making its future (outside `serve_request`'s guard);
 /// - `big`: writes `SIZE` bytes in 64 KiB chunks.
 pub(crate) struct TestApp(pub Arc<Seen>);
 
@@ -58,6 +59,9 @@ impl Application for TestApp {
         resp: &'a mut Response,
     ) -> BoxFuture<'a, Result<(), AppError>> {
         let seen = self.0.clone();
+        if req.env.get_str("APP") == Some("panic-call") {
+            panic!("test app panics in call");
+        }
         Box::pin(async move {
             seen.calls.fetch_add(1, Ordering::SeqCst);
             let mut guard = CancelGuard(seen.clone(), false);
