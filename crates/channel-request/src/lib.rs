@@ -11,7 +11,7 @@
 //!                     ▼ ResponseChannel (one impl per front end, or QueueChannel)
 //! ```
 //!
-//! - [`env`]: the request head as CGI meta-variables (RFC 3875 section 4.1), stored as bytes.
+//! - [`env`](mod@env): the request head as CGI meta-variables (RFC 3875 section 4.1), stored as bytes.
 //! - [`body`]: the request body as a bounded stream: a slow app stops the front end's reads.
 //! - [`channel`]: [`ResponseChannel`], what front ends implement, and [`Response`], what apps use.
 //! - [`queue`]: [`QueueChannel`], the channel most front ends use: tagged outputs to a driver
