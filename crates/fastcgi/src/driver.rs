@@ -32,10 +32,10 @@ use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use gatehouse_channel_request::{
-    delivery_queue, CancellationToken, DeliveryReceiver, DeliverySender, Peer,
+    delivery_queue, BodyClosed, CancellationToken, Delivery, DeliveryReceiver, DeliverySender, Peer,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::task::JoinSet;
+use tokio::task::{JoinError, JoinSet};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFuture;
 
@@ -78,8 +78,10 @@ pub async fn serve_connection<IO>(
     }
     let _counted = server.shared().connection_guard();
     let (outputs_tx, outputs) = delivery_queue();
-    let conn = Connection::new(&server, peer, now());
+    let clock = now();
+    let conn = Connection::new(&server, peer, clock);
     let driver = Driver {
+        clock,
         server,
         conn,
         io,
@@ -99,6 +101,8 @@ pub async fn serve_connection<IO>(
 }
 
 struct Driver<IO> {
+    /// `now` for the connection: read once per wake-up, for everything it brought.
+    clock: std::time::Instant,
     server: Arc<Server>,
     conn: Connection,
     io: IO,
@@ -122,6 +126,16 @@ struct Driver<IO> {
 struct Waits<'a, 's> {
     shutdown: Pin<&'a mut WaitForCancellationFuture<'s>>,
     timer: Pin<&'a mut Option<Sleep>>,
+}
+
+/// What woke the driver.
+enum Woke {
+    Socket(Socket),
+    Shutdown,
+    Output(Delivery),
+    Room(Result<(), BodyClosed>),
+    Timer,
+    Joined(Result<(), JoinError>),
 }
 
 fn now() -> std::time::Instant {
@@ -176,34 +190,42 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
         let tasks = &mut self.tasks;
         let mut timer = waits.timer.as_mut();
         // Unbiased on purpose: no source of work starves the others.
-        tokio::select! {
+        let woke = tokio::select! {
             sock = poll_fn(|cx| poll_socket(io, input, conn, can_write, can_read, cx)),
-                if can_write || can_read => self.on_socket(sock).await,
-            () = waits.shutdown.as_mut(), if !self.shutdown_seen => {
-                self.shutdown_seen = true;
-                self.conn.handle_shutdown(now());
-            }
-            Some(d) = self.outputs.recv(), if roomy => {
-                self.conn.handle_delivery(now(), d);
-                while self.conn.out_len() < OUT_HIGH_WATER {
-                    let Ok(d) = self.outputs.try_recv() else { break };
-                    self.conn.handle_delivery(now(), d);
-                }
-            }
+                if can_write || can_read => Woke::Socket(sock),
+            () = waits.shutdown.as_mut(), if !self.shutdown_seen => Woke::Shutdown,
+            Some(d) = self.outputs.recv(), if roomy => Woke::Output(d),
             res = poll_fn(|cx| poll_room(requests, held_tag, cx)), if held_tag.is_some() => {
-                self.release_held(res);
+                Woke::Room(res)
             }
-            () = poll_fn(|cx| poll_timer(timer.as_mut(), cx)), if deadline.is_some() => {
-                self.armed = None;
-                self.conn.handle_timeout(now());
+            () = poll_fn(|cx| poll_timer(timer.as_mut(), cx)), if deadline.is_some() => Woke::Timer,
+            Some(res) = poll_fn(|cx| poll_join(tasks, cx)), if has_tasks => Woke::Joined(res),
+        };
+        self.clock = now();
+        match woke {
+            Woke::Socket(sock) => self.on_socket(sock).await,
+            Woke::Shutdown => {
+                self.shutdown_seen = true;
+                self.conn.handle_shutdown(self.clock);
             }
-            Some(res) = poll_fn(|cx| poll_join(tasks, cx)), if has_tasks => {
-                if let Err(e) = res {
-                    if e.is_panic() {
-                        tracing::error!(error = %e, "request task panicked outside the app");
-                    }
+            Woke::Output(d) => {
+                self.conn.handle_delivery(self.clock, d);
+                while self.conn.out_len() < OUT_HIGH_WATER {
+                    let Ok(d) = self.outputs.try_recv() else {
+                        break;
+                    };
+                    self.conn.handle_delivery(self.clock, d);
                 }
             }
+            Woke::Room(res) => self.release_held(res),
+            Woke::Timer => {
+                self.armed = None;
+                self.conn.handle_timeout(self.clock);
+            }
+            Woke::Joined(Err(e)) if e.is_panic() => {
+                tracing::error!(error = %e, "request task panicked outside the app");
+            }
+            Woke::Joined(_) => {}
         }
     }
 
@@ -224,9 +246,9 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
 
     fn on_record(&mut self, item: Option<Result<Record, Error>>) {
         match item {
-            Some(Ok(record)) => self.conn.handle_record(now(), record),
-            Some(Err(e)) => self.conn.handle_read_closed(now(), Some(e)),
-            None => self.conn.handle_read_closed(now(), None),
+            Some(Ok(record)) => self.conn.handle_record(self.clock, record),
+            Some(Err(e)) => self.conn.handle_read_closed(self.clock, Some(e)),
+            None => self.conn.handle_read_closed(self.clock, None),
         }
     }
 
@@ -277,7 +299,7 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
 fn poll_join(
     tasks: &mut Option<JoinSet<()>>,
     cx: &mut Context<'_>,
-) -> Poll<Option<Result<(), tokio::task::JoinError>>> {
+) -> Poll<Option<Result<(), JoinError>>> {
     match tasks {
         Some(tasks) => tasks.poll_join_next(cx),
         None => Poll::Ready(None),

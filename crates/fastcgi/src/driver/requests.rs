@@ -15,7 +15,7 @@ use gatehouse_channel_request::{
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::{AbortHandle, JoinSet};
 
-use super::{now, Driver};
+use super::Driver;
 use crate::conn::Dispatch;
 
 /// The driver's side of a running request.
@@ -97,7 +97,7 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
         if let Some(error) = held.end {
             self.end_body(held.tag, error);
         }
-        self.conn.handle_body_accepted(now());
+        self.conn.handle_body_accepted(self.clock);
     }
 
     fn send_body(&mut self, tag: u64, data: Bytes, room: Poll<Result<(), BodyClosed>>) {
