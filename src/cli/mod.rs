@@ -219,16 +219,6 @@ impl Cli {
         }
         finish_parse(cmd.try_get_matches_from(args), true)
     }
-
-    /// Where the daemon listens when no listener option is given and fd 0 is no listening
-    /// socket, in the order they are bound.
-    pub fn default_listeners() -> [(&'static str, &'static str); 3] {
-        [
-            ("fastcgi", DEFAULT_FASTCGI_ADDR),
-            ("scgi", DEFAULT_SCGI_ADDR),
-            ("http", DEFAULT_HTTP_ADDR),
-        ]
-    }
 }
 
 fn finish_parse(matches: Result<clap::ArgMatches, clap::Error>, embedded: bool) -> Result<Cli, u8> {
