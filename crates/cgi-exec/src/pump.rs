@@ -35,6 +35,12 @@ use crate::guard::ChildGuard;
 /// Bytes read from the script's stdout per allocation; one pipe's worth.
 pub const READ_CHUNK: usize = 64 * 1024;
 
+/// The first read buffer of a run, which holds the head (and all of a small answer). Kept below
+/// glibc's 64 KiB `FASTBIN_CONSOLIDATION_THRESHOLD`: freeing a [`READ_CHUNK`] buffer after every
+/// small request made malloc consolidate its free lists each time. A larger head, or a larger
+/// answer, gets [`READ_CHUNK`] buffers as before.
+const HEAD_CHUNK: usize = 16 * 1024;
+
 /// Below this much spare room a new read buffer is allocated.
 const MIN_READ_ROOM: usize = 4 * 1024;
 
@@ -239,7 +245,7 @@ pub(crate) async fn answer(
     resp: &mut Response,
     max_head: usize,
 ) -> Result<Outcome, Error> {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = BytesMut::with_capacity(HEAD_CHUNK);
     let head = loop {
         let n = read_some(ctl, stdout, &mut buf).await?;
         if n == 0 {

@@ -155,10 +155,11 @@ impl Spawner {
             script_name: &script_name,
             path_info: &path_info,
         };
-        let child_env = childenv::build(env, vars, &self.path_env, &self.daemon_env);
+        let childenv::ChildEnv { vars, dropped } =
+            childenv::build(env, vars, &self.path_env, &self.daemon_env);
         let mut cmd = self.launch.command(&program);
         cmd.env_clear()
-            .envs(child_env.vars.iter().map(|(n, v)| (n, v)))
+            .envs(vars.iter().map(|(n, v)| (n, v)))
             .current_dir(safety::parent(&program))
             .stdin(if has_body {
                 Stdio::piped()
@@ -186,7 +187,7 @@ impl Spawner {
             stdout,
             stderr,
             program: Arc::from(program),
-            dropped: child_env.dropped,
+            dropped,
         })
     }
 
