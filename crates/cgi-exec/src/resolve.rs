@@ -231,7 +231,22 @@ enum Walk {
 }
 
 /// Appends segments of `path` to `base` one at a time until one names a non-directory.
+///
+/// The whole path is tried first: when it exists, every leading part of it is a directory (a
+/// path cannot go on through a file), so the answer is known after one `stat` instead of one
+/// per segment. That is the usual request (nginx split the path info off, or there is none).
 fn walk(base: &Path, path: &[u8], segs: &[(usize, usize)]) -> Result<Walk, Error> {
+    if let Some(&(_, end)) = segs.last() {
+        let mut whole = base.to_path_buf();
+        for &(start, end) in segs {
+            whole.push(OsStr::from_bytes(&path[start..end]));
+        }
+        match fs::metadata(&whole) {
+            Ok(meta) if meta.is_dir() => return Ok(Walk::AllDirs(whole)),
+            Ok(_) => return Ok(Walk::File { path: whole, end }),
+            Err(_) => {} // path info follows the file, or nothing is there: walk to find out
+        }
+    }
     let mut current = base.to_path_buf();
     for &(start, end) in segs {
         current.push(OsStr::from_bytes(&path[start..end]));
