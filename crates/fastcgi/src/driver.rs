@@ -191,7 +191,7 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
         let mut timer = waits.timer.as_mut();
         // Unbiased on purpose: no source of work starves the others.
         let woke = tokio::select! {
-            sock = poll_fn(|cx| poll_socket(io, input, conn, can_write, can_read, cx)),
+            sock = poll_fn(|cx| poll_socket(io, Some(&mut *input), conn, can_write, can_read, cx)),
                 if can_write || can_read => Woke::Socket(sock),
             () = waits.shutdown.as_mut(), if !self.shutdown_seen => Woke::Shutdown,
             Some(d) = self.outputs.recv(), if roomy => Woke::Output(d),

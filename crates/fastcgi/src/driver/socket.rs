@@ -2,7 +2,7 @@
 //! vectored writes (both polled at once), and the close: at once, or lingering while the peer
 //! may still be sending.
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::io::IoSlice;
 use std::pin::{pin, Pin};
 use std::task::{Context, Poll};
@@ -42,7 +42,7 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
     /// shutdown is signalled. Without `linger` the socket is closed at once: the peer sent
     /// everything, so no unread input can turn our close into a reset. Tasks of requests that
     /// already ended may finish in the background; the others were cancelled by the connection.
-    pub(super) async fn close(mut self, linger: bool, waits: Waits<'_, '_>) {
+    pub(super) async fn close(&mut self, linger: bool, waits: Waits<'_, '_>) {
         let deadline = Instant::now() + self.server.config().linger_timeout;
         if self.conn.out_len() > 0 {
             let _ = tokio::time::timeout_at(deadline, self.flush_all()).await;
@@ -50,7 +50,8 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
         // Part of a record is buffered: the peer stopped mid-record and may go on sending.
         let linger = linger || !self.input.buf.is_empty();
         if linger && self.conn.out_len() == 0 {
-            self.linger(deadline, waits.shutdown).await;
+            // Boxed: a rare path, kept out of every connection's future.
+            Box::pin(self.linger(deadline, waits.shutdown)).await;
         }
         if let Some(tasks) = &mut self.tasks {
             tasks.detach_all();
@@ -91,9 +92,15 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
 
     async fn flush_all(&mut self) {
         while self.conn.out_len() > 0 {
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let n = self.conn.out().chunks_vectored(&mut slices);
-            let res = self.io.write_vectored(&slices[..n]).await;
+            // The slices live in the poll, not in this future: it stays small.
+            let (io, conn) = (&mut self.io, &mut self.conn);
+            let res = poll_fn(|cx| match poll_socket(io, None, conn, true, false, cx) {
+                Poll::Ready(Socket {
+                    wrote: Some(res), ..
+                }) => Poll::Ready(res),
+                _ => Poll::Pending,
+            })
+            .await;
             self.wrote(res).await;
         }
         let _ = self.io.flush().await;
@@ -103,7 +110,7 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
 /// Writes what is queued (when `write`) and reads the next record (when `read`).
 pub(super) fn poll_socket<IO: AsyncRead + AsyncWrite + Unpin>(
     io: &mut IO,
-    input: &mut Input,
+    input: Option<&mut Input>,
     conn: &mut Connection,
     write: bool,
     read: bool,
@@ -120,7 +127,7 @@ pub(super) fn poll_socket<IO: AsyncRead + AsyncWrite + Unpin>(
             sock.wrote = Some(res);
         }
     }
-    if read {
+    if let (true, Some(input)) = (read, input) {
         if let Poll::Ready(item) = input.poll_record(io, cx) {
             sock.read = Some(item);
         }
