@@ -45,6 +45,16 @@
 //! request whose app does not read its body blocks every request multiplexed on that
 //! connection (their responses still flow). Responses are bounded per request by
 //! `Config::response_budget`.
+//!
+//! # Closing
+//! A connection closes once its last request ended (`FCGI_KEEP_CONN` unset), at shutdown when
+//! idle, after `Config::idle_timeout` without input, or on a protocol error. When the peer may
+//! still be sending (a request was answered, refused or aborted before its `FCGI_STDIN` ended,
+//! part of a record is buffered, or the input was bad), the close lingers: our write side is
+//! shut, and input is read and dropped until the peer closes, for at most
+//! `Config::linger_timeout` ([`config::SHUTDOWN_LINGER_TIMEOUT`] once shutdown is signalled),
+//! so the peer reads our last records rather than a reset. Otherwise, as when nginx has sent
+//! its whole request before reading, the socket is closed at once.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
