@@ -19,7 +19,8 @@
 # CPU per request (utime+stime of the server and its long-lived processes from /proc, the scripts
 # excluded: fcgiwrap lets the kernel reap them, so their time is not charged to it), the whole
 # machine's busy CPU per request (/proc/stat: nginx, wrk and the scripts included), and the
-# gatehouse/fcgiwrap ratios of requests/s and p99.
+# gatehouse/fcgiwrap ratios of requests/s and p99; then the load average before and after and
+# every round's req/s and p99, to judge how much other load moved the figures.
 #
 # Usage: benches/cgi-vs-fcgiwrap.sh   (as root; installs nginx, wrk, fcgiwrap with apt when
 #        missing; builds target/release/gatehouse with cargo)
@@ -236,10 +237,12 @@ bench() {
     MACHINE_US=$(awk -v t=$((m1 - m0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.0f", t / hz * 1e6 / n}')
 }
 
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 ROW_FORMAT='| %-32s | %9s | %8s | %7s | %17s | %18s |\n'
 declare -A MED_RPS MED_P99
 ROWS=()
 RATIOS=()
+ROUND_LINES=()
 for script in hello hello.sh; do
     kind=$([[ $script == hello ]] && echo "compiled" || echo "shell")
     declare -A RPS_ALL=() P99_ALL=() CPU_ALL=() MACH_ALL=() BAD_SUM=()
@@ -267,7 +270,7 @@ for script in hello hello.sh; do
         MED_P99[$server,$kind]=$p99
         name=$([[ $server == gatehouse ]] && echo "gatehouse --cgi-max $CHILDREN" || echo "fcgiwrap -c $CHILDREN")
         ROWS+=("$(printf "$ROW_FORMAT" "$name, $kind" "$rps" "${p99}ms" "${BAD_SUM[$server]}" "$cpu" "$mach")")
-        log "$kind $server rounds: req/s ${RPS_ALL[$server]}; p99 ms ${P99_ALL[$server]}"
+        ROUND_LINES+=("$name, $kind, per round: req/s ${RPS_ALL[$server]}| p99 ms ${P99_ALL[$server]}")
     done
     RATIOS+=("$(awk -v k="$kind" -v a="${MED_RPS[gatehouse,$kind]}" -v b="${MED_RPS[fcgiwrap,$kind]}" \
         -v c="${MED_P99[gatehouse,$kind]}" -v d="${MED_P99[fcgiwrap,$kind]}" \
@@ -284,3 +287,5 @@ printf '|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..34})" "$(printf -- '-%.0
     "$(printf -- '-%.0s' {1..20})"
 printf '%s\n' "${ROWS[@]}"
 printf '%s\n' "${RATIOS[@]}"
+echo "load average before and after: $LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%s\n' "${ROUND_LINES[@]}"
