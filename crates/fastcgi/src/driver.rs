@@ -184,6 +184,7 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
         let can_read = self.can_read();
         let can_write = self.conn.out_len() > 0;
         let held_tag = self.held.as_ref().map(|h| h.tag);
+        let running = !self.requests.is_empty();
         let (io, input, conn) = (&mut self.io, &mut self.input, &mut self.conn);
         let requests = &mut self.requests;
         let has_tasks = self.tasks.as_ref().is_some_and(|t| !t.is_empty());
@@ -194,7 +195,9 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
             sock = poll_fn(|cx| poll_socket(io, Some(&mut *input), conn, can_write, can_read, cx)),
                 if can_write || can_read => Woke::Socket(sock),
             () = waits.shutdown.as_mut(), if !self.shutdown_seen => Woke::Shutdown,
-            Some(d) = self.outputs.recv(), if roomy => Woke::Output(d),
+            // Only running requests send: with none, an app answering where it is dispatched
+            // later queues its outputs without waking this task for nothing.
+            Some(d) = self.outputs.recv(), if roomy && running => Woke::Output(d),
             res = poll_fn(|cx| poll_room(requests, held_tag, cx)), if held_tag.is_some() => {
                 Woke::Room(res)
             }

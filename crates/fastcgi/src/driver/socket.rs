@@ -43,7 +43,7 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
     /// everything, so no unread input can turn our close into a reset. Tasks of requests that
     /// already ended may finish in the background; the others were cancelled by the connection.
     pub(super) async fn close(&mut self, linger: bool, waits: Waits<'_, '_>) {
-        let deadline = Instant::now() + self.server.config().linger_timeout;
+        let deadline = Instant::from_std(self.clock) + self.server.config().linger_timeout;
         if self.conn.out_len() > 0 {
             let _ = tokio::time::timeout_at(deadline, self.flush_all()).await;
         }
