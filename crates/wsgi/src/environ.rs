@@ -3,6 +3,7 @@
 //! missing, and the `wsgi.*` keys.
 
 use gatehouse_channel_request::{Env, Protocol, RequestInfo};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
@@ -34,24 +35,95 @@ pub(crate) fn build<'py>(
         if name.as_ref() == b"HTTP_CONTENT_TYPE" || name.as_ref() == b"HTTP_CONTENT_LENGTH" {
             continue;
         }
-        environ.set_item(latin1(py, name), latin1(py, value))?;
+        environ.set_item(key(py, name), latin1(py, value))?;
     }
     fill_required(&environ, env)?;
-    let scheme = if is_https(env) { "https" } else { "http" };
-    environ.set_item("wsgi.version", PyTuple::new(py, [1, 0])?)?;
-    environ.set_item("wsgi.url_scheme", scheme)?;
-    environ.set_item("wsgi.input", input)?;
-    environ.set_item("wsgi.errors", Bound::new(py, Errors::new(info.clone()))?)?;
-    environ.set_item("wsgi.multithread", flags.multithread)?;
-    environ.set_item("wsgi.multiprocess", flags.multiprocess)?;
-    environ.set_item("wsgi.run_once", info.protocol == Protocol::Cgi)?;
-    environ.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
+    let scheme = if is_https(env) {
+        intern!(py, "https")
+    } else {
+        intern!(py, "http")
+    };
+    environ.set_item(intern!(py, "wsgi.version"), PyTuple::new(py, [1, 0])?)?;
+    environ.set_item(intern!(py, "wsgi.url_scheme"), scheme)?;
+    environ.set_item(intern!(py, "wsgi.input"), input)?;
+    let errors = Bound::new(py, Errors::new(info.clone()))?;
+    environ.set_item(intern!(py, "wsgi.errors"), errors)?;
+    environ.set_item(intern!(py, "wsgi.multithread"), flags.multithread)?;
+    environ.set_item(intern!(py, "wsgi.multiprocess"), flags.multiprocess)?;
+    let run_once = info.protocol == Protocol::Cgi;
+    environ.set_item(intern!(py, "wsgi.run_once"), run_once)?;
+    let file_wrapper = py.get_type::<FileWrapper>();
+    environ.set_item(intern!(py, "wsgi.file_wrapper"), file_wrapper)?;
     // The stream ends where the body ends, with or without CONTENT_LENGTH (chunked uploads).
-    environ.set_item("wsgi.input_terminated", true)?;
-    environ.set_item("gatehouse.request_id", info.id)?;
-    environ.set_item("gatehouse.protocol", info.protocol.to_string())?;
+    environ.set_item(intern!(py, "wsgi.input_terminated"), true)?;
+    environ.set_item(intern!(py, "gatehouse.request_id"), info.id)?;
+    let protocol = info.protocol.to_string();
+    environ.set_item(intern!(py, "gatehouse.protocol"), protocol)?;
     Ok(environ)
 }
+
+/// Declares [`key`]: the CGI variables nearly every request carries (RFC 3875 and nginx's stock
+/// `fastcgi_params`), then the commonest request headers.
+macro_rules! interned_keys {
+    ($($name:literal),* $(,)?) => {
+        /// The environ key for CGI variable `name`. A well-known name is the interpreter's one
+        /// interned string, made once: no allocation, no decoding, and its hash computed once
+        /// instead of for every request (building the environ was a third of the instructions
+        /// a hello request costs). Any other name (the set is the peer's to choose, so it is not
+        /// cached) is a new string.
+        fn key<'py>(py: Python<'py>, name: &[u8]) -> Bound<'py, PyString> {
+            $(
+                if name == $name.as_bytes() {
+                    return intern!(py, $name).clone();
+                }
+            )*
+            latin1(py, name)
+        }
+    };
+}
+
+interned_keys!(
+    "REQUEST_METHOD",
+    "QUERY_STRING",
+    "CONTENT_TYPE",
+    "CONTENT_LENGTH",
+    "SCRIPT_NAME",
+    "PATH_INFO",
+    "REQUEST_URI",
+    "DOCUMENT_URI",
+    "DOCUMENT_ROOT",
+    "SERVER_PROTOCOL",
+    "REQUEST_SCHEME",
+    "HTTPS",
+    "GATEWAY_INTERFACE",
+    "SERVER_SOFTWARE",
+    "REMOTE_ADDR",
+    "REMOTE_PORT",
+    "REMOTE_USER",
+    "SERVER_ADDR",
+    "SERVER_PORT",
+    "SERVER_NAME",
+    "REDIRECT_STATUS",
+    "SCRIPT_FILENAME",
+    "PATH_TRANSLATED",
+    "AUTH_TYPE",
+    "HTTP_HOST",
+    "HTTP_USER_AGENT",
+    "HTTP_ACCEPT",
+    "HTTP_ACCEPT_ENCODING",
+    "HTTP_ACCEPT_LANGUAGE",
+    "HTTP_CONNECTION",
+    "HTTP_COOKIE",
+    "HTTP_REFERER",
+    "HTTP_CACHE_CONTROL",
+    "HTTP_ORIGIN",
+    "HTTP_AUTHORIZATION",
+    "HTTP_X_FORWARDED_FOR",
+    "HTTP_X_FORWARDED_PROTO",
+    "HTTP_X_REAL_IP",
+    "HTTP_IF_MODIFIED_SINCE",
+    "HTTP_IF_NONE_MATCH",
+);
 
 /// Bytes as a native string: byte `b` becomes code point `b` (latin-1).
 pub(crate) fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
@@ -80,7 +152,7 @@ fn fill_required(environ: &Bound<'_, PyDict>, env: &Env) -> PyResult<()> {
         ("SERVER_PROTOCOL", "HTTP/1.0"),
     ] {
         if env.get(name).is_none() {
-            environ.set_item(name, default)?;
+            environ.set_item(key(environ.py(), name.as_bytes()), default)?;
         }
     }
     // "SCRIPT_NAME ... can never be '/'": the root mount is the empty string.
@@ -92,8 +164,8 @@ fn fill_required(environ: &Bound<'_, PyDict>, env: &Env) -> PyResult<()> {
                 .strip_prefix(b"/")
                 .unwrap_or(env.path_info()),
         );
-        environ.set_item("SCRIPT_NAME", "")?;
-        environ.set_item("PATH_INFO", latin1(py, &path))?;
+        environ.set_item(intern!(py, "SCRIPT_NAME"), intern!(py, ""))?;
+        environ.set_item(intern!(py, "PATH_INFO"), latin1(py, &path))?;
     }
     let empty = |name: &str| env.get(name).is_none_or(|v| v.is_empty());
     // SERVER_NAME and SERVER_PORT "can never be empty strings": from Host, else defaults.
@@ -105,7 +177,10 @@ fn fill_required(environ: &Bound<'_, PyDict>, env: &Env) -> PyResult<()> {
         } else {
             host_name
         };
-        environ.set_item("SERVER_NAME", latin1(environ.py(), name))?;
+        environ.set_item(
+            intern!(environ.py(), "SERVER_NAME"),
+            latin1(environ.py(), name),
+        )?;
     }
     if empty("SERVER_PORT") {
         let port = match host_port {
@@ -113,7 +188,10 @@ fn fill_required(environ: &Bound<'_, PyDict>, env: &Env) -> PyResult<()> {
             None if is_https(env) => b"443".as_slice(),
             None => b"80".as_slice(),
         };
-        environ.set_item("SERVER_PORT", latin1(environ.py(), port))?;
+        environ.set_item(
+            intern!(environ.py(), "SERVER_PORT"),
+            latin1(environ.py(), port),
+        )?;
     }
     Ok(())
 }
@@ -134,6 +212,29 @@ fn split_host(host: &[u8]) -> (&[u8], Option<&[u8]>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_the_names_interned_or_not() {
+        crate::interpreter::ensure_started(None).unwrap();
+        Python::attach(|py| {
+            for name in [
+                &b"REQUEST_METHOD"[..],
+                b"HTTP_X_FORWARDED_FOR",
+                b"HTTP_X_MINE",
+                b"X_\xe9",
+            ] {
+                let want = latin1(py, name);
+                assert_eq!(
+                    key(py, name).to_cow().unwrap(),
+                    want.to_cow().unwrap(),
+                    "{name:?}"
+                );
+            }
+            // Well-known names: one string object, made once.
+            assert!(key(py, b"PATH_INFO").is(key(py, b"PATH_INFO")));
+            assert!(!key(py, b"HTTP_X_MINE").is(key(py, b"HTTP_X_MINE")));
+        });
+    }
 
     #[test]
     fn host_split() {

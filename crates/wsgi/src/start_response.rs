@@ -196,6 +196,12 @@ fn native_string(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
     let s = obj
         .cast::<PyString>()
         .map_err(|_| PyTypeError::new_err(format!("{what} must be str, not {}", type_name(obj))))?;
+    // Nearly every status and header is ASCII: its UTF-8 form is the bytes (no copy from Python).
+    if let Ok(text) = s.to_str() {
+        if text.is_ascii() {
+            return Ok(text.as_bytes().to_vec());
+        }
+    }
     s.to_cow()?
         .chars()
         .map(|c| u8::try_from(u32::from(c)).ok())
