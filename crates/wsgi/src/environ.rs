@@ -62,7 +62,7 @@ pub(crate) fn build<'py>(
     Ok(environ)
 }
 
-/// Declares [`key`]: the CGI variables nearly every request carries (RFC 3875 and nginx's stock
+/// Declares `key`: the CGI variables nearly every request carries (RFC 3875 and nginx's stock
 /// `fastcgi_params`), then the commonest request headers.
 macro_rules! interned_keys {
     ($($name:literal),* $(,)?) => {
