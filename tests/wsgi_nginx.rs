@@ -1,5 +1,6 @@
 //! End-to-end: Python WSGI apps in the built daemon (`gatehouse wsgi:...`) behind a real nginx
-//! (`fastcgi_pass`, plain and with keepalive; fixtures/conf/nginx/wsgi.conf.tmpl):
+//! (`fastcgi_pass` over loopback TCP and a unix socket, plain and with keepalive;
+//! fixtures/conf/nginx/wsgi.conf.tmpl):
 //! - a real Flask app (fixtures/apps/flask_app.py): routes, JSON, form POST, a 20 MiB upload
 //!   (digest checked), a streamed response, 404, a route that raises (500 without the traceback,
 //!   the traceback in the daemon's log);
@@ -29,12 +30,17 @@ const TEMPLATE: &str = "wsgi.conf.tmpl";
 /// The nginx locations: one FastCGI connection per request, and kept-alive connections.
 const PASSES: [&str; 2] = ["/plain", "/keepalive"];
 
-/// A daemon serving `app` at `/` (plus `extra` arguments) on a loopback port, and nginx in
-/// front of it.
-fn behind_nginx(dir: &Path, app: &str, extra: &[String]) -> (Daemon, Nginx) {
-    let mut args = vec![app.to_owned(), "--fastcgi".into(), "127.0.0.1:0".into()];
-    args.extend_from_slice(extra);
-    let d = start(&args);
+/// The daemon's FastCGI address: a loopback port.
+const TCP: &str = "127.0.0.1:0";
+
+/// A unix socket in `dir`, as the daemon's FastCGI address.
+fn unix_socket(dir: &Path) -> String {
+    format!("unix:{}", dir.join("gatehouse.sock").display())
+}
+
+/// A daemon serving `app` at `/` on FastCGI address `listen`, and nginx in front of it.
+fn behind_nginx(dir: &Path, listen: &str, app: &str) -> (Daemon, Nginx) {
+    let d = start(&[app.to_owned(), "--fastcgi".into(), listen.to_owned()]);
     let nginx = Nginx::start(TEMPLATE, &d.addr(), dir);
     (d, nginx)
 }
@@ -63,7 +69,7 @@ fn mounted_behind_nginx(dir: &Path, mounts: Vec<String>) -> (Daemon, Nginx) {
 #[test]
 fn flask_routes_json_form_stream_404_and_a_raising_route() {
     let dir = tempfile::tempdir().unwrap();
-    let (d, nginx) = behind_nginx(dir.path(), &wsgi_support::app("flask_app.py"), &[]);
+    let (d, nginx) = behind_nginx(dir.path(), TCP, &wsgi_support::app("flask_app.py"));
     let n = nginx.port;
     for (round, pass) in PASSES.into_iter().enumerate() {
         let r = get(n, &format!("{pass}/"), &[]);
@@ -147,7 +153,9 @@ fn flask_routes_json_form_stream_404_and_a_raising_route() {
 #[test]
 fn flask_upload_of_20_mib_buffered_kept_alive_and_streamed() {
     let dir = tempfile::tempdir().unwrap();
-    let (_d, nginx) = behind_nginx(dir.path(), &wsgi_support::app("flask_app.py"), &[]);
+    // Over a unix socket this time.
+    let sock = unix_socket(dir.path());
+    let (_d, nginx) = behind_nginx(dir.path(), &sock, &wsgi_support::app("flask_app.py"));
     let content = body(20 * 1024 * 1024, 2020);
     let (content_type, form) = wsgi_support::multipart("big one", "data.bin", &content);
     for pass in ["/plain", "/keepalive", "/unbuffered"] {
@@ -463,8 +471,8 @@ fn eight_concurrent_requests_queue_for_two_threads_and_all_succeed() {
 #[test]
 fn echo_py_answers_what_the_builtin_echo_answers() {
     let (dir_b, dir_w) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (_b, builtin) = behind_nginx(dir_b.path(), "echo", &[]);
-    let (_w, wsgi) = behind_nginx(dir_w.path(), &wsgi_support::app("echo.py"), &[]);
+    let (_b, builtin) = behind_nginx(dir_b.path(), TCP, "echo");
+    let (_w, wsgi) = behind_nginx(dir_w.path(), TCP, &wsgi_support::app("echo.py"));
     for pass in PASSES {
         for request in wsgi_support::echo_requests(pass) {
             let want = wsgi_support::exchange(builtin.port, &request);
