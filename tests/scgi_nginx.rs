@@ -105,12 +105,14 @@ fn a_bad_head_gets_400_and_the_daemon_carries_on() {
     let addr = upstream(&d);
     // Without SCGI=1: refused with a 400, one log line naming the peer.
     let mut raw = std::net::TcpStream::connect(&addr).unwrap();
+    let peer = raw.local_addr().unwrap().to_string();
     std::io::Write::write_all(&mut raw, b"21:CONTENT_LENGTH\x000\x00X\x00y\x00,").unwrap();
     let mut answer = Vec::new();
     std::io::Read::read_to_end(&mut raw, &mut answer).unwrap();
     let resp = http::Response::parse_cgi(&answer);
     assert_eq!(resp.status, 400, "{}", resp.text());
-    d.wait_log("127.0.0.1:");
+    let line = d.wait_log(&peer);
+    assert!(line.contains("WARN"), "{line}");
     // The next request is served.
     let ok = scgi::call(
         &addr,
