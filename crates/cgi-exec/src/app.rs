@@ -311,3 +311,131 @@ async fn fail(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use gatehouse_channel_request::{
+        delivery_queue, serve_request, CancellationToken, Output, Peer, Protocol, QueueChannel,
+    };
+    use gatehouse_dispatch::Dispatcher;
+
+    use super::*;
+
+    /// `(front-server form, variables, SCRIPT_NAME|PATH_INFO the program must see)`.
+    type Form = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        &'static str,
+    );
+
+    /// A file root: one program that prints `SCRIPT_NAME|PATH_INFO`.
+    fn file_root() -> (tempfile::TempDir, CgiApp) {
+        let dir = tempfile::tempdir().unwrap();
+        let program = dir.path().join("show.sh");
+        let script = "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n%s|%s' \
+                      \"$SCRIPT_NAME\" \"$PATH_INFO\"\n";
+        fs::write(&program, script).unwrap();
+        fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
+        let app = CgiApp::new(program, Config::default()).unwrap();
+        (dir, app)
+    }
+
+    /// `vars` through `app`: the status and the body.
+    async fn ask(app: &dyn Application, vars: &[(&'static str, &'static str)]) -> (u16, String) {
+        let (tx, mut rx) = delivery_queue();
+        let resp = Response::new(QueueChannel::new(1, tx, 1 << 16, CancellationToken::new()));
+        let mut env: Env = vars.iter().map(|&(n, v)| (n.into(), v.into())).collect();
+        env.set(REQUEST_METHOD, "GET");
+        let req = Request {
+            env,
+            body: RequestBody::empty(),
+            info: RequestInfo::new(Protocol::FastCgi, Peer::Stdio),
+        };
+        serve_request(app, req, resp).await;
+        let (mut status, mut body) = (0, Vec::new());
+        while let Ok(d) = rx.try_recv() {
+            match d.output {
+                Output::Head(h) => status = h.status(),
+                Output::Body(b) => body.extend_from_slice(&b),
+                _ => {}
+            }
+        }
+        (status, String::from_utf8(body).unwrap())
+    }
+
+    /// git-http-backend's case: the program gets the dispatcher's `PATH_INFO`, which keeps the
+    /// front server's split, for every usual front-server form.
+    #[tokio::test]
+    async fn file_root_gets_the_dispatchers_path_info() {
+        let (_dir, app) = file_root();
+        let app = Arc::new(app);
+        let at_root = Dispatcher::single(app.clone());
+        let forms: [Form; 5] = [
+            (
+                "nginx location ~ ^/prefixed(/.*)$ + PATH_INFO $1",
+                &[
+                    ("SCRIPT_NAME", "/prefixed/repo.git/info/refs"),
+                    ("PATH_INFO", "/repo.git/info/refs"),
+                    ("DOCUMENT_URI", "/prefixed/repo.git/info/refs"),
+                ],
+                "/prefixed|/repo.git/info/refs",
+            ),
+            (
+                "nginx include fastcgi_params at /",
+                &[
+                    ("SCRIPT_NAME", "/repo.git/info/refs"),
+                    ("DOCUMENT_URI", "/repo.git/info/refs"),
+                ],
+                "|/repo.git/info/refs",
+            ),
+            (
+                "fcgiwrap style: SCRIPT_NAME and PATH_INFO both $uri",
+                &[
+                    ("SCRIPT_NAME", "/repo.git/HEAD"),
+                    ("PATH_INFO", "/repo.git/HEAD"),
+                    ("DOCUMENT_URI", "/repo.git/HEAD"),
+                ],
+                "|/repo.git/HEAD",
+            ),
+            (
+                "a CGI program at /cgi-bin/gatehouse",
+                &[
+                    ("SCRIPT_NAME", "/cgi-bin/gatehouse"),
+                    ("PATH_INFO", "/repo.git/HEAD"),
+                ],
+                "/cgi-bin/gatehouse|/repo.git/HEAD",
+            ),
+            (
+                "HTTP front end",
+                &[("SCRIPT_NAME", ""), ("PATH_INFO", "/repo.git/HEAD")],
+                "|/repo.git/HEAD",
+            ),
+        ];
+        for (form, vars, want) in forms {
+            assert_eq!(ask(&at_root, vars).await, (200, want.to_owned()), "{form}");
+        }
+        // Mounted at /git, behind a front server that split at /git itself or not at all.
+        let mounted = Dispatcher::new().mount("/git", app.clone());
+        for vars in [
+            &[
+                ("SCRIPT_NAME", "/git/repo.git/HEAD"),
+                ("PATH_INFO", "/repo.git/HEAD"),
+                ("DOCUMENT_URI", "/git/repo.git/HEAD"),
+            ][..],
+            &[("SCRIPT_NAME", "/git/repo.git/HEAD")],
+        ] {
+            let want = (200, "/git|/repo.git/HEAD".to_owned());
+            assert_eq!(ask(&mounted, vars).await, want, "{vars:?}");
+        }
+        // Without the dispatcher, on nginx's raw variables: the same reading.
+        let raw = [
+            ("SCRIPT_NAME", "/prefixed/repo.git/info/refs"),
+            ("PATH_INFO", "/repo.git/info/refs"),
+            ("DOCUMENT_URI", "/prefixed/repo.git/info/refs"),
+        ];
+        let want = (200, "/prefixed|/repo.git/info/refs".to_owned());
+        assert_eq!(ask(app.as_ref(), &raw).await, want);
+    }
+}

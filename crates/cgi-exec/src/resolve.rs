@@ -1,17 +1,24 @@
 //! Finding the script a request names, and the `SCRIPT_NAME` / `PATH_INFO` split it sees.
 //!
-//! The request path is nginx's `DOCUMENT_URI` when sent (it is the whole decoded path, whatever
-//! the `fastcgi_param` lines did to `SCRIPT_NAME` and `PATH_INFO`), else `SCRIPT_NAME` +
-//! `PATH_INFO`. `SCRIPT_NAME`, when it is a leading part of that path, is the app's mount point.
+//! The request path is `SCRIPT_NAME` + `PATH_INFO` and `SCRIPT_NAME` is the app's mount point:
+//! the dispatcher's split (its mount point, or the front server's own prefix when that is
+//! longer, as an nginx `location ~ ^/git(/.*)$` passing `PATH_INFO $1` makes it). A file root
+//! (one program for every request, git-http-backend style) gets exactly that split. Only when
+//! nginx's `DOCUMENT_URI` says otherwise (the app driven without the dispatcher, on nginx's raw
+//! variables) is the path `DOCUMENT_URI` and the mount point the dispatcher's reading of them:
+//! `DOCUMENT_URI` without the `PATH_INFO` it ends with, else none.
+//!
 //! With a directory root the script is looked for, in this order:
 //!
 //! 1. `SCRIPT_FILENAME`, as nginx's `fastcgi.conf` and lighttpd send it; Apache
 //!    mod_proxy_fcgi's `proxy:fcgi://host:port/path` form is stripped to `/path`. Its segments
 //!    are walked to the first existing file, the rest being path info (Apache appends it). A
-//!    `SCRIPT_FILENAME` naming a directory (lighttpd mounted at `/` splits after the first
-//!    segment) is ignored.
+//!    `SCRIPT_FILENAME` naming a directory is ignored: lighttpd's `fastcgi.server` prefix `/`
+//!    (without `fix-root-scriptname`) splits after the first segment (`/cgi-bin` | `/env.sh`)
+//!    and sends the document root + that `SCRIPT_NAME`.
 //! 2. `DOCUMENT_ROOT` + the request path.
-//! 3. The request path below the mount point under the root; then the whole path under it.
+//! 3. The request path below the mount point under the root; then the whole path under it
+//!    (lighttpd's split again: `SCRIPT_NAME=/cgi-bin` is no mount point of ours).
 //!
 //! Walking (as Apache does) means appending one segment at a time until the path names
 //! something that is not a directory: that is the script, and the rest of the request path is
@@ -40,26 +47,25 @@ pub(crate) struct RequestPath {
 }
 
 impl RequestPath {
-    /// Reads the request path from the meta-variables.
+    /// Reads the request path and the mount point from the meta-variables (see the module
+    /// documentation).
     pub(crate) fn from_env(env: &Env) -> Result<Self, Error> {
-        let full = match env.get(DOCUMENT_URI).filter(|d| !d.is_empty()) {
-            Some(doc) => doc.clone(),
-            None => Bytes::from(env.path()),
-        };
-        let full = if full.is_empty() {
-            Bytes::from_static(b"/")
-        } else {
-            full
+        let (script_name, path_info) = (env.script_name(), env.path_info());
+        let (full, mount_len) = match env.get(DOCUMENT_URI).filter(|d| !d.is_empty()) {
+            Some(doc) if !is_split_of(doc, script_name, path_info) => {
+                let front_len = if path_info.starts_with(b"/") && doc.ends_with(path_info) {
+                    doc.len() - path_info.len()
+                } else {
+                    0
+                };
+                (doc.clone(), front_len)
+            }
+            _ if script_name.is_empty() && path_info.is_empty() => (Bytes::from_static(b"/"), 0),
+            _ => (Bytes::from(env.path()), script_name.len()),
         };
         if full.contains(&0) {
             return Err(Error::BadPath(full.to_vec()));
         }
-        let mount = env.script_name();
-        let mount_len = if is_segment_prefix(mount, &full) {
-            mount.len()
-        } else {
-            0
-        };
         Ok(Self { full, mount_len })
     }
 
@@ -68,7 +74,8 @@ impl RequestPath {
         &self.full[..self.mount_len]
     }
 
-    /// `(SCRIPT_NAME, PATH_INFO)` when the script is the mount point itself (a file root).
+    /// `(SCRIPT_NAME, PATH_INFO)` when the script is the mount point itself (a file root): the
+    /// dispatcher's split as it made it.
     pub(crate) fn split_at_mount(&self) -> (Bytes, Bytes) {
         self.split_at(self.mount_len)
     }
@@ -78,11 +85,11 @@ impl RequestPath {
     }
 }
 
-/// Whether `prefix` is a non-empty leading part of `path` that ends at a segment boundary.
-fn is_segment_prefix(prefix: &[u8], path: &[u8]) -> bool {
-    !prefix.is_empty()
-        && path.starts_with(prefix)
-        && (path.len() == prefix.len() || path[prefix.len()] == b'/' || prefix.ends_with(b"/"))
+/// Whether `path` is `script_name` followed by `path_info`.
+fn is_split_of(path: &[u8], script_name: &[u8], path_info: &[u8]) -> bool {
+    path.len() == script_name.len() + path_info.len()
+        && path.starts_with(script_name)
+        && path.ends_with(path_info)
 }
 
 /// The script a request names in a directory root, before the safety checks.
@@ -302,27 +309,133 @@ mod tests {
         (&f.script_name, &f.path_info)
     }
 
+    fn mount_split(pairs: &[(&'static str, &str)]) -> (String, String) {
+        let (name, info) = RequestPath::from_env(&env(pairs)).unwrap().split_at_mount();
+        let text = |b: Bytes| String::from_utf8(b.to_vec()).unwrap();
+        (text(name), text(info))
+    }
+
+    fn pair(name: &str, info: &str) -> (String, String) {
+        (name.to_owned(), info.to_owned())
+    }
+
     #[test]
-    fn request_path_prefers_document_uri() {
+    fn request_path_is_the_dispatchers_split() {
+        // What the dispatcher gives: SCRIPT_NAME + PATH_INFO, DOCUMENT_URI agreeing or absent.
+        let e = env(&[("SCRIPT_NAME", "/m"), ("PATH_INFO", "/x")]);
+        let r = RequestPath::from_env(&e).unwrap();
+        assert_eq!((&r.full[..], r.mount()), (&b"/m/x"[..], &b"/m"[..]));
+        let e = env(&[
+            ("SCRIPT_NAME", "/prefixed"),
+            ("PATH_INFO", "/repo.git/info/refs"),
+            ("DOCUMENT_URI", "/prefixed/repo.git/info/refs"),
+        ]);
+        let r = RequestPath::from_env(&e).unwrap();
+        assert_eq!(r.mount(), b"/prefixed");
+        assert_eq!(&r.full[..], b"/prefixed/repo.git/info/refs");
+        // Taken as given, even where it does not end at a segment boundary.
+        let r = RequestPath::from_env(&env(&[("SCRIPT_NAME", "/a"), ("PATH_INFO", "b")])).unwrap();
+        assert_eq!((&r.full[..], r.mount_len), (&b"/ab"[..], 2));
+        assert_eq!(&RequestPath::from_env(&env(&[])).unwrap().full[..], b"/");
+        assert!(matches!(
+            RequestPath::from_env(&env(&[("PATH_INFO", "/a\0b")])),
+            Err(Error::BadPath(_))
+        ));
+    }
+
+    #[test]
+    fn raw_nginx_variables_read_as_the_dispatcher_reads_them() {
+        // fcgiwrap style (both $uri): the whole path below no mount point.
         let e = env(&[
             ("SCRIPT_NAME", "/a/b"),
             ("PATH_INFO", "/a/b"),
             ("DOCUMENT_URI", "/a/b"),
         ]);
         let r = RequestPath::from_env(&e).unwrap();
-        assert_eq!(&r.full[..], b"/a/b");
-        assert_eq!(r.mount(), b"/a/b");
-        let e = env(&[("SCRIPT_NAME", "/m"), ("PATH_INFO", "/x")]);
+        assert_eq!((&r.full[..], r.mount()), (&b"/a/b"[..], &b""[..]));
+        // A regex location passing PATH_INFO $1: the front prefix is the mount point.
+        let e = env(&[
+            ("SCRIPT_NAME", "/p/a/b"),
+            ("PATH_INFO", "/a/b"),
+            ("DOCUMENT_URI", "/p/a/b"),
+        ]);
         let r = RequestPath::from_env(&e).unwrap();
-        assert_eq!((&r.full[..], r.mount()), (&b"/m/x"[..], &b"/m"[..]));
+        assert_eq!((&r.full[..], r.mount()), (&b"/p/a/b"[..], &b"/p"[..]));
+        // A SCRIPT_NAME that disagrees with DOCUMENT_URI is no mount point.
         let r =
             RequestPath::from_env(&env(&[("SCRIPT_NAME", "/m"), ("DOCUMENT_URI", "/mx")])).unwrap();
-        assert_eq!(r.mount_len, 0, "/m is not a segment prefix of /mx");
-        assert_eq!(&RequestPath::from_env(&env(&[])).unwrap().full[..], b"/");
-        assert!(matches!(
-            RequestPath::from_env(&env(&[("PATH_INFO", "/a\0b")])),
-            Err(Error::BadPath(_))
-        ));
+        assert_eq!((&r.full[..], r.mount_len), (&b"/mx"[..], 0));
+        let e = env(&[("PATH_INFO", "/elsewhere"), ("DOCUMENT_URI", "/d/x")]);
+        assert_eq!(RequestPath::from_env(&e).unwrap().mount_len, 0);
+    }
+
+    /// A file root (git-http-backend): the program gets the dispatcher's `PATH_INFO`, which
+    /// keeps the front server's split, and without the dispatcher the same from nginx's
+    /// variables.
+    #[test]
+    fn file_root_path_info() {
+        let behind_dispatcher = [
+            // nginx location ~ ^/prefixed(/.*)$ + PATH_INFO $1
+            (
+                &[
+                    ("SCRIPT_NAME", "/prefixed"),
+                    ("PATH_INFO", "/repo.git/info/refs"),
+                    ("DOCUMENT_URI", "/prefixed/repo.git/info/refs"),
+                ][..],
+                pair("/prefixed", "/repo.git/info/refs"),
+            ),
+            // stock fastcgi_params at /, or our HTTP front end
+            (
+                &[
+                    ("SCRIPT_NAME", ""),
+                    ("PATH_INFO", "/repo.git/HEAD"),
+                    ("DOCUMENT_URI", "/repo.git/HEAD"),
+                ][..],
+                pair("", "/repo.git/HEAD"),
+            ),
+            // --mount /git=cgi:...
+            (
+                &[("SCRIPT_NAME", "/git"), ("PATH_INFO", "/repo.git/HEAD")][..],
+                pair("/git", "/repo.git/HEAD"),
+            ),
+            // a CGI program at /cgi-bin/gatehouse, PATH_INFO /repo.git/HEAD
+            (
+                &[
+                    ("SCRIPT_NAME", "/cgi-bin/gatehouse"),
+                    ("PATH_INFO", "/repo.git/HEAD"),
+                ][..],
+                pair("/cgi-bin/gatehouse", "/repo.git/HEAD"),
+            ),
+            // the request is the mount point itself
+            (
+                &[("SCRIPT_NAME", "/git"), ("PATH_INFO", "")][..],
+                pair("/git", ""),
+            ),
+        ];
+        for (vars, want) in behind_dispatcher {
+            assert_eq!(mount_split(vars), want, "{vars:?}");
+        }
+        let raw_nginx = [
+            (
+                &[
+                    ("SCRIPT_NAME", "/prefixed/repo.git/info/refs"),
+                    ("PATH_INFO", "/repo.git/info/refs"),
+                    ("DOCUMENT_URI", "/prefixed/repo.git/info/refs"),
+                ][..],
+                pair("/prefixed", "/repo.git/info/refs"),
+            ),
+            (
+                &[
+                    ("SCRIPT_NAME", "/repo.git/HEAD"),
+                    ("PATH_INFO", "/repo.git/HEAD"),
+                    ("DOCUMENT_URI", "/repo.git/HEAD"),
+                ][..],
+                pair("", "/repo.git/HEAD"),
+            ),
+        ];
+        for (vars, want) in raw_nginx {
+            assert_eq!(mount_split(vars), want, "{vars:?}");
+        }
     }
 
     #[test]

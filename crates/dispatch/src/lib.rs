@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!  front end ── Request ──► Dispatcher ──(longest mount prefix)──► Application
-//!                             │ sets SCRIPT_NAME = mount point
+//!                             │ sets SCRIPT_NAME = mount point, or the front server's
+//!                             │                    prefix when that is longer
 //!                             │      PATH_INFO   = the rest of the path
 //!                             │ drops HTTP_PROXY, HTTP_CONTENT_{LENGTH,TYPE} (contract)
 //!                             │ omits the response body for HEAD
@@ -10,8 +11,12 @@
 //!
 //! The dispatcher owns the `SCRIPT_NAME` / `PATH_INFO` split: whatever the front server sent
 //! (nginx's stock `fastcgi_params` sends `SCRIPT_NAME` = the whole path and no `PATH_INFO`;
-//! its `scgi_params` sends neither; fcgiwrap-style configs send both as `$uri`), the app sees its mount point as `SCRIPT_NAME` and the rest
-//! of the path as `PATH_INFO`, as PEP 3333 and RFC 3875 intend.
+//! its `scgi_params` sends neither; fcgiwrap-style configs send both as `$uri`), the app sees
+//! its mount point as `SCRIPT_NAME` and the rest of the path as `PATH_INFO`, as PEP 3333 and
+//! RFC 3875 intend. A split the front server made on purpose (an nginx regex location passing
+//! `PATH_INFO $1`, `fastcgi_split_path_info`, Apache's or lighttpd's `SCRIPT_NAME`) is kept
+//! when it is consistent with the path: then `SCRIPT_NAME` is never shorter than the front
+//! server's ([`request_path`]).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -22,4 +27,4 @@ mod path;
 
 pub use dispatcher::Dispatcher;
 pub use gatehouse_channel_request::env::percent_decode;
-pub use path::{full_path, BadPath};
+pub use path::{full_path, request_path, BadPath, RequestPath};
