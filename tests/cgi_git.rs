@@ -9,8 +9,8 @@
 //!   nginx stops sending a request body once it has an upstream's response head, so gatehouse,
 //!   which forwards the head at once, never gets the rest; fcgiwrap, which writes the whole body
 //!   to the script before it reads any output, does. See the test's note);
-//! - the other usual nginx form, a regex location passing `PATH_INFO $1` (ignored for now:
-//!   gatehouse computes `PATH_INFO` from the request path and does not take nginx's).
+//! - the other usual nginx form, a regex location passing `PATH_INFO $1`: the dispatcher keeps
+//!   nginx's split (`SCRIPT_NAME=/prefixed`), so git-http-backend gets nginx's `PATH_INFO`.
 //!
 //! git runs with a clean HOME in the test's temp dir and `GIT_TERMINAL_PROMPT=0`; protocol
 //! version 2 (git's default) is used. No timing assertions.
@@ -183,15 +183,15 @@ fn push_of_a_few_mib_streams_the_request_body() {
 }
 
 /// The common fcgiwrap configuration `location ~ ^/prefixed(/.*)$` with
-/// `fastcgi_param PATH_INFO $1`: git-http-backend must see `PATH_INFO=/proj.git/...`.
+/// `fastcgi_param PATH_INFO $1`: git-http-backend must see `PATH_INFO=/proj.git/...` (it
+/// appends it to `GIT_PROJECT_ROOT`), not the whole path.
 ///
-/// FAILS today, hence ignored: gatehouse's dispatcher and cgi-exec take the path from
-/// `DOCUMENT_URI` (`/prefixed/proj.git/...`) and replace the `PATH_INFO` nginx sent, so
-/// git-http-backend looks for `GIT_PROJECT_ROOT/prefixed/proj.git` and answers 404. With
-/// fcgiwrap the same configuration works. Workaround: serve at `/` (the test above) or keep the
-/// repositories under `GIT_PROJECT_ROOT/prefixed/`.
+/// nginx sends `SCRIPT_NAME` = the whole `$uri` (stock `fastcgi_params`), `PATH_INFO` =
+/// `/proj.git/...` and `DOCUMENT_URI` = `/prefixed/proj.git/...`: `DOCUMENT_URI` ends with
+/// `PATH_INFO`, so the dispatcher takes `/prefixed` as the front server's prefix and the
+/// program, mounted at `/`, gets `SCRIPT_NAME=/prefixed` and nginx's `PATH_INFO`. Before,
+/// gatehouse re-split the whole path at `/` and git-http-backend answered 404.
 #[test]
-#[ignore = "gatehouse replaces the PATH_INFO that nginx sends for a single-program root"]
 fn prefixed_location_with_nginx_path_info() {
     let rig = GitRig::start();
     let work = rig.clone("/prefixed", "work");
