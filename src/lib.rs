@@ -80,6 +80,7 @@ pub fn serve(app: impl Application) -> ExitCode {
     };
     match mode(&cli) {
         Mode::Cgi => {
+            scrub_cgi_environment();
             init_logging(&cli, Mode::Cgi);
             let app = apps::cgi_dispatcher(Arc::new(app));
             std::process::exit(gatehouse_cgi::run(Arc::new(app)))
@@ -108,6 +109,21 @@ pub fn mode(cli: &Cli) -> Mode {
         Mode::Cgi
     } else {
         Mode::Daemon
+    }
+}
+
+/// Removes `HTTP_PROXY` from this process's own environment when it runs as a CGI program.
+///
+/// A web server copies a client's `Proxy:` header into `HTTP_PROXY` (httpoxy); the dispatcher
+/// already drops it from the request, but code that reads the process environment (Python's
+/// `os.environ`, which `urllib` and `requests` consult for their proxy) would still see it. Call
+/// this first thing in CGI mode, while the process has one thread and before Python starts.
+pub fn scrub_cgi_environment() {
+    if std::env::var_os("HTTP_PROXY").is_some() {
+        // The one place we mutate our environment: single-threaded start-up of a CGI process,
+        // before any thread (logging, runtime, Python) exists.
+        #[allow(clippy::disallowed_methods)]
+        std::env::remove_var("HTTP_PROXY");
     }
 }
 

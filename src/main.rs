@@ -15,6 +15,9 @@ fn main() -> ExitCode {
         Err(code) => return ExitCode::from(code),
     };
     let mode = gatehouse::mode(&cli);
+    if mode == Mode::Cgi {
+        gatehouse::scrub_cgi_environment();
+    }
     gatehouse::init_logging(&cli, mode);
     let app = match gatehouse::build_app(&cli, mode) {
         Ok(app) => app,

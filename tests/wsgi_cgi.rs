@@ -125,3 +125,24 @@ fn flask_under_cgi() {
         serde_json::json!({"items": [1, 2, 3], "name": "cgi"})
     );
 }
+
+/// httpoxy: a web server puts a client's `Proxy:` header in the CGI program's environment as
+/// `HTTP_PROXY`. Neither the WSGI environ nor the process environment Python's HTTP clients
+/// read may carry it.
+#[test]
+fn a_proxy_header_never_reaches_os_environ_under_cgi() {
+    let evil = [("HTTP_PROXY", "http://evil.test:3128")];
+    let run = cgi(
+        &callable("wsgi_cases.py", "process_proxy"),
+        &env("GET", "", &evil),
+        b"",
+    );
+    assert_eq!(run.response().status, 200, "{}", run.stderr);
+    assert_eq!(run.response().text(), "HTTP_PROXY=<unset>");
+    let run = cgi(
+        &callable("wsgi_cases.py", "environ_dump"),
+        &env("GET", "", &evil),
+        b"",
+    );
+    assert!(run.response().json().get("HTTP_PROXY").is_none());
+}

@@ -4,9 +4,9 @@
 //! status 2, before any socket is touched. `--help` is written for someone who has never run a
 //! FastCGI daemon.
 //!
-//! - [`values`]: durations, modes, IP lists, log filters.
-//! - [`front`]: listeners and the limits of each front end.
-//! - [`app`]: APP, `--mount`, and the options of WSGI and CGI-script apps.
+//! - `values`: durations, modes, IP lists, log filters.
+//! - `front`: listeners and the limits of each front end.
+//! - `app`: APP, `--mount`, and the options of WSGI and CGI-script apps.
 
 mod app;
 mod front;
