@@ -55,8 +55,11 @@
 //! [`CgiApp::new`] fails (print it, exit 2) when the path is unusable, a user or group is
 //! unknown, or a user is set without gatehouse running as root. The app spawns processes, so the
 //! tokio runtime needs its I/O and signal drivers (`enable_all`). Scripts answer whatever the
-//! dispatcher gives them: mounted at `/`, `SCRIPT_NAME` is empty and the whole path is walked
-//! under the root; nginx's `DOCUMENT_URI` is preferred as the request path when sent.
+//! dispatcher gives them: the request path is `SCRIPT_NAME` + `PATH_INFO` as the dispatcher split
+//! it (a split the front server made on purpose, such as an nginx regex location passing
+//! `PATH_INFO $1`, is kept); a file root gets that `PATH_INFO`, a directory root walks the path
+//! under the root to the first existing file. `DOCUMENT_URI` is read only when the app is driven
+//! without the dispatcher and disagrees with `SCRIPT_NAME` + `PATH_INFO`.
 #![deny(missing_docs)]
 #![deny(unsafe_code)] // allowed in `sys` alone
 #![warn(clippy::undocumented_unsafe_blocks)]
