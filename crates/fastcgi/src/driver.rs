@@ -9,9 +9,10 @@
 //!            └──────────────────────────────────────────────┘
 //! ```
 //!
-//! An app is polled once where it is dispatched, when its request is the only one on the
-//! connection: an app that answers at once (a built-in, a cached page) then costs no task,
-//! no wake-up and no cross-thread hand-off. An app that waits is moved to a task of its own
+//! An app whose request is the only one on the connection is polled once by the driver itself,
+//! after the records already read are taken (so a body that came with the head is all queued
+//! for it): an app that answers at once (a built-in, a cached page) then costs no task, no
+//! wake-up and no cross-thread hand-off. An app that waits is moved to a task of its own
 //! ([`JoinSet`]), so requests multiplexed on a connection run concurrently; cancelling a
 //! request drops its future wherever it is.
 //!
@@ -47,7 +48,7 @@ use crate::server::Server;
 mod requests;
 mod socket;
 
-use requests::{poll_room, Handle, Held};
+use requests::{poll_room, Handle, Held, Starting};
 use socket::{poll_socket, Input, Socket};
 
 /// Reading and taking app outputs pause while this many bytes wait for the socket.
@@ -94,6 +95,7 @@ pub async fn serve_connection<IO>(
         tasks: None,
         requests: HashMap::new(),
         held: None,
+        starting: None,
         shutdown_seen: false,
         armed: None,
     };
@@ -114,6 +116,8 @@ struct Driver<IO> {
     requests: HashMap<u64, Handle>,
     /// A body chunk waiting for room in its request's body queue.
     held: Option<Held>,
+    /// An app dispatched alone, to start before the driver waits.
+    starting: Option<Starting>,
     shutdown_seen: bool,
     /// When the idle timer fires; it may fire before the connection's deadline, which moves
     /// later with every record: the connection re-checks, and the timer is re-armed then.
@@ -159,6 +163,10 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
                     self.on_record(item);
                     continue;
                 }
+            }
+            if self.starting.is_some() {
+                self.start();
+                continue;
             }
             self.step(&mut waits).await;
         };

@@ -30,6 +30,38 @@ async fn app_answering_at_once_and_app_waiting_both_answer() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn app_starts_after_the_records_already_read() {
+    let h = Harness::new(Config::default());
+    let (mut c, _task) = h.connect();
+    // Head and the end of the body in one write, as nginx sends a GET: the app sees the end
+    // of its body without waiting (a CGI script then needs no stdin pipe).
+    c.send(&request(1, true, &[("APP", "peek")], b"")).await;
+    assert_eq!(c.response(1).await.body(), b"ended");
+    // The body's end sent later: the app started without it.
+    c.send(&[begin(1, true)]).await;
+    c.send(&params(1, &[("APP", "peek")])).await;
+    assert_eq!(c.response(1).await.body(), b"waits");
+    c.send(&[stdin(1, b"")]).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn app_cancelled_before_it_started_never_runs() {
+    let h = Harness::new(Config::default());
+    let (mut c, _task) = h.connect();
+    let mut recs = request(5, true, &[("APP", "hang")], b"");
+    recs.push(Record::new(5, Payload::AbortRequest));
+    c.send(&recs).await;
+    assert_ne!(c.response(5).await.end.unwrap().app_status, 0);
+    settle().await;
+    assert_eq!(
+        h.calls(),
+        0,
+        "aborted in the same read: the app never started"
+    );
+    assert_eq!(h.server.stats().requests_in_flight, 0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn waiting_app_moved_to_a_task_is_still_cancelled_by_abort() {
     let h = Harness::new(Config::default());
     let (mut c, _task) = h.connect();

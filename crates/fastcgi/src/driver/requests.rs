@@ -22,8 +22,17 @@ use crate::conn::Dispatch;
 pub(super) struct Handle {
     pub(super) body: Option<BodySender>,
     pub(super) gone: CancellationToken,
-    /// `None` when the app finished where it was dispatched.
+    /// `None` while the app waits in `starting`, or when it finished where it was started.
     pub(super) task: Option<AbortHandle>,
+}
+
+/// An app's future: `serve_request` for one request, owning its request slot.
+pub(super) type App = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// An app dispatched alone on its connection, started once the records already read are taken.
+pub(super) struct Starting {
+    tag: u64,
+    app: App,
 }
 
 /// A body chunk waiting for room in its request's body queue (no record is read meanwhile).
@@ -55,13 +64,14 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
         };
         let app = self.server.app().clone();
         let slot = d.slot;
-        let mut app = Box::pin(async move {
+        let app: App = Box::pin(async move {
             let _slot = slot;
             serve_request(&*app, req, Response::new(chan)).await;
         });
-        // Alone on the connection, the app may run here: nothing else waits for the driver.
-        let alone = self.requests.is_empty();
-        let task = if alone && poll_inline(app.as_mut(), self.conn.peer(), tag).is_ready() {
+        // Alone on the connection, the app may run here, once the records already read are
+        // taken (its body may be all there: nginx sends a GET's end with its head).
+        let task = if self.requests.is_empty() {
+            self.starting = Some(Starting { tag, app });
             None
         } else {
             Some(self.tasks.get_or_insert_with(JoinSet::new).spawn(app))
@@ -72,6 +82,22 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
             task,
         };
         self.requests.insert(tag, handle);
+    }
+
+    /// Starts the app waiting in `starting`: polled once here if its request is still alone
+    /// on the connection, moved to a task if it waits (or is not alone).
+    pub(super) fn start(&mut self) {
+        let Some(Starting { tag, mut app }) = self.starting.take() else {
+            return;
+        };
+        let alone = self.requests.len() == 1;
+        if alone && poll_inline(app.as_mut(), self.conn.peer(), tag).is_ready() {
+            return;
+        }
+        let task = self.tasks.get_or_insert_with(JoinSet::new).spawn(app);
+        if let Some(handle) = self.requests.get_mut(&tag) {
+            handle.task = Some(task);
+        }
     }
 
     /// Queues a body chunk, or holds it (and stops reading) when the queue is full.
@@ -127,6 +153,9 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
         if self.held.as_ref().is_some_and(|h| h.tag == tag) {
             self.held = None;
         }
+        if self.starting.as_ref().is_some_and(|s| s.tag == tag) {
+            self.starting = None; // Cancelled before it ran: dropping it is all there is to do.
+        }
         self.requests.remove(&tag)
     }
 }
@@ -135,7 +164,7 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
 /// its task, which registers the task's waker: so no waker is needed here. A panic outside
 /// the app (`serve_request` catches the app's own) ends the request as in a task: its
 /// response channel, dropped, aborts it.
-fn poll_inline<F: Future<Output = ()>>(app: Pin<&mut F>, peer: &Peer, tag: u64) -> Poll<()> {
+fn poll_inline(app: Pin<&mut (dyn Future<Output = ()> + Send)>, peer: &Peer, tag: u64) -> Poll<()> {
     let mut cx = Context::from_waker(Waker::noop());
     match std::panic::catch_unwind(AssertUnwindSafe(|| app.poll(&mut cx))) {
         Ok(poll) => poll,

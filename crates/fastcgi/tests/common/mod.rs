@@ -39,6 +39,7 @@ pub(crate) struct Seen {
 /// - `first`: reads one body chunk and answers with it at once;
 /// - `hang`: never answers (until cancelled);
 /// - `panic`: panics;
+/// - `peek`: answers `ended` if its body's end is already there without waiting, else `waits`;
 /// - `panic-call`: panics in `call`, before making its future (outside `serve_request`'s guard);
 /// - `big`: writes `SIZE` bytes in 64 KiB chunks.
 pub(crate) struct TestApp(pub Arc<Seen>);
@@ -82,6 +83,16 @@ impl Application for TestApp {
                 "first" => {
                     let first = req.body.chunk().await?.unwrap_or_default();
                     resp.send_full(200, "text/plain", first).await?;
+                }
+                "peek" => {
+                    let seen = {
+                        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                        match req.body.poll_chunk(&mut cx) {
+                            std::task::Poll::Ready(Ok(None)) => "ended",
+                            _ => "waits",
+                        }
+                    };
+                    resp.send_full(200, "text/plain", seen).await?;
                 }
                 "hang" => std::future::pending::<()>().await,
                 "panic" => panic!("test app panics"),
