@@ -14,7 +14,7 @@
 //! Requests are multiplexed (`FCGI_MPXS_CONNS` = 1); each gets a tag unique in the process
 //! for its response channel, since web servers reuse request IDs.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,6 +24,7 @@ use gatehouse_channel_request::{Delivery, Output, Peer, Protocol, RequestInfo};
 
 use crate::error::{Error, LimitError, ProtocolError};
 pub use crate::event::{Dispatch, Event};
+use crate::id_map::IdMap;
 use crate::management;
 use crate::record::{
     BeginRequestBody, Payload, ProtocolStatus, Record, RecordType, Role, FCGI_NULL_REQUEST_ID,
@@ -51,8 +52,8 @@ enum State {
 pub struct Connection {
     shared: Arc<Shared>,
     peer: Peer,
-    requests: HashMap<u16, RequestState>,
-    tags: HashMap<u64, u16>,
+    requests: IdMap<u16, RequestState>,
+    tags: IdMap<u64, u16>,
     events: VecDeque<Event>,
     out: OutQueue,
     state: State,
@@ -70,8 +71,8 @@ impl Connection {
         Self {
             shared: server.shared().clone(),
             peer,
-            requests: HashMap::new(),
-            tags: HashMap::new(),
+            requests: IdMap::default(),
+            tags: IdMap::default(),
             events: VecDeque::new(),
             out: OutQueue::new(),
             state: State::Open,

@@ -25,7 +25,6 @@
 //! still go out). Reading also pauses while more than [`OUT_HIGH_WATER`] bytes wait for the
 //! socket, which bounds what management answers and refusals can queue.
 
-use std::collections::HashMap;
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
 use std::sync::Arc;
@@ -42,6 +41,7 @@ use tokio_util::sync::WaitForCancellationFuture;
 
 use crate::conn::{Connection, Event};
 use crate::error::Error;
+use crate::id_map::IdMap;
 use crate::record::Record;
 use crate::server::Server;
 
@@ -93,7 +93,7 @@ pub async fn serve_connection<IO>(
         outputs,
         outputs_tx,
         tasks: None,
-        requests: HashMap::new(),
+        requests: IdMap::default(),
         held: None,
         starting: None,
         shutdown_seen: false,
@@ -113,7 +113,7 @@ struct Driver<IO> {
     outputs_tx: DeliverySender,
     /// The apps that did not finish where they were dispatched; made for the first one.
     tasks: Option<JoinSet<()>>,
-    requests: HashMap<u64, Handle>,
+    requests: IdMap<u64, Handle>,
     /// A body chunk waiting for room in its request's body queue.
     held: Option<Held>,
     /// An app dispatched alone, to start before the driver waits.

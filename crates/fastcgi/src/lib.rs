@@ -64,6 +64,7 @@ pub mod conn;
 mod driver;
 pub mod error;
 mod event;
+mod id_map;
 mod management;
 pub mod nv;
 pub mod payload;

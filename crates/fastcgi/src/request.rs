@@ -253,17 +253,23 @@ fn env_from_params(stream: &Bytes) -> Result<Env, RequestError> {
     // nginx's pairs take 20-40 bytes each: room for them all without growing.
     let mut unique: Vec<(Bytes, Bytes)> = Vec::with_capacity((stream.len() / 16).clamp(8, 64));
     let mut seen: Option<HashMap<Bytes, usize>> = None;
+    // One bit per class of names (length, first and last byte) met so far: a name whose class
+    // is new cannot be a repeat, which spares the search for nearly every name.
+    let mut classes = 0u64;
     for pair in nv::pairs(stream, stream.len()) {
         let (name, value) = pair.map_err(RequestError::MalformedParams)?;
         if seen.is_none() && unique.len() == LINEAR_DEDUP_MAX {
             let map = unique.iter().enumerate().map(|(i, (n, _))| (n.clone(), i));
             seen = Some(map.collect());
         }
+        let class = name_class(&name);
         let earlier = match &seen {
+            None if classes & class == 0 => None,
             // The usual 20-40 variables: a linear search per name beats hashing them.
             None => unique.iter().position(|(n, _)| *n == name),
             Some(map) => map.get(&name).copied(),
         };
+        classes |= class;
         match earlier {
             Some(i) => merge_repeat(&mut unique[i], value),
             None => {
@@ -279,6 +285,19 @@ fn env_from_params(stream: &Bytes) -> Result<Env, RequestError> {
         env.push_unchecked(name, value);
     }
     Ok(env)
+}
+
+/// The bit of `name`'s class in the duplicate filter of [`env_from_params`].
+fn name_class(name: &[u8]) -> u64 {
+    let (first, last) = match name {
+        [] => (0, 0),
+        [first, .., last] => (*first, *last),
+        [only] => (*only, *only),
+    };
+    let mix = (name.len() as u32).wrapping_mul(0x9E37_79B9)
+        ^ u32::from(first).wrapping_mul(0x85EB_CA6B)
+        ^ u32::from(last).wrapping_mul(0xC2B2_AE35);
+    1 << (mix >> 26)
 }
 
 /// Folds a repeated pair into the earlier one: `HTTP_*` values joined, others replaced.
@@ -448,6 +467,22 @@ mod tests {
                 (Bytes::from("B"), Bytes::from("2")),
             ]
         );
+    }
+
+    #[test]
+    fn names_of_one_class_are_still_told_apart() {
+        // Same length, first and last byte: one class, so every name is searched for.
+        let names: Vec<String> = (0..30).map(|i| format!("X{i:02}Z")).collect();
+        let mut pairs: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+        pairs.push(("X07Z", "w"));
+        pairs.push(("REMOTE_ADDR", "1"));
+        pairs.push(("SERVER_ADDR", "2"));
+        let env = env_from_params(&params(&pairs)).unwrap();
+        assert_eq!(env.len(), 32);
+        assert_eq!(env.get("X07Z").map(|v| v.as_ref()), Some(&b"w"[..]));
+        assert_eq!(env.get("SERVER_ADDR").map(|v| v.as_ref()), Some(&b"2"[..]));
+        assert_eq!(name_class(b"X07Z"), name_class(b"X13Z"));
+        assert_eq!(name_class(b""), name_class(b""));
     }
 
     #[test]

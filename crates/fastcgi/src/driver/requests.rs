@@ -1,7 +1,6 @@
 //! The driver's side of requests: starting an app (polled once where it is dispatched when
 //! alone on its connection, else in a task), feeding its body with backpressure, forgetting it.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -17,6 +16,7 @@ use tokio::task::{AbortHandle, JoinSet};
 
 use super::Driver;
 use crate::conn::Dispatch;
+use crate::id_map::IdMap;
 
 /// The driver's side of a running request.
 pub(super) struct Handle {
@@ -182,7 +182,7 @@ fn poll_inline(app: Pin<&mut (dyn Future<Output = ()> + Send)>, peer: &Peer, tag
 
 /// Polls for room in the body queue of request `tag`; `Err` when the app no longer reads it.
 pub(super) fn poll_room(
-    requests: &mut HashMap<u64, Handle>,
+    requests: &mut IdMap<u64, Handle>,
     tag: Option<u64>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<(), BodyClosed>> {
