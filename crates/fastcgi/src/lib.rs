@@ -14,7 +14,9 @@
 //!   no I/O.
 //! - [`conn`]: the sans-io connection: request table (multiplexing), management records,
 //!   limits, timers. Bytes and `now` in, events and bytes out.
-//! - [`serve_connection`] (driver.rs): the thin tokio task that owns the socket.
+//! - [`serve_connection`] (driver.rs): the thin tokio task that owns the socket. An app alone
+//!   on its connection is first polled by that task ("task:" above is then the driver's own),
+//!   and gets a task of its own only if it waits.
 //!
 //! Requests run concurrently, several per connection (`FCGI_MPXS_CONNS` = 1). Only the
 //! `FCGI_RESPONDER` role is played; `FCGI_AUTHORIZER` and `FCGI_FILTER` get `FCGI_UNKNOWN_ROLE`.
