@@ -43,7 +43,11 @@ pub(crate) fn run(cli: &Cli, app: Arc<dyn Application>) -> Result<(), Error> {
             socket_mode: cli.listen.socket_mode,
         },
     )?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = cli.run.workers {
+        runtime.worker_threads(usize::from(workers));
+    }
+    let runtime = runtime
         .enable_all()
         .thread_name("gatehouse")
         .build()

@@ -54,7 +54,13 @@ enum Listener {
 impl Listener {
     fn from_std(l: StdListener) -> io::Result<Self> {
         Ok(match l {
-            StdListener::Tcp(l) => Self::Tcp(TcpListener::from_std(l)?),
+            StdListener::Tcp(l) => {
+                // The front ends write whole records or messages; Nagle would only add delay.
+                // Set once here (bound or inherited listener): accepted sockets inherit it, which
+                // saves a setsockopt per connection.
+                socket2::SockRef::from(&l).set_tcp_nodelay(true)?;
+                Self::Tcp(TcpListener::from_std(l)?)
+            }
             StdListener::Unix(l, file) => Self::Unix {
                 listener: UnixListener::from_std(l)?,
                 _file: file,
@@ -68,9 +74,6 @@ impl Listener {
         match self {
             Self::Tcp(l) => {
                 let (s, addr) = l.accept().await?;
-                // The front ends write whole records or messages; Nagle would only add delay.
-                // A failure here concerns this connection only, which then fails on its own.
-                let _ = s.set_nodelay(true);
                 Ok((Conn::Tcp(s), Peer::Tcp(addr)))
             }
             Self::Unix { listener, .. } => {
@@ -254,8 +257,13 @@ async fn serve_conn(
 ) {
     match conn {
         Conn::Tcp(s) => {
-            // HTTP's SERVER_NAME/SERVER_PORT fallback when a request has no Host.
-            let local = s.local_addr().ok();
+            // HTTP's SERVER_NAME/SERVER_PORT fallback when a request has no Host; the other
+            // front ends never need it (a getsockname saved per connection).
+            let local = if kind == Kind::Http {
+                s.local_addr().ok()
+            } else {
+                None
+            };
             serve_io(kind, frontends, s, peer, local, shutdown).await
         }
         Conn::Unix(s) => serve_io(kind, frontends, s, peer, None, shutdown).await,
@@ -301,5 +309,22 @@ mod tests {
         assert!(!is_per_connection(&io::Error::from_raw_os_error(
             libc::ENFILE
         )));
+    }
+
+    #[tokio::test]
+    async fn accepted_tcp_connections_have_nodelay() {
+        let std = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = std.local_addr().unwrap();
+        std.set_nonblocking(true).unwrap();
+        let listener = Listener::from_std(StdListener::Tcp(std)).unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (conn, _) = listener.accept().await.unwrap();
+        let Conn::Tcp(s) = conn else {
+            panic!("not a TCP connection")
+        };
+        assert!(
+            s.nodelay().unwrap(),
+            "TCP_NODELAY is inherited from the listener"
+        );
     }
 }

@@ -159,6 +159,13 @@ pub struct RunArgs {
     /// A filter such as `info,gatehouse_fastcgi=debug` works too. Logs go to stderr.
     #[arg(long, value_name = "LEVEL", value_parser = values::parse_log_filter)]
     pub log_level: Option<String>,
+
+    /// Threads that run the network I/O and async apps [default: one per CPU].
+    ///
+    /// WSGI apps and CGI scripts have their own threads and processes (--threads, --cgi-max).
+    /// On a machine shared with the front server, 1 can be faster: fewer cross-thread wake-ups.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
 }
 
 /// The options that choose or configure the app: a program embedding gatehouse is its own app

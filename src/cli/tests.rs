@@ -22,6 +22,11 @@ fn defaults() {
     assert!(!cli.listen.any());
     assert_eq!(cli.listen.backlog, DEFAULT_BACKLOG);
     assert_eq!(cli.run.drain_timeout.0, Duration::from_secs(30));
+    assert_eq!(cli.run.workers, None);
+    assert_eq!(
+        parse(&["--workers", "1"]).map(|c| c.run.workers),
+        Ok(Some(1))
+    );
     let d = gatehouse_fastcgi::Config::default();
     assert_eq!(cli.limits.max_conns, d.max_conns);
     assert_eq!(cli.limits.idle_timeout.0, d.idle_timeout);
@@ -104,6 +109,7 @@ fn usage_errors_exit_2() {
         &["--http-max-headers", "0"],
         &["--http-idle-timeout", "0ms"],
         &["--threads", "0"],
+        &["--workers", "0"],
         &["--cgi-timeout", "0s"],
         &["--cgi-extensions", ","],
         &["--mount", "api=echo"],
