@@ -22,8 +22,10 @@ use std::time::Instant;
 use bytes::Bytes;
 use gatehouse_channel_request::{Delivery, Output, Peer, Protocol, RequestInfo};
 
+use crate::config::RESPONSE_HOLD_TIMEOUT;
 use crate::error::{Error, LimitError, ProtocolError};
 pub use crate::event::{Dispatch, Event};
+use crate::hold::Offer;
 use crate::id_map::IdMap;
 use crate::management;
 use crate::record::{
@@ -63,6 +65,9 @@ pub struct Connection {
     /// A request ended (answered, refused or aborted) before the peer finished its input: the
     /// peer may still be sending records we will never read, so closing must linger.
     input_unread: bool,
+    /// Requests holding their response back while their body arrives ([`Hold`]): the hold
+    /// deadlines are looked for only when there are some.
+    holding: usize,
 }
 
 impl Connection {
@@ -80,6 +85,7 @@ impl Connection {
             idle_records: 0,
             error: None,
             input_unread: false,
+            holding: 0,
         }
     }
 
@@ -89,7 +95,7 @@ impl Connection {
             return;
         }
         self.last_progress = now;
-        match self.on_record(record) {
+        match self.on_record(now, record) {
             Err(e) => self.fail(e),
             Ok(true) => self.idle_records = 0,
             Ok(false) => {
@@ -103,12 +109,40 @@ impl Connection {
     }
 
     /// Handles one app output; the delivery is dropped (returning its budget) once its bytes
-    /// are written.
+    /// are written. While the request's body is still arriving the output is held instead
+    /// ([`Hold`]), until the body is complete, the app ends its response, the held bytes reach
+    /// `Config::response_budget`, or the input stalls for [`RESPONSE_HOLD_TIMEOUT`].
     pub fn handle_delivery(&mut self, now: Instant, delivery: Delivery) {
         let Some(&id) = self.tags.get(&delivery.tag) else {
             return; // The request was aborted or the connection is closing.
         };
         self.last_progress = now;
+        let Some(req) = self.requests.get_mut(&id) else {
+            return;
+        };
+        let budget = self.shared.config.response_budget;
+        let was_holding = req.hold.is_holding();
+        let offer = req.hold.offer(delivery, now, req.input_open(), budget);
+        match offer {
+            Offer::Started => self.holding += 1,
+            Offer::Kept => {}
+            Offer::Full => {
+                self.holding += usize::from(!was_holding);
+                self.release(id, "the held bytes reached the response budget");
+            }
+            Offer::Pass(delivery) => {
+                // Only the end of the response passes a hold (an informational head is not
+                // written by FastCGI at all).
+                if was_holding && matches!(delivery.output, Output::Finish | Output::Abort) {
+                    self.release(id, "the app ended its response");
+                }
+                self.put_output(id, delivery);
+            }
+        }
+    }
+
+    /// Writes one app output of request `id` to the out queue.
+    fn put_output(&mut self, id: u16, delivery: Delivery) {
         if let Output::Body(body) = &delivery.output {
             let body = body.clone();
             self.out.put_body(id, body, delivery);
@@ -122,15 +156,33 @@ impl Connection {
         }
     }
 
+    /// Releases the response held by request `id`, if any: its outputs go to the out queue
+    /// in order.
+    fn release(&mut self, id: u16, why: &'static str) {
+        let Some(req) = self.requests.get_mut(&id) else {
+            return;
+        };
+        let Some(held) = req.hold.release() else {
+            return;
+        };
+        self.holding = self.holding.saturating_sub(1);
+        tracing::trace!(peer = %self.peer, request_id = req.info.id, fcgi_id = id, "response released: {why}");
+        for delivery in held {
+            self.put_output(id, delivery);
+        }
+    }
+
     /// An app accepted a body chunk the driver was holding back (reading resumes).
     pub fn handle_body_accepted(&mut self, now: Instant) {
         self.last_progress = now;
     }
 
-    /// The deadline from [`Connection::poll_timeout`] passed: closes a connection idle for
+    /// A deadline from [`Connection::poll_timeout`] passed: releases the responses held for
+    /// [`RESPONSE_HOLD_TIMEOUT`] without input progress, and closes a connection idle for
     /// `Config::idle_timeout`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        match self.poll_timeout() {
+        self.handle_hold_timeout(now);
+        match self.idle_deadline() {
             Some(deadline) if now >= deadline => {}
             _ => return,
         }
@@ -181,13 +233,55 @@ impl Connection {
     }
 
     /// When [`Connection::handle_timeout`] must be called: while every request (or none) waits
-    /// for the peer, `Config::idle_timeout` after the last progress.
+    /// for the peer, `Config::idle_timeout` after the last progress; and while a request holds
+    /// its response, [`RESPONSE_HOLD_TIMEOUT`] after its input last progressed.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        match (self.idle_deadline(), self.poll_hold_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn idle_deadline(&self) -> Option<Instant> {
         if self.state == State::Closed {
             return None;
         }
         let waiting = self.requests.values().all(RequestState::waits_for_peer);
         waiting.then(|| self.last_progress + self.shared.config.idle_timeout)
+    }
+
+    /// The earliest deadline of a held response alone: for a driver that is not reading (a
+    /// body chunk waits for room), which must not time the connection out as idle but must
+    /// still release a held response whose app stopped reading its body.
+    pub fn poll_hold_timeout(&self) -> Option<Instant> {
+        if self.holding == 0 {
+            return None;
+        }
+        let requests = self.requests.values();
+        requests
+            .filter_map(|r| r.hold.deadline(RESPONSE_HOLD_TIMEOUT))
+            .min()
+    }
+
+    /// The deadline from [`Connection::poll_hold_timeout`] passed: releases the responses
+    /// whose request's input made no progress for [`RESPONSE_HOLD_TIMEOUT`].
+    pub fn handle_hold_timeout(&mut self, now: Instant) {
+        if self.holding == 0 {
+            return;
+        }
+        let expired: Vec<u16> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| {
+                r.hold
+                    .deadline(RESPONSE_HOLD_TIMEOUT)
+                    .is_some_and(|d| now >= d)
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for id in expired {
+            self.release(id, "no body input progress for RESPONSE_HOLD_TIMEOUT");
+        }
     }
 
     /// The bytes to write to the peer.
@@ -220,7 +314,7 @@ impl Connection {
         self.requests.len()
     }
 
-    fn on_record(&mut self, record: Record) -> Result<bool, Error> {
+    fn on_record(&mut self, now: Instant, record: Record) -> Result<bool, Error> {
         let id = record.request_id;
         if id == FCGI_NULL_REQUEST_ID {
             let cfg = &self.shared.config;
@@ -237,7 +331,7 @@ impl Connection {
         match record.payload {
             Payload::AbortRequest => self.on_abort(id),
             Payload::Params(data) => self.on_params(id, data)?,
-            Payload::Stdin(data) => self.on_stdin(id, data)?,
+            Payload::Stdin(data) => self.on_stdin(now, id, data)?,
             other => return Err(unexpected(other.record_type(), id)),
         }
         Ok(true)
@@ -287,6 +381,9 @@ impl Connection {
             return;
         };
         tracing::debug!(peer = %self.peer, request_id = req.info.id, fcgi_id = id, "FCGI_ABORT_REQUEST: cancelling the request");
+        if req.hold.is_holding() {
+            self.holding = self.holding.saturating_sub(1);
+        }
         if req.is_running() {
             self.tags.remove(&req.tag());
             self.events.push_back(Event::Cancel { tag: req.tag() });
@@ -337,7 +434,7 @@ impl Connection {
         Ok(())
     }
 
-    fn on_stdin(&mut self, id: u16, data: Bytes) -> Result<(), Error> {
+    fn on_stdin(&mut self, now: Instant, id: u16, data: Bytes) -> Result<(), Error> {
         let Some(req) = self.requests.get_mut(&id) else {
             return Ok(());
         };
@@ -345,6 +442,10 @@ impl Connection {
             .stdin(data.len())
             .map_err(|why| unexpected_in_state(RecordType::Stdin, id, why))?;
         let tag = req.tag();
+        req.hold.input_progress(now);
+        if !req.input_open() {
+            self.release(id, "the request body is complete");
+        }
         let (forward, end) = match step {
             StdinStep::Forward => (true, None),
             StdinStep::Drop => (false, None),
@@ -423,6 +524,7 @@ impl Connection {
             }
         }
         self.tags.clear();
+        self.holding = 0;
     }
 
     /// A connection error: one log line, every request cancelled, lingering close.

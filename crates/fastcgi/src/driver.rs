@@ -176,9 +176,12 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
     /// Waits for one thing to happen and hands it to the connection.
     async fn step(&mut self, waits: &mut Waits<'_, '_>) {
         let deadline = match self.held {
-            None => self.conn.poll_timeout().map(Instant::from_std),
-            Some(_) => None, // Not reading: the peer cannot be idle on our account.
-        };
+            None => self.conn.poll_timeout(),
+            // Not reading: the peer cannot be idle on our account, but a held response whose
+            // app stopped reading its body must still go out.
+            Some(_) => self.conn.poll_hold_timeout(),
+        }
+        .map(Instant::from_std);
         if let Some(d) = deadline {
             if self.armed.is_none_or(|armed| d < armed) {
                 match waits.timer.as_mut().as_pin_mut() {
@@ -231,7 +234,10 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
             Woke::Room(res) => self.release_held(res),
             Woke::Timer => {
                 self.armed = None;
-                self.conn.handle_timeout(self.clock);
+                match self.held {
+                    None => self.conn.handle_timeout(self.clock),
+                    Some(_) => self.conn.handle_hold_timeout(self.clock),
+                }
             }
             Woke::Joined(Err(e)) if e.is_panic() => {
                 tracing::error!(error = %e, "request task panicked outside the app");

@@ -66,6 +66,7 @@ pub mod conn;
 mod driver;
 pub mod error;
 mod event;
+mod hold;
 mod id_map;
 mod management;
 pub mod nv;

@@ -17,6 +17,7 @@ use bytes::{Bytes, BytesMut};
 use gatehouse_channel_request::{BodyError, Env, RequestInfo};
 
 use crate::error::{LimitError, RequestError};
+use crate::hold::Hold;
 use crate::nv;
 use crate::server::RequestSlot;
 
@@ -26,6 +27,8 @@ pub(crate) struct RequestState {
     pub(crate) info: RequestInfo,
     pub(crate) keep_conn: bool,
     pub(crate) phase: Phase,
+    /// The response's outputs, held while the body still arrives.
+    pub(crate) hold: Hold,
 }
 
 /// Where a request is in its input.
@@ -123,6 +126,7 @@ impl RequestState {
                 buf: ParamsBuf::Empty,
                 slot,
             },
+            hold: Hold::Idle,
         }
     }
 
@@ -214,6 +218,20 @@ impl RequestState {
     /// runs only while every request does.
     pub(crate) fn waits_for_peer(&self) -> bool {
         !matches!(self.phase, Phase::Running(Stdin::Ended))
+    }
+
+    /// Whether the peer may still send body bytes the app will read: the body has not ended,
+    /// failed, or reached `CONTENT_LENGTH` (`CONTENT_LENGTH: 0` means no body at all). While
+    /// it may, the response is held ([`Hold`]).
+    pub(crate) fn input_open(&self) -> bool {
+        match self.phase {
+            Phase::Running(Stdin::Open {
+                expected: Some(expected),
+                received,
+            }) => received < expected,
+            Phase::Running(Stdin::Open { expected: None, .. }) => true,
+            Phase::Params { .. } | Phase::Running(Stdin::Discarding | Stdin::Ended) => false,
+        }
     }
 
     /// Whether the app was started.
