@@ -122,7 +122,9 @@ impl Connection {
         };
         let budget = self.shared.config.response_budget;
         let was_holding = req.hold.is_holding();
-        let offer = req.hold.offer(delivery, now, req.input_open(), budget);
+        let offer = req
+            .hold
+            .offer(delivery, req.input_open().then_some(now), budget);
         match offer {
             Offer::Started => self.holding += 1,
             Offer::Kept => {}

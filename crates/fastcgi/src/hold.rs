@@ -57,14 +57,14 @@ pub(crate) enum Offer {
 }
 
 impl Hold {
-    /// Offers one app output: kept while `input_open` (a head or body while not released), or
-    /// handed back. The end of the response (`Finish`, `Abort`) is always handed back: the
-    /// caller releases what is held, then writes it.
+    /// Offers one app output: a head or body is kept while not released and the input is still
+    /// open (`open_at` is then `Some(now)`; `None` once the input is complete), else handed
+    /// back. The end of the response (`Finish`, `Abort`) is always handed back: the caller
+    /// releases what is held, then writes it.
     pub(crate) fn offer(
         &mut self,
         mut delivery: Delivery,
-        now: Instant,
-        input_open: bool,
+        open_at: Option<Instant>,
         budget: usize,
     ) -> Offer {
         let len = match &delivery.output {
@@ -74,19 +74,20 @@ impl Hold {
                 return Offer::Pass(delivery)
             }
         };
-        if matches!(self, Self::Released) || (!input_open && matches!(self, Self::Idle)) {
-            return Offer::Pass(delivery);
-        }
+        let started = match (&*self, open_at) {
+            (Self::Released, _) | (Self::Idle, None) => return Offer::Pass(delivery),
+            (Self::Idle, Some(now)) => {
+                *self = Self::Holding {
+                    outputs: Vec::with_capacity(4),
+                    bytes: 0,
+                    progress: now,
+                };
+                true
+            }
+            (Self::Holding { .. }, _) => false,
+        };
         // The hold accounts these bytes; the app may go on writing until it is full.
         delivery.release();
-        let started = matches!(self, Self::Idle);
-        if started {
-            *self = Self::Holding {
-                outputs: Vec::with_capacity(4),
-                bytes: 0,
-                progress: now,
-            };
-        }
         let Self::Holding { outputs, bytes, .. } = self else {
             return Offer::Pass(delivery); // Unreachable: Idle became Holding just above.
         };
@@ -159,16 +160,16 @@ mod tests {
         let mut d = deliveries(&[10, 20], 1000).await.into_iter();
         let mut hold = Hold::default();
         assert!(matches!(
-            hold.offer(d.next().unwrap(), now, true, 1000),
+            hold.offer(d.next().unwrap(), Some(now), 1000),
             Offer::Started
         ));
         assert!(matches!(
-            hold.offer(d.next().unwrap(), now, true, 1000),
+            hold.offer(d.next().unwrap(), Some(now), 1000),
             Offer::Kept
         ));
         // Input complete by now: still kept behind the others, in order.
         assert!(matches!(
-            hold.offer(d.next().unwrap(), now, false, 1000),
+            hold.offer(d.next().unwrap(), None, 1000),
             Offer::Kept
         ));
         assert_eq!(
@@ -181,7 +182,7 @@ mod tests {
             hold.deadline(Duration::from_secs(1)),
             Some(later + Duration::from_secs(1))
         );
-        let finish = match hold.offer(d.next().unwrap(), now, true, 1000) {
+        let finish = match hold.offer(d.next().unwrap(), Some(now), 1000) {
             Offer::Pass(f) => f,
             other => panic!("the end passes: {other:?}"),
         };
@@ -205,7 +206,7 @@ mod tests {
         let now = Instant::now();
         let mut hold = Hold::default();
         for d in deliveries(&[5], 100).await {
-            assert!(matches!(hold.offer(d, now, false, 100), Offer::Pass(_)));
+            assert!(matches!(hold.offer(d, None, 100), Offer::Pass(_)));
         }
         assert!(!hold.is_holding());
         assert!(hold.release().is_none());
@@ -219,22 +220,22 @@ mod tests {
         let mut d = deliveries(&[10, 20], budget).await.into_iter();
         let mut hold = Hold::default();
         assert!(matches!(
-            hold.offer(d.next().unwrap(), now, true, budget),
+            hold.offer(d.next().unwrap(), Some(now), budget),
             Offer::Started
         ));
         assert!(matches!(
-            hold.offer(d.next().unwrap(), now, true, budget),
+            hold.offer(d.next().unwrap(), Some(now), budget),
             Offer::Kept
         ));
         assert!(matches!(
-            hold.offer(d.next().unwrap(), now, true, budget),
+            hold.offer(d.next().unwrap(), Some(now), budget),
             Offer::Full
         ));
         assert_eq!(hold.release().map(|v| v.len()), Some(3));
         // Released: everything passes, input open or not.
         let again = deliveries(&[1], 10).await.into_iter().nth(1).unwrap();
         assert!(matches!(
-            hold.offer(again, now, true, budget),
+            hold.offer(again, Some(now), budget),
             Offer::Pass(_)
         ));
     }

@@ -13,26 +13,30 @@
 //! peer may still be sending body bytes.
 
 use std::any::Any;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use gatehouse_channel_request::{
     body_channel, delivery_queue, serve_request, Application, BodySender, CancellationToken,
-    DeliveryReceiver, Peer, Protocol, QueueChannel, Request, RequestInfo, Response,
+    Delivery, DeliveryReceiver, Output, Peer, Protocol, QueueChannel, Request, RequestInfo,
+    Response,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
-use tokio::time::timeout;
+use tokio::time::{sleep_until, timeout, Instant, Sleep};
 
 use crate::codec::{BodyDecoder, BodyFrame, HeadDecoder};
 use crate::error::{Error, LimitError};
 use crate::head::RequestHead;
+use crate::hold::{Hold, Offer};
 use crate::reader::{Linger, Reader};
 use crate::response::{error_response, Action, ResponseWriter};
-use crate::server::{Config, Server};
+use crate::server::{Config, Server, RESPONSE_HOLD_TIMEOUT};
 
 /// Serves one SCGI connection: reads the request, runs the app, writes the response, closes.
 ///
@@ -187,6 +191,8 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn<IO> {
     }
 
     /// The request's loop: body in (when the app has room), outputs out, until the response ends.
+    /// While body bytes remain, the app's outputs are held ([`Hold`]: nginx stops sending the
+    /// body once it has the response head).
     async fn pump(
         &mut self,
         mut inbound: Inbound,
@@ -194,25 +200,81 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn<IO> {
         drx: &mut DeliveryReceiver,
         writer: &mut ResponseWriter,
     ) -> Ending {
+        let budget = self.config.response_budget;
+        let mut hold = Hold::default();
+        // Made when a response is first held: a request without a body never arms a timer.
+        let mut timer = pin!(None::<Sleep>);
         loop {
-            tokio::select! {
+            let deadline = hold.deadline(RESPONSE_HOLD_TIMEOUT).map(Instant::from_std);
+            if let Some(d) = deadline {
+                match timer.as_mut().as_pin_mut() {
+                    Some(t) if t.deadline() == d => {}
+                    Some(t) => t.reset(d),
+                    None => timer.set(Some(sleep_until(d))),
+                }
+            }
+            let held = tokio::select! {
                 read = self.read_step(&mut inbound, dec), if !matches!(inbound, Inbound::Closed) => {
                     if let Err(e) = read {
                         return Ending::Failed(e);
                     }
+                    if hold.is_holding() {
+                        hold.input_progress(now());
+                    }
+                    if dec.remaining() > 0 {
+                        continue;
+                    }
+                    hold.release() // The body is complete.
                 }
                 delivery = drx.recv() => {
                     // The queue ends with Finish or Abort; a closed queue is an app task gone.
                     let Some(delivery) = delivery else { return Ending::AppFailed };
-                    let action = writer.handle_output(delivery.output.clone());
-                    let step = self.act(action).await;
-                    drop(delivery); // The bytes are written: return the credit.
-                    if let Some(ending) = step {
-                        return ending;
+                    // The clock is read only while the body is incomplete (a hold may start).
+                    let open_at = (dec.remaining() > 0).then(now);
+                    let was_holding = hold.is_holding();
+                    match hold.offer(delivery, open_at, budget) {
+                        Offer::Started | Offer::Kept => continue,
+                        Offer::Full => hold.release(),
+                        Offer::Pass(delivery) => {
+                            let ends = matches!(delivery.output, Output::Finish | Output::Abort);
+                            if was_holding && ends {
+                                if let Some(ending) = self.write_held(hold.release(), writer).await {
+                                    return ending;
+                                }
+                            }
+                            let action = writer.handle_output(delivery.output.clone());
+                            let step = self.act(action).await;
+                            drop(delivery); // The bytes are written: return the credit.
+                            match step {
+                                Some(ending) => return ending,
+                                None => continue,
+                            }
+                        }
                     }
                 }
+                () = poll_fn(|cx| poll_timer(timer.as_mut(), cx)), if deadline.is_some() => {
+                    hold.release() // No body input for RESPONSE_HOLD_TIMEOUT.
+                }
+            };
+            if let Some(ending) = self.write_held(held, writer).await {
+                return ending;
             }
         }
+    }
+
+    /// Writes held outputs in order; `Some` when the response is over.
+    async fn write_held(
+        &mut self,
+        held: Option<Vec<Delivery>>,
+        writer: &mut ResponseWriter,
+    ) -> Option<Ending> {
+        for delivery in held.into_iter().flatten() {
+            let action = writer.handle_output(delivery.output);
+            if let Some(ending) = self.act(action).await {
+                return Some(ending);
+            }
+        }
+        None
     }
 
     /// Writes what an output step asks for; `Some` when the response is over.
@@ -329,6 +391,18 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn<IO> {
             Linger::UntilEof => None,
         };
         let _ = timeout(limit, self.reader.drain(expected)).await;
+    }
+}
+
+/// `now` for the hold, from tokio's clock (paused in tests).
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+fn poll_timer(timer: Pin<&mut Option<Sleep>>, cx: &mut Context<'_>) -> Poll<()> {
+    match timer.as_pin_mut() {
+        Some(timer) => timer.poll(cx),
+        None => Poll::Pending,
     }
 }
 

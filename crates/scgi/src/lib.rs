@@ -78,6 +78,7 @@ mod codec;
 mod driver;
 mod error;
 mod head;
+mod hold;
 mod netstring;
 mod reader;
 mod response;
@@ -95,5 +96,5 @@ pub use response::{error_response, Action, ResponseWriter, COALESCE_MAX};
 pub use server::{
     Config, Server, DEFAULT_BODY_QUEUE_CHUNKS, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_LINGER_TIMEOUT, DEFAULT_MAX_CONNS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_RESPONSE_BUDGET,
-    LINGER_MAX_BYTES, MIN_HEADER_BYTES, READ_CHUNK,
+    LINGER_MAX_BYTES, MIN_HEADER_BYTES, READ_CHUNK, RESPONSE_HOLD_TIMEOUT,
 };

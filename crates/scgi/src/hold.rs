@@ -1,0 +1,242 @@
+//! Holding the response back while the request body is still arriving (sans-io: the driver
+//! passes `now`).
+//!
+//! nginx's upstream module stops sending the request body once it has the upstream's response
+//! header (`ngx_http_upstream_send_response` drops the body writer and, with request buffering,
+//! closes the body's temp file). An app that answers before it has read its whole body (a CGI
+//! script printing its head first, git-http-backend's `git-receive-pack`) would then wait
+//! forever for the rest of the body, and nginx for the rest of the answer. So the app's outputs
+//! are kept here, not written, until the first of:
+//!
+//! ```text
+//!  Idle ──Head/Body while body bytes remain──► Holding{outputs, bytes, progress}
+//!   │                                            │ CONTENT_LENGTH bytes read · Finish/Abort
+//!   │ body complete, or Finish/Abort             │ · bytes >= response_budget
+//!   ▼                                            │ · no body read for RESPONSE_HOLD_TIMEOUT
+//!  Released ◄────────────────────────────────────┘  (held outputs written in order, then streaming)
+//! ```
+//!
+//! A held body chunk's credit is returned to the app's budget at once: the hold counts its own
+//! bytes against `Config::response_budget`, so it can release exactly when the app would start
+//! waiting. A request without a body (`CONTENT_LENGTH: 0`) never holds anything and allocates
+//! nothing here.
+
+use std::time::{Duration, Instant};
+
+use gatehouse_channel_request::cgi_head::cgi_head_len;
+use gatehouse_channel_request::{Delivery, Output};
+
+/// The response gate of one request.
+#[derive(Debug, Default)]
+pub(crate) enum Hold {
+    /// Nothing held yet: outputs are held if they come while the input is still open.
+    #[default]
+    Idle,
+    /// Outputs kept in order; `bytes` of head and body; the input last progressed (or the hold
+    /// began) at `progress`.
+    Holding {
+        outputs: Vec<Delivery>,
+        bytes: usize,
+        progress: Instant,
+    },
+    /// Released: outputs pass straight through.
+    Released,
+}
+
+/// What became of an output offered to the hold.
+#[derive(Debug)]
+pub(crate) enum Offer {
+    /// Kept, the first one: the request now holds.
+    Started,
+    /// Kept behind others.
+    Kept,
+    /// Kept, and the held bytes reached the budget: release now.
+    Full,
+    /// Write it now, after whatever [`Hold::release`] gives back.
+    Pass(Delivery),
+}
+
+impl Hold {
+    /// Offers one app output: a head or body is kept while not released and the input is still
+    /// open (`open_at` is then `Some(now)`; `None` once the input is complete), else handed
+    /// back. The end of the response (`Finish`, `Abort`) is always handed back: the caller
+    /// releases what is held, then writes it.
+    pub(crate) fn offer(
+        &mut self,
+        mut delivery: Delivery,
+        open_at: Option<Instant>,
+        budget: usize,
+    ) -> Offer {
+        let len = match &delivery.output {
+            Output::Head(head) => cgi_head_len(head),
+            Output::Body(body) => body.len(),
+            Output::Informational(_) | Output::Finish | Output::Abort => {
+                return Offer::Pass(delivery)
+            }
+        };
+        let started = match (&*self, open_at) {
+            (Self::Released, _) | (Self::Idle, None) => return Offer::Pass(delivery),
+            (Self::Idle, Some(now)) => {
+                *self = Self::Holding {
+                    outputs: Vec::with_capacity(4),
+                    bytes: 0,
+                    progress: now,
+                };
+                true
+            }
+            (Self::Holding { .. }, _) => false,
+        };
+        // The hold accounts these bytes; the app may go on writing until it is full.
+        delivery.release();
+        let Self::Holding { outputs, bytes, .. } = self else {
+            return Offer::Pass(delivery); // Unreachable: Idle became Holding just above.
+        };
+        outputs.push(delivery);
+        *bytes += len;
+        match (*bytes >= budget, started) {
+            (true, _) => Offer::Full,
+            (false, true) => Offer::Started,
+            (false, false) => Offer::Kept,
+        }
+    }
+
+    /// Opens the gate for good; gives back what was held (in order), `None` if nothing was.
+    pub(crate) fn release(&mut self) -> Option<Vec<Delivery>> {
+        match std::mem::replace(self, Self::Released) {
+            Self::Holding { outputs, .. } => Some(outputs),
+            Self::Idle | Self::Released => None,
+        }
+    }
+
+    /// The request's input moved on at `now` (a body record arrived).
+    pub(crate) fn input_progress(&mut self, now: Instant) {
+        if let Self::Holding { progress, .. } = self {
+            *progress = now;
+        }
+    }
+
+    /// Whether outputs are being held.
+    pub(crate) fn is_holding(&self) -> bool {
+        matches!(self, Self::Holding { .. })
+    }
+
+    /// When the held outputs go out although the input is still open: `timeout` after the
+    /// input last progressed (or the hold began).
+    pub(crate) fn deadline(&self, timeout: Duration) -> Option<Instant> {
+        match self {
+            Self::Holding { progress, .. } => Some(*progress + timeout),
+            Self::Idle | Self::Released => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use gatehouse_channel_request::{
+        delivery_queue, CancellationToken, QueueChannel, Response, ResponseHead,
+    };
+
+    use super::*;
+
+    /// The deliveries of a head, `bodies`, and a finish, as an app sends them.
+    async fn deliveries(bodies: &[usize], budget: usize) -> Vec<Delivery> {
+        let (tx, mut rx) = delivery_queue();
+        let mut resp = Response::new(QueueChannel::new(1, tx, budget, CancellationToken::new()));
+        resp.send_head(ResponseHead::new(200)).await.unwrap();
+        let mut out = vec![rx.recv().await.unwrap()];
+        for &n in bodies {
+            resp.write(Bytes::from(vec![b'x'; n])).await.unwrap();
+            out.push(rx.recv().await.unwrap());
+        }
+        resp.finish().await.unwrap();
+        out.push(rx.recv().await.unwrap());
+        out
+    }
+
+    #[tokio::test]
+    async fn holds_while_input_open_until_released() {
+        let now = Instant::now();
+        let mut d = deliveries(&[10, 20], 1000).await.into_iter();
+        let mut hold = Hold::default();
+        assert!(matches!(
+            hold.offer(d.next().unwrap(), Some(now), 1000),
+            Offer::Started
+        ));
+        assert!(matches!(
+            hold.offer(d.next().unwrap(), Some(now), 1000),
+            Offer::Kept
+        ));
+        // Input complete by now: still kept behind the others, in order.
+        assert!(matches!(
+            hold.offer(d.next().unwrap(), None, 1000),
+            Offer::Kept
+        ));
+        assert_eq!(
+            hold.deadline(Duration::from_secs(1)),
+            Some(now + Duration::from_secs(1))
+        );
+        let later = now + Duration::from_millis(500);
+        hold.input_progress(later);
+        assert_eq!(
+            hold.deadline(Duration::from_secs(1)),
+            Some(later + Duration::from_secs(1))
+        );
+        let finish = match hold.offer(d.next().unwrap(), Some(now), 1000) {
+            Offer::Pass(f) => f,
+            other => panic!("the end passes: {other:?}"),
+        };
+        assert!(matches!(finish.output, Output::Finish));
+        let held = hold.release().unwrap();
+        let kinds: Vec<_> = held
+            .iter()
+            .map(|d| match &d.output {
+                Output::Head(_) => 0,
+                Output::Body(b) => b.len(),
+                _ => usize::MAX,
+            })
+            .collect();
+        assert_eq!(kinds, [0, 10, 20]);
+        assert!(hold.release().is_none());
+        assert_eq!(hold.deadline(Duration::from_secs(1)), None);
+    }
+
+    #[tokio::test]
+    async fn complete_input_passes_without_holding() {
+        let now = Instant::now();
+        let mut hold = Hold::default();
+        for d in deliveries(&[5], 100).await {
+            assert!(matches!(hold.offer(d, None, 100), Offer::Pass(_)));
+        }
+        assert!(!hold.is_holding());
+        assert!(hold.release().is_none());
+    }
+
+    #[tokio::test]
+    async fn full_at_the_budget_and_credit_returned() {
+        let now = Instant::now();
+        let head_len = cgi_head_len(&ResponseHead::new(200));
+        let budget = head_len + 30;
+        let mut d = deliveries(&[10, 20], budget).await.into_iter();
+        let mut hold = Hold::default();
+        assert!(matches!(
+            hold.offer(d.next().unwrap(), Some(now), budget),
+            Offer::Started
+        ));
+        assert!(matches!(
+            hold.offer(d.next().unwrap(), Some(now), budget),
+            Offer::Kept
+        ));
+        assert!(matches!(
+            hold.offer(d.next().unwrap(), Some(now), budget),
+            Offer::Full
+        ));
+        assert_eq!(hold.release().map(|v| v.len()), Some(3));
+        // Released: everything passes, input open or not.
+        let again = deliveries(&[1], 10).await.into_iter().nth(1).unwrap();
+        assert!(matches!(
+            hold.offer(again, Some(now), budget),
+            Offer::Pass(_)
+        ));
+    }
+}
