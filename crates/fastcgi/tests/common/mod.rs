@@ -41,7 +41,9 @@ pub(crate) struct Seen {
 /// - `panic`: panics;
 /// - `peek`: answers `ended` if its body's end is already there without waiting, else `waits`;
 /// - `panic-call`: panics in `call`, before making its future (outside `serve_request`'s guard);
-/// - `big`: writes `SIZE` bytes in 64 KiB chunks.
+/// - `big`: writes `SIZE` bytes in 64 KiB chunks;
+/// - `early`: answers its head and `early\n` before reading its body, then `read N\n`;
+/// - `stall`: answers its head and `early\n`, then neither reads its body nor ends.
 pub(crate) struct TestApp(pub Arc<Seen>);
 
 struct CancelGuard(Arc<Seen>, bool);
@@ -94,6 +96,20 @@ impl Application for TestApp {
                     };
                     resp.send_full(200, "text/plain", seen).await?;
                 }
+                "early" | "stall" => {
+                    let head = ResponseHead::new(200).with_header("Content-Type", "text/plain")?;
+                    resp.send_head(head).await?;
+                    resp.write(Bytes::from_static(b"early\n")).await?;
+                    if app == "stall" {
+                        std::future::pending::<()>().await;
+                    }
+                    let mut n = 0;
+                    while let Some(c) = req.body.chunk().await? {
+                        n += c.len();
+                    }
+                    resp.write(Bytes::from(format!("read {n}\n"))).await?;
+                    resp.finish().await?;
+                }
                 "hang" => std::future::pending::<()>().await,
                 "panic" => panic!("test app panics"),
                 "big" => {
@@ -132,6 +148,14 @@ pub(crate) struct Client {
 }
 
 impl Client {
+    /// A client over `io` (the other end of the server's socket).
+    pub(crate) fn over(io: DuplexStream) -> Self {
+        Self {
+            io,
+            buf: BytesMut::new(),
+        }
+    }
+
     pub(crate) async fn send(&mut self, records: &[Record]) {
         let mut out = BytesMut::new();
         for r in records {
