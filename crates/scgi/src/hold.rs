@@ -203,7 +203,6 @@ mod tests {
 
     #[tokio::test]
     async fn complete_input_passes_without_holding() {
-        let now = Instant::now();
         let mut hold = Hold::default();
         for d in deliveries(&[5], 100).await {
             assert!(matches!(hold.offer(d, None, 100), Offer::Pass(_)));
