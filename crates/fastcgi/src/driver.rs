@@ -22,7 +22,8 @@
 //! Backpressure: a body chunk that does not fit its request's body queue is held, and no record
 //! is read until the app makes room. FastCGI has no per-request flow control, so while one
 //! request's app does not read its body, the whole connection reads nothing (its responses
-//! still go out). Reading also pauses while more than [`OUT_HIGH_WATER`] bytes wait for the
+//! still go out; the idle timer stops, but a response held while its body arrives is still
+//! released after `RESPONSE_HOLD_TIMEOUT`). Reading also pauses while more than [`OUT_HIGH_WATER`] bytes wait for the
 //! socket, which bounds what management answers and refusals can queue.
 
 use std::future::{poll_fn, Future};

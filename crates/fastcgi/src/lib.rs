@@ -7,7 +7,7 @@
 //!  (driver)   (codec.rs)     (conn.rs, request.rs)  Event::Stdin ───► BodySender ─► RequestBody
 //!     ▲                           │     ▲                                              │
 //!     │                           │     └─── Delivery (QueueChannel, per-request tag) ◄┘
-//!     └── write_vectored ◄── OutQueue (response.rs): STDOUT ≤ 65535, END_REQUEST
+//!     └── write_vectored ◄── OutQueue (response.rs) ◄── Hold (hold.rs, while the body arrives)
 //! ```
 //!
 //! - [`record`], [`payload`], [`nv`], [`codec`]: the wire format (sections 3.3, 3.4, 4, 5, 8),
@@ -48,6 +48,17 @@
 //! connection (their responses still flow). Responses are bounded per request by
 //! `Config::response_budget`.
 //!
+//! A response is held back (not written) while its request's body is still arriving, because
+//! nginx stops sending the request body once it has the response header (with request
+//! buffering it even closes the body's temp file): an app that answers before reading its whole
+//! body, as git-http-backend does for a push, would wait for the rest forever. The held head and
+//! body go out, in order and coalesced as usual, on the first of: the body is complete (the
+//! empty `FCGI_STDIN`, `CONTENT_LENGTH` bytes, or the body failed), the app ends or aborts its
+//! response, the held bytes reach `Config::response_budget`, or the request's input makes no
+//! progress for [`config::RESPONSE_HOLD_TIMEOUT`] (the app stopped reading its body). Other
+//! requests on the connection are not held; a request whose body is complete when its app
+//! answers (a GET: nginx sends the empty `FCGI_STDIN` with the head) costs nothing more.
+//!
 //! # Closing
 //! A connection closes once its last request ended (`FCGI_KEEP_CONN` unset), at shutdown when
 //! idle, after `Config::idle_timeout` without input, or on a protocol error. When the peer may
@@ -56,7 +67,9 @@
 //! shut, and input is read and dropped until the peer closes, for at most
 //! `Config::linger_timeout` ([`config::SHUTDOWN_LINGER_TIMEOUT`] once shutdown is signalled),
 //! so the peer reads our last records rather than a reset. Otherwise, as when nginx has sent
-//! its whole request before reading, the socket is closed at once.
+//! its whole request before reading, the socket is closed at once. A response held back while
+//! its body arrives (see "Backpressure") goes out whole before its `FCGI_END_REQUEST` when the
+//! app ends first; the close then lingers as for any request answered before its input ended.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 

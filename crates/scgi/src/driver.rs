@@ -4,11 +4,15 @@
 //!            ┌── read head (header_timeout, shutdown) ──► bad: 400, linger, close
 //!  socket ───┤
 //!            └── body ──(reserve room first: backpressure)──► BodySender ──► app task
-//!  socket ◄── ResponseWriter ◄── Delivery (credit dropped once written) ◄── QueueChannel
+//!  socket ◄── ResponseWriter ◄── Hold (while body bytes remain) ◄── Delivery ◄── QueueChannel
 //! ```
 //!
-//! Protocol decisions live in [`crate::codec`] and [`crate::response`]; this file only moves
-//! bytes and reacts to what they say. One request per connection (SCGI section 2): once the
+//! While body bytes remain, the app's outputs wait in a `Hold` (hold.rs) (nginx stops sending the body
+//! once it has the response head); see the crate docs' "Flow control". A delivery's credit is
+//! dropped once its bytes are written (or when the hold takes it, which bounds itself).
+//!
+//! Protocol decisions live in [`crate::codec`], `hold.rs` and [`crate::response`]; this
+//! file only moves bytes and reacts to what they say. One request per connection (SCGI section 2): once the
 //! response is complete, the write side is shut and the connection closed, lingering while the
 //! peer may still be sending body bytes.
 
@@ -191,7 +195,7 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn<IO> {
     }
 
     /// The request's loop: body in (when the app has room), outputs out, until the response ends.
-    /// While body bytes remain, the app's outputs are held ([`Hold`]: nginx stops sending the
+    /// While body bytes remain, the app's outputs are held (`Hold` (hold.rs): nginx stops sending the
     /// body once it has the response head).
     async fn pump(
         &mut self,

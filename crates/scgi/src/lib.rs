@@ -53,10 +53,17 @@
 //! - The socket is not read while the app's body queue ([`Config::body_queue_chunks`] chunks
 //!   of at most [`READ_CHUNK`] bytes) is full; the app's writes wait while
 //!   [`Config::response_budget`] bytes are queued for the socket.
+//! - The response is held back (not written) while body bytes remain: nginx stops sending the
+//!   request body once it has the response header (with request buffering it even closes the
+//!   body's temp file), so an app answering before it read its whole body would wait for the
+//!   rest forever. The held head and body go out, in order, on the first of: `CONTENT_LENGTH`
+//!   bytes read, the app ends or aborts, the held bytes reach [`Config::response_budget`], or
+//!   no body byte is read for [`RESPONSE_HOLD_TIMEOUT`] (the app stopped reading its body). A
+//!   request without a body (`CONTENT_LENGTH: 0`) is never held.
 //! - While a response write waits for the peer, the socket is not read. A front server reads
 //!   the response while it sends the body (nginx does); a client that sends its whole body
-//!   before reading anything, to an app that answers while the body is still coming, stalls
-//!   until [`Config::idle_timeout`].
+//!   before reading anything, to an app that streams a large answer while the body is still
+//!   coming, stalls until [`Config::idle_timeout`].
 //! - The end of input after a complete body is a half-close: the response still goes out. A
 //!   front server that gives up closes its socket, which we see as that same end of input, so
 //!   its app is cancelled when the next write fails, not before.
