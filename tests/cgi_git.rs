@@ -4,11 +4,10 @@
 //!
 //! - clone (of an empty repository), commit, push, clone again: the commit is there, and a
 //!   second push is fetched by the first clone;
-//! - a push of an incompressible 4 MiB file: the request body streams to git-http-backend
-//!   (ignored for now: git-http-backend writes its response head before it reads the pack, and
-//!   nginx stops sending a request body once it has an upstream's response head, so gatehouse,
-//!   which forwards the head at once, never gets the rest; fcgiwrap, which writes the whole body
-//!   to the script before it reads any output, does. See the test's note);
+//! - a push of an incompressible 4 MiB file: the request body streams to git-http-backend,
+//!   which writes its response head before it reads the pack; nginx stops sending a request
+//!   body once it has an upstream's response head, so gatehouse holds that head back until the
+//!   body is all in (see the test's note);
 //! - the other usual nginx form, a regex location passing `PATH_INFO $1`: the dispatcher keeps
 //!   nginx's split (`SCRIPT_NAME=/prefixed`), so git-http-backend gets nginx's `PATH_INFO`.
 //!
@@ -158,18 +157,16 @@ fn clone_commit_push_clone_again() {
 
 /// Streaming request bodies: a pack of a few MiB (incompressible, so the pack is as large).
 ///
-/// FAILS today, hence ignored: git-http-backend answers `git-receive-pack` by writing its head
-/// (`Content-Type: application/x-git-receive-pack-result`) before it reads the pack. gatehouse
-/// forwards that head at once while it still feeds the body to the script; nginx, once it has an
-/// upstream's response head, stops sending the request body (its upstream module drops the
-/// write handler when the head has gone to the client, unless `preserve_output`, which only
-/// gRPC sets). git-http-backend then waits for the rest of the pack and nginx for the response,
-/// until `fastcgi_read_timeout`: git reports "RPC failed". fcgiwrap passes this test because it
-/// copies the whole body to the script before reading any output. Anything above what the
-/// socket and pipe buffers hold (a few hundred KiB) hangs. Run with `--ignored` once the
-/// response head is held back while the body is still arriving.
+/// git-http-backend answers `git-receive-pack` by writing its head
+/// (`Content-Type: application/x-git-receive-pack-result`) before it reads the pack. nginx, once
+/// it has an upstream's response head, stops sending the request body (its upstream module drops
+/// the write handler when the head has gone to the client, unless `preserve_output`, which only
+/// gRPC sets). Forwarding that head at once (as gatehouse did) left git-http-backend waiting for
+/// the rest of the pack and nginx for the response, until `fastcgi_read_timeout`: git reported
+/// "RPC failed" for anything above what the socket and pipe buffers hold (a few hundred KiB).
+/// gatehouse now holds a response back while its request body is still arriving (as fcgiwrap,
+/// which copies the whole body to the script before reading any output, in effect does).
 #[test]
-#[ignore = "gatehouse forwards git-http-backend's early head; nginx then stops sending the pack"]
 fn push_of_a_few_mib_streams_the_request_body() {
     let rig = GitRig::start();
     let work = rig.clone("", "work");
