@@ -282,6 +282,8 @@ impl Connection {
             .map(|(&id, _)| id)
             .collect();
         for id in expired {
+            tracing::debug!(peer = %self.peer, fcgi_id = id, timeout = ?RESPONSE_HOLD_TIMEOUT,
+                "no body input for the held response's request: releasing it unfinished");
             self.release(id, "no body input progress for RESPONSE_HOLD_TIMEOUT");
         }
     }

@@ -67,13 +67,12 @@ impl Hold {
         open_at: Option<Instant>,
         budget: usize,
     ) -> Offer {
-        let len = match &delivery.output {
-            Output::Head(head) => cgi_head_len(head),
-            Output::Body(body) => body.len(),
-            Output::Informational(_) | Output::Finish | Output::Abort => {
-                return Offer::Pass(delivery)
-            }
-        };
+        if matches!(
+            delivery.output,
+            Output::Informational(_) | Output::Finish | Output::Abort
+        ) {
+            return Offer::Pass(delivery);
+        }
         let started = match (&*self, open_at) {
             (Self::Released, _) | (Self::Idle, None) => return Offer::Pass(delivery),
             (Self::Idle, Some(now)) => {
@@ -87,6 +86,11 @@ impl Hold {
             (Self::Holding { .. }, _) => false,
         };
         // The hold accounts these bytes; the app may go on writing until it is full.
+        let len = match &delivery.output {
+            Output::Head(head) => cgi_head_len(head),
+            Output::Body(body) => body.len(),
+            Output::Informational(_) | Output::Finish | Output::Abort => 0,
+        };
         delivery.release();
         let Self::Holding { outputs, bytes, .. } = self else {
             return Offer::Pass(delivery); // Unreachable: Idle became Holding just above.
