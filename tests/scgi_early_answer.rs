@@ -35,7 +35,7 @@ fn early_answer_to_a_large_body_through_scgi_pass() {
     // A unix socket: its buffers are small (loopback TCP's grow to several MiB and could take
     // the whole body before nginx reads the head).
     let sock = format!("unix:{}", tree.top.join("scgi.sock").display());
-    let d = Daemon::serve(&[&app, "--scgi", &sock]);
+    let _daemon = Daemon::serve(&[&app, "--scgi", &sock]);
     let nginx = Nginx::start("scgi.conf.tmpl", &sock, &tree.top);
     for len in [0, 1, 1024 * 1024, 8 * 1024 * 1024 + 5] {
         let data = body(len, 3);
