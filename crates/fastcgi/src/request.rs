@@ -370,9 +370,14 @@ mod tests {
         let ready = r.end_params().unwrap().unwrap();
         assert_eq!(ready.content_length, Some(5));
         assert_eq!(ready.env.method(), b"POST");
+        assert!(r.input_open());
         assert_eq!(r.stdin(3), Ok(StdinStep::Forward));
         assert!(r.waits_for_peer());
+        assert!(r.input_open());
         assert_eq!(r.stdin(2), Ok(StdinStep::Forward));
+        // CONTENT_LENGTH bytes are in: the body is complete, the empty record still expected.
+        assert!(!r.input_open());
+        assert!(r.waits_for_peer());
         assert_eq!(r.stdin(0), Ok(StdinStep::End(None)));
         assert!(!r.waits_for_peer());
         assert_eq!(r.stdin(0), Err("after the end of FCGI_STDIN"));
@@ -440,7 +445,16 @@ mod tests {
         assert_eq!(ready.content_length, None);
         assert_eq!(ready.env.get("CONTENT_LENGTH").map(|v| v.len()), Some(0));
         assert_eq!(r.stdin(70000), Ok(StdinStep::Forward));
+        assert!(r.input_open(), "no length: open until the empty record");
         assert_eq!(r.stdin(0), Ok(StdinStep::End(None)));
+        assert!(!r.input_open());
+
+        // CONTENT_LENGTH: 0 has no body at all, whatever comes.
+        let mut r = request();
+        r.push_params(params(&[("CONTENT_LENGTH", "0")]), 1000)
+            .unwrap();
+        r.end_params().unwrap().unwrap();
+        assert!(!r.input_open());
     }
 
     #[test]
