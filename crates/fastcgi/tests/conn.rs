@@ -405,3 +405,95 @@ fn flood_of_management_records_is_cut_off() {
         Some(Error::Limit(LimitError::RecordFlood { .. }))
     ));
 }
+
+/// A head and `early` from request `tag`'s app, response left open (the `Response` is
+/// returned: dropping it would abort).
+fn respond_early(tag: u64) -> (DeliveryReceiver, Response) {
+    let (tx, rx) = delivery_queue();
+    let mut resp = Response::new(QueueChannel::new(
+        tag,
+        tx,
+        1 << 20,
+        CancellationToken::new(),
+    ));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        resp.send_head(ResponseHead::new(200)).await.unwrap();
+        resp.write(Bytes::from_static(b"early")).await.unwrap();
+    });
+    (rx, resp)
+}
+
+#[test]
+fn a_response_held_while_its_body_arrives_goes_out_after_the_hold_timeout() {
+    use gatehouse_fastcgi::config::RESPONSE_HOLD_TIMEOUT as HOLD;
+    let cfg = Config {
+        idle_timeout: Duration::from_secs(10),
+        ..Config::default()
+    };
+    let srv = server(cfg);
+    let t0 = Instant::now();
+    let mut conn = Connection::new(&srv, Peer::Stdio, t0);
+    let mut recs = vec![begin(1, true)];
+    recs.extend(params(1, &[("CONTENT_LENGTH", "10")]));
+    recs.push(stdin(1, b"abc"));
+    feed(&mut conn, t0, recs);
+    let d = dispatched(events(&mut conn));
+    let (mut rx, _resp) = respond_early(d.info.id);
+    while let Ok(delivery) = rx.try_recv() {
+        conn.handle_delivery(t0, delivery);
+    }
+    assert_eq!(conn.out_len(), 0, "held: the body is still arriving");
+    assert_eq!(conn.poll_timeout(), Some(t0 + HOLD));
+    assert_eq!(conn.poll_hold_timeout(), Some(t0 + HOLD));
+    // More body: the request's input progressed, the deadline moves.
+    let t1 = t0 + HOLD / 2;
+    feed(&mut conn, t1, vec![stdin(1, b"def")]);
+    assert_eq!(conn.poll_timeout(), Some(t1 + HOLD));
+    conn.handle_timeout(t0 + HOLD);
+    assert_eq!(conn.out_len(), 0, "not yet");
+    conn.handle_timeout(t1 + HOLD);
+    let recs = written(&mut conn);
+    assert_eq!(
+        recs[0].payload,
+        Payload::Stdout(Bytes::from("Status: 200 OK\r\n\r\nearly")),
+        "head and body leave together, in one record"
+    );
+    assert_eq!(conn.poll_hold_timeout(), None);
+    assert_eq!(
+        conn.poll_timeout(),
+        Some(t1 + Duration::from_secs(10)),
+        "only the idle timer is left"
+    );
+    assert!(conn.wants_read());
+}
+
+#[test]
+fn a_held_response_goes_out_when_the_body_ends() {
+    let srv = server(Config::default());
+    let t0 = Instant::now();
+    let mut conn = Connection::new(&srv, Peer::Stdio, t0);
+    let mut recs = vec![begin(1, true)];
+    recs.extend(params(1, &[]));
+    recs.push(stdin(1, b"abc"));
+    feed(&mut conn, t0, recs);
+    let d = dispatched(events(&mut conn));
+    let (mut rx, _resp) = respond_early(d.info.id);
+    while let Ok(delivery) = rx.try_recv() {
+        conn.handle_delivery(t0, delivery);
+    }
+    assert_eq!(
+        conn.out_len(),
+        0,
+        "held: no CONTENT_LENGTH, the body ends at the empty record"
+    );
+    feed(&mut conn, t0, vec![stdin(1, b"")]);
+    let recs = written(&mut conn);
+    assert_eq!(
+        recs[0].payload,
+        Payload::Stdout(Bytes::from("Status: 200 OK\r\n\r\nearly"))
+    );
+    assert_eq!(conn.poll_hold_timeout(), None);
+}
