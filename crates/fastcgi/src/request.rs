@@ -222,7 +222,7 @@ impl RequestState {
 
     /// Whether the peer may still send body bytes the app will read: the body has not ended,
     /// failed, or reached `CONTENT_LENGTH` (`CONTENT_LENGTH: 0` means no body at all). While
-    /// it may, the response is held (`Hold` (hold.rs)).
+    /// it may, the response is held (hold.rs).
     pub(crate) fn input_open(&self) -> bool {
         match self.phase {
             Phase::Running(Stdin::Open {
