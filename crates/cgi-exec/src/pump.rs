@@ -8,9 +8,11 @@
 //! The feeder is never awaited on its own: every wait of the response side goes through
 //! [`Ctl::drive`], which polls the awaited step together with the feeder, the client-gone signal
 //! and the idle watchdog. So a script that answers before reading its body gets its answer
-//! forwarded while its body still flows in, and a script that stops reading its body does not
-//! stop its answer (the rest of the body is dropped, which tells the front end to discard it).
-//! Neither direction buffers more than one chunk.
+//! forwarded (to the front end) while its body still flows in, and a script that stops reading
+//! its body does not stop its answer (the rest of the body is dropped, which tells the front end
+//! to discard it). Neither direction buffers more than one chunk. The FastCGI and SCGI front
+//! ends then hold such an early answer until the body is in (nginx stops sending a request body
+//! once it has a response header); see their crate docs.
 //!
 //! The watchdog ([`crate::Config::timeout`]) fires when no byte moved to or from the script for
 //! the configured time; time spent waiting for the client does not count.
