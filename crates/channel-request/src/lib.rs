@@ -18,6 +18,8 @@
 //!   task, with a byte budget per request.
 //! - [`head`] and [`cgi_head`]: response heads, header validation, and the CGI head format
 //!   (RFC 3875 section 6).
+//! - [`hold`]: [`Hold`], a response held back while its request body still arrives (front ends
+//!   whose front server stops sending the body once it has a response head).
 //! - [`app`]: [`Application`] and [`serve_request`], which turns errors and panics into answers.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -29,6 +31,7 @@ pub mod channel;
 pub mod env;
 pub mod error;
 pub mod head;
+pub mod hold;
 pub mod queue;
 
 pub use app::{serve_request, AppError, Application, Peer, Protocol, Request, RequestInfo};
@@ -38,5 +41,6 @@ pub use channel::{BoxFuture, Output, Response, ResponseChannel};
 pub use env::Env;
 pub use error::{BodyError, CgiHeadError, Error, HeaderError};
 pub use head::ResponseHead;
+pub use hold::{Hold, Offer};
 pub use queue::{delivery_queue, Delivery, DeliveryReceiver, DeliverySender, QueueChannel};
 pub use tokio_util::sync::CancellationToken;

@@ -25,7 +25,6 @@ use gatehouse_channel_request::{Delivery, Output, Peer, Protocol, RequestInfo};
 use crate::config::RESPONSE_HOLD_TIMEOUT;
 use crate::error::{Error, LimitError, ProtocolError};
 pub use crate::event::{Dispatch, Event};
-use crate::hold::Offer;
 use crate::id_map::IdMap;
 use crate::management;
 use crate::record::{
@@ -34,6 +33,7 @@ use crate::record::{
 use crate::request::{RequestState, StdinStep};
 use crate::response::{OutQueue, APP_STATUS_FAILED, APP_STATUS_OK};
 use crate::server::{Server, Shared};
+use gatehouse_channel_request::Offer;
 
 /// Records in a row that carry no request data (management queries, empty records for
 /// inactive requests) allowed before the connection is closed as a flood.
@@ -65,7 +65,7 @@ pub struct Connection {
     /// A request ended (answered, refused or aborted) before the peer finished its input: the
     /// peer may still be sending records we will never read, so closing must linger.
     input_unread: bool,
-    /// Requests holding their response back while their body arrives (hold.rs): the hold
+    /// Requests holding their response back while their body arrives (`gatehouse_channel_request::hold`): the hold
     /// deadlines are looked for only when there are some.
     holding: usize,
 }
@@ -110,7 +110,7 @@ impl Connection {
 
     /// Handles one app output; the delivery is dropped (returning its budget) once its bytes
     /// are written. While the request's body is still arriving the output is held instead
-    /// (hold.rs), until the body is complete, the app ends its response, the held bytes reach
+    /// (`gatehouse_channel_request::hold`), until the body is complete, the app ends its response, the held bytes reach
     /// `Config::response_budget`, or the input stalls for [`RESPONSE_HOLD_TIMEOUT`].
     pub fn handle_delivery(&mut self, now: Instant, delivery: Delivery) {
         let Some(&id) = self.tags.get(&delivery.tag) else {

@@ -7,7 +7,7 @@
 //!  (driver)   (codec.rs)     (conn.rs, request.rs)  Event::Stdin ───► BodySender ─► RequestBody
 //!     ▲                           │     ▲                                              │
 //!     │                           │     └─── Delivery (QueueChannel, per-request tag) ◄┘
-//!     └── write_vectored ◄── OutQueue (response.rs) ◄── Hold (hold.rs, while the body arrives)
+//!     └── write_vectored ◄── OutQueue (response.rs) ◄── Hold (core, while the body arrives)
 //! ```
 //!
 //! - [`record`], [`payload`], [`nv`], [`codec`]: the wire format (sections 3.3, 3.4, 4, 5, 8),
@@ -79,7 +79,6 @@ pub mod conn;
 mod driver;
 pub mod error;
 mod event;
-mod hold;
 mod id_map;
 mod management;
 pub mod nv;

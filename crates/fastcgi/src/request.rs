@@ -17,9 +17,9 @@ use bytes::{Bytes, BytesMut};
 use gatehouse_channel_request::{BodyError, Env, RequestInfo};
 
 use crate::error::{LimitError, RequestError};
-use crate::hold::Hold;
 use crate::nv;
 use crate::server::RequestSlot;
+use gatehouse_channel_request::Hold;
 
 /// One active request ID.
 #[derive(Debug)]
@@ -126,7 +126,7 @@ impl RequestState {
                 buf: ParamsBuf::Empty,
                 slot,
             },
-            hold: Hold::Idle,
+            hold: Hold::default(),
         }
     }
 
@@ -222,7 +222,7 @@ impl RequestState {
 
     /// Whether the peer may still send body bytes the app will read: the body has not ended,
     /// failed, or reached `CONTENT_LENGTH` (`CONTENT_LENGTH: 0` means no body at all). While
-    /// it may, the response is held (hold.rs).
+    /// it may, the response is held (`gatehouse_channel_request::hold`).
     pub(crate) fn input_open(&self) -> bool {
         match self.phase {
             Phase::Running(Stdin::Open {

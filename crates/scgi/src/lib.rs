@@ -85,7 +85,6 @@ mod codec;
 mod driver;
 mod error;
 mod head;
-mod hold;
 mod netstring;
 mod reader;
 mod response;

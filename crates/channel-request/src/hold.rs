@@ -1,4 +1,6 @@
-//! Holding a request's response back while its body is still arriving.
+//! Holding a request's response back while its body is still arriving: the gate the FastCGI
+//! and SCGI front ends put between an app's outputs and their socket (sans-io: the caller
+//! passes `now`).
 //!
 //! nginx's upstream module stops sending the request body once it has the upstream's response
 //! header (`ngx_http_upstream_send_response` drops the body writer and, with request buffering,
@@ -10,25 +12,28 @@
 //!
 //! ```text
 //!  Idle ──Head/Body while input open──► Holding{outputs, bytes, progress}
-//!   │                                     │ input complete (empty FCGI_STDIN, CONTENT_LENGTH read,
-//!   │ input complete, or Finish/Abort     │   body failed) · Finish/Abort · bytes >= response_budget
-//!   ▼                                     │ · no input progress for RESPONSE_HOLD_TIMEOUT
+//!   │                                     │ input complete (the front end says when)
+//!   │ input complete, or Finish/Abort     │ · Finish/Abort · bytes >= the response budget
+//!   ▼                                     │ · no input progress for the front end's timeout
 //!  Released ◄─────────────────────────────┘   (held outputs written in order, then streaming)
 //! ```
 //!
 //! A held body chunk's credit is returned to the app's budget at once: the hold counts its own
-//! bytes against `Config::response_budget`, so it can release exactly when the app would start
-//! waiting. A request whose input is complete when it answers (a GET: nginx sends the empty
-//! `FCGI_STDIN` with the head) never holds anything and allocates nothing here.
+//! bytes against the budget, so it can release exactly when the app would start waiting. A
+//! request whose input is complete when it answers (a GET) never holds anything and allocates
+//! nothing here.
 
 use std::time::{Duration, Instant};
 
-use gatehouse_channel_request::cgi_head::cgi_head_len;
-use gatehouse_channel_request::{Delivery, Output};
+use crate::cgi_head::cgi_head_len;
+use crate::{Delivery, Output};
 
 /// The response gate of one request.
 #[derive(Debug, Default)]
-pub(crate) enum Hold {
+pub struct Hold(State);
+
+#[derive(Debug, Default)]
+enum State {
     /// Nothing held yet: outputs are held if they come while the input is still open.
     #[default]
     Idle,
@@ -45,7 +50,7 @@ pub(crate) enum Hold {
 
 /// What became of an output offered to the hold.
 #[derive(Debug)]
-pub(crate) enum Offer {
+pub enum Offer {
     /// Kept, the first one: the request now holds.
     Started,
     /// Kept behind others.
@@ -61,7 +66,7 @@ impl Hold {
     /// open (`open_at` is then `Some(now)`; `None` once the input is complete), else handed
     /// back. The end of the response (`Finish`, `Abort`) is always handed back: the caller
     /// releases what is held, then writes it.
-    pub(crate) fn offer(
+    pub fn offer(
         &mut self,
         mut delivery: Delivery,
         open_at: Option<Instant>,
@@ -73,17 +78,17 @@ impl Hold {
         ) {
             return Offer::Pass(delivery);
         }
-        let started = match (&*self, open_at) {
-            (Self::Released, _) | (Self::Idle, None) => return Offer::Pass(delivery),
-            (Self::Idle, Some(now)) => {
-                *self = Self::Holding {
+        let started = match (&self.0, open_at) {
+            (State::Released, _) | (State::Idle, None) => return Offer::Pass(delivery),
+            (State::Idle, Some(now)) => {
+                self.0 = State::Holding {
                     outputs: Vec::with_capacity(4),
                     bytes: 0,
                     progress: now,
                 };
                 true
             }
-            (Self::Holding { .. }, _) => false,
+            (State::Holding { .. }, _) => false,
         };
         // The hold accounts these bytes; the app may go on writing until it is full.
         let len = match &delivery.output {
@@ -92,7 +97,7 @@ impl Hold {
             Output::Informational(_) | Output::Finish | Output::Abort => 0,
         };
         delivery.release();
-        let Self::Holding { outputs, bytes, .. } = self else {
+        let State::Holding { outputs, bytes, .. } = &mut self.0 else {
             return Offer::Pass(delivery); // Unreachable: Idle became Holding just above.
         };
         outputs.push(delivery);
@@ -105,41 +110,39 @@ impl Hold {
     }
 
     /// Opens the gate for good; gives back what was held (in order), `None` if nothing was.
-    pub(crate) fn release(&mut self) -> Option<Vec<Delivery>> {
-        match std::mem::replace(self, Self::Released) {
-            Self::Holding { outputs, .. } => Some(outputs),
-            Self::Idle | Self::Released => None,
+    pub fn release(&mut self) -> Option<Vec<Delivery>> {
+        match std::mem::replace(&mut self.0, State::Released) {
+            State::Holding { outputs, .. } => Some(outputs),
+            State::Idle | State::Released => None,
         }
     }
 
     /// The request's input moved on at `now` (a body record arrived).
-    pub(crate) fn input_progress(&mut self, now: Instant) {
-        if let Self::Holding { progress, .. } = self {
+    pub fn input_progress(&mut self, now: Instant) {
+        if let State::Holding { progress, .. } = &mut self.0 {
             *progress = now;
         }
     }
 
     /// Whether outputs are being held.
-    pub(crate) fn is_holding(&self) -> bool {
-        matches!(self, Self::Holding { .. })
+    pub fn is_holding(&self) -> bool {
+        matches!(self.0, State::Holding { .. })
     }
 
     /// When the held outputs go out although the input is still open: `timeout` after the
     /// input last progressed (or the hold began).
-    pub(crate) fn deadline(&self, timeout: Duration) -> Option<Instant> {
-        match self {
-            Self::Holding { progress, .. } => Some(*progress + timeout),
-            Self::Idle | Self::Released => None,
+    pub fn deadline(&self, timeout: Duration) -> Option<Instant> {
+        match &self.0 {
+            State::Holding { progress, .. } => Some(*progress + timeout),
+            State::Idle | State::Released => None,
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use crate::{delivery_queue, CancellationToken, QueueChannel, Response, ResponseHead};
     use bytes::Bytes;
-    use gatehouse_channel_request::{
-        delivery_queue, CancellationToken, QueueChannel, Response, ResponseHead,
-    };
 
     use super::*;
 
