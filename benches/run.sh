@@ -488,6 +488,8 @@ PY
 # ---------------------------------------------------------------------------------------------
 
 install_peers
+# The commit the binaries are built from, taken now: the tree may move during the run.
+COMMIT="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src crates 2>/dev/null || echo '+dirty')"
 log "building (cargo build --release; gatehouse-bench)"
 cargo build --release --quiet
 cargo build --release --quiet -p gatehouse-bench
@@ -760,7 +762,7 @@ log "measurements done in $((END - START)) s; writing $OUT and $DATA/"
 META=$WORK/meta.txt
 {
     echo "date=$(date -u +%Y-%m-%dT%H:%MZ)"
-    echo "commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src crates 2>/dev/null || echo '+dirty')"
+    echo "commit=$COMMIT"
     echo "cpus=$(nproc)"
     echo "cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
     echo "kernel=$(uname -r)"
