@@ -15,6 +15,7 @@
 //! so a dropped body hands its queue to a small drainer task that lets the app end normally and
 //! notices bytes written past the announced length.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -102,6 +103,9 @@ pub(crate) enum ResponseBody {
 /// The state of an app's streamed body.
 pub(crate) struct Stream {
     rx: Option<DeliveryReceiver>,
+    /// Outputs received before the response was released (the request body was still arriving),
+    /// taken before `rx`.
+    early: VecDeque<Delivery>,
     /// The chunk hyper was last given; its credit returns on the next poll.
     held: Option<Delivery>,
     announced: Option<u64>,
@@ -118,14 +122,17 @@ impl ResponseBody {
         Self::Fixed(Some(bytes).filter(|b| !b.is_empty()))
     }
 
+    /// The app's body: the `early` outputs first, then what comes on `rx`.
     pub(crate) fn stream(
         rx: DeliveryReceiver,
+        early: VecDeque<Delivery>,
         announced: Option<u64>,
         enforce_length: bool,
         ctx: RequestCtx,
     ) -> Self {
         Self::Stream(Box::new(Stream {
             rx: Some(rx),
+            early,
             held: None,
             announced,
             enforce_length,
@@ -180,9 +187,13 @@ impl Stream {
             let Some(rx) = self.rx.as_mut() else {
                 return Poll::Ready(None);
             };
-            let Some(delivery) = ready!(rx.poll_recv(cx)) else {
-                // Every QueueChannel queues Abort when dropped, so this is an abort too.
-                return Poll::Ready(Some(Err(self.end(Error::ResponseAborted))));
+            let delivery = match self.early.pop_front() {
+                Some(delivery) => delivery,
+                None => match ready!(rx.poll_recv(cx)) {
+                    Some(delivery) => delivery,
+                    // Every QueueChannel queues Abort when dropped, so this is an abort too.
+                    None => return Poll::Ready(Some(Err(self.end(Error::ResponseAborted)))),
+                },
             };
             match &delivery.output {
                 Output::Body(chunk) => {
@@ -279,6 +290,7 @@ impl Drop for Stream {
             .announced
             .filter(|&a| self.enforce_length && self.sent >= a);
         let drainer = Drainer {
+            early: std::mem::take(&mut self.early),
             rx,
             ctx,
             full,
@@ -294,6 +306,8 @@ impl Drop for Stream {
 
 /// Consumes what an app still sends after hyper completed its message.
 struct Drainer {
+    /// Held outputs hyper never asked for, taken before `rx`.
+    early: VecDeque<Delivery>,
     rx: DeliveryReceiver,
     ctx: RequestCtx,
     /// The announced length, when all of it was sent (so any more is an overrun).
@@ -305,10 +319,13 @@ impl Drainer {
     async fn run(mut self) {
         let gone = self.ctx.shared.gone.clone();
         loop {
-            let delivery = tokio::select! {
-                d = self.rx.recv() => d,
-                // The connection is over: dropping `self` cancels the app.
-                () = gone.cancelled() => return,
+            let delivery = match self.early.pop_front() {
+                Some(d) => Some(d),
+                None => tokio::select! {
+                    d = self.rx.recv() => d,
+                    // The connection is over: dropping `self` cancels the app.
+                    () = gone.cancelled() => return,
+                },
             };
             match delivery.map(|d| d.output) {
                 Some(Output::Body(_)) => self.overrun(),

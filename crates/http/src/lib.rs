@@ -28,6 +28,14 @@
 //!   has its body cut at the announced length and the connection closed after it; one that
 //!   finishes short gets its connection aborted, so the client sees an error rather than a short
 //!   body. Both are logged. `Transfer-Encoding` from the app is dropped (framing is ours).
+//! - **Early answers are held**: while a request's body is still arriving, the app's head and
+//!   body are kept back until the body is in, the app ends its response, the held bytes reach
+//!   [`Config::response_budget`], or no body bytes came for [`RESPONSE_HOLD_TIMEOUT`]. A proxy
+//!   in front (nginx `proxy_pass`) stops sending the request body once it has a response head,
+//!   so an app that answers before it has read its whole body (a CGI script printing its head
+//!   first, git-http-backend on a push) would wait forever for the rest. Not with
+//!   `Expect: 100-continue` before the app asks for the body: then the client is waiting for
+//!   our word and an early answer is exactly what it allows.
 //! - **`Expect: 100-continue`** is answered by hyper when the body is first read, which happens
 //!   when the app first asks for body bytes (`BodySender::wanted`): an app that answers without
 //!   reading never makes the client send its body.
@@ -80,7 +88,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub use config::{
     Config, DEFAULT_BODY_QUEUE_CHUNKS, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_LINGER_TIMEOUT, DEFAULT_MAX_CONNS, DEFAULT_MAX_HEADERS, DEFAULT_MAX_HEADER_BYTES,
-    DEFAULT_RESPONSE_BUDGET, READ_BUFFER_MAX,
+    DEFAULT_RESPONSE_BUDGET, READ_BUFFER_MAX, RESPONSE_HOLD_TIMEOUT,
 };
 pub use driver::serve_connection;
 pub use env::{GATEWAY_INTERFACE, SERVER_SOFTWARE};

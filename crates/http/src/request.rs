@@ -9,24 +9,29 @@
 //! Each request has its own delivery queue: hyper asks for one response at a time, so there is
 //! nothing to demultiplex. Its tag is the request id, unique in the process.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use gatehouse_channel_request::head::{reason_phrase, trim_ows};
 use gatehouse_channel_request::{
-    body_channel, delivery_queue, serve_request, BodyError, BodySender, DeliveryReceiver, Output,
-    Protocol, QueueChannel, Request, RequestBody, RequestInfo, Response, ResponseHead,
+    body_channel, delivery_queue, serve_request, BodyError, BodySender, Delivery, DeliveryReceiver,
+    Hold, Offer, Output, Protocol, QueueChannel, Request, RequestBody, RequestInfo, Response,
+    ResponseHead,
 };
 use http::header::{
-    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING,
+    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, TRANSFER_ENCODING,
 };
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
+use tokio::sync::watch;
 
 use crate::body::{AppTask, InFlight, RequestCtx, ResponseBody};
+use crate::config::RESPONSE_HOLD_TIMEOUT;
 use crate::conn::ConnShared;
 use crate::env::request_env;
 use crate::error::Error;
@@ -78,19 +83,33 @@ async fn answer(
         }
     };
     let config = shared.server.config();
-    let (body, pump) = if incoming.is_end_stream() {
-        (RequestBody::empty(), None)
+    let (body, pump, watch) = if incoming.is_end_stream() {
+        (RequestBody::empty(), None, None)
     } else {
         let (sender, body) = body_channel(config.body_queue_chunks, content_length);
         shared.set_unread(true);
+        let (progress, watch) = watch::channel(BodyState::default());
         let pump = Pump {
             incoming,
             sender,
             shared: shared.clone(),
             info: info.clone(),
+            progress: BodyProgress(progress),
         };
-        (body, Some(pump))
+        let expect_continue = parts
+            .headers
+            .get(EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        (
+            body,
+            Some(pump),
+            Some(BodyWatch {
+                watch,
+                expect_continue,
+            }),
+        )
     };
+    let budget = config.response_budget;
     let (tx, rx) = delivery_queue();
     let token = shared.gone.child_token();
     let chan = QueueChannel::new(info.id, tx, config.response_budget, token.clone());
@@ -113,7 +132,7 @@ async fn answer(
         in_flight: Some(in_flight),
         task: AppTask::new(task.abort_handle(), token),
     };
-    respond(rx, ctx, parts.method == Method::HEAD).await
+    respond(rx, ctx, parts.method == Method::HEAD, watch, budget).await
 }
 
 /// `CONTENT_LENGTH`: the length hyper framed the body with, when the client framed it with
@@ -125,19 +144,38 @@ fn announced_length(headers: &http::HeaderMap, incoming: &Incoming) -> Option<u6
     incoming.size_hint().exact()
 }
 
-/// Waits for the app's head and turns it into hyper's response.
-async fn respond(mut rx: DeliveryReceiver, mut ctx: RequestCtx, is_head: bool) -> Answer {
-    let head = loop {
-        match rx.recv().await.map(|d| d.output) {
-            Some(Output::Head(head)) => break head,
+/// Waits for the app's head (held while the request body still arrives, see [`hold`]) and
+/// turns it into hyper's response.
+async fn respond(
+    mut rx: DeliveryReceiver,
+    mut ctx: RequestCtx,
+    is_head: bool,
+    body: Option<BodyWatch>,
+    budget: usize,
+) -> Answer {
+    let first = loop {
+        let Some(delivery) = rx.recv().await else {
+            break None;
+        };
+        match delivery.output {
+            Output::Head(_) => break Some(delivery),
             // Not forwarded: see the crate docs on 1xx responses.
-            Some(Output::Informational(_)) => {}
+            Output::Informational(_) => {}
             // The app was cancelled before its head (serve_request answers every other case).
-            Some(Output::Body(_) | Output::Finish | Output::Abort) | None => {
-                ctx.task.disarm();
-                return Err(Error::ResponseAborted);
-            }
+            Output::Body(_) | Output::Finish | Output::Abort => break None,
         }
+    };
+    let Some(first) = first else {
+        ctx.task.disarm();
+        return Err(Error::ResponseAborted);
+    };
+    let mut early = match body {
+        Some(body) => hold(first, &mut rx, body, budget).await,
+        None => VecDeque::from([first]),
+    };
+    let Some(Output::Head(head)) = early.pop_front().map(|d| d.output) else {
+        ctx.task.disarm(); // Unreachable: the hold gives back the head first.
+        return Err(Error::ResponseAborted);
     };
     match convert_head(&head) {
         Ok((parts, announced)) => {
@@ -145,7 +183,7 @@ async fn respond(mut rx: DeliveryReceiver, mut ctx: RequestCtx, is_head: bool) -
             let enforce = announced.is_some() && !is_head && status != 204 && status != 304;
             Ok(http::Response::from_parts(
                 parts,
-                ResponseBody::stream(rx, announced, enforce, ctx),
+                ResponseBody::stream(rx, early, announced, enforce, ctx),
             ))
         }
         Err(error) => {
@@ -153,6 +191,113 @@ async fn respond(mut rx: DeliveryReceiver, mut ctx: RequestCtx, is_head: bool) -
             ctx.task.release();
             Ok(fixed(500, false))
         }
+    }
+}
+
+/// How far the request body got, for the response hold: the pump updates it.
+#[derive(Debug, Clone, Copy, Default)]
+struct BodyState {
+    /// The body is being read (the app asked for it: `100 Continue` went out if expected).
+    soliciting: bool,
+    /// The body ended, failed, or will not be read any more.
+    complete: bool,
+}
+
+/// The pump's side of [`BodyState`]; dropping it (the pump is done) marks the body complete.
+struct BodyProgress(watch::Sender<BodyState>);
+
+impl BodyProgress {
+    fn soliciting(&self) {
+        self.0.send_modify(|s| s.soliciting = true);
+    }
+
+    /// Body bytes were read: wakes the hold, which takes it as progress.
+    fn progressed(&self) {
+        self.0.send_modify(|_| {});
+    }
+}
+
+impl Drop for BodyProgress {
+    fn drop(&mut self) {
+        self.0.send_modify(|s| s.complete = true);
+    }
+}
+
+/// The hold's side of [`BodyState`].
+struct BodyWatch {
+    watch: watch::Receiver<BodyState>,
+    /// The client sent `Expect: 100-continue`: until the app asks for the body, the client is
+    /// waiting for us and an early answer is what it asked for, so nothing is held.
+    expect_continue: bool,
+}
+
+impl BodyWatch {
+    /// Whether body bytes may still be coming that the client (or the proxy in front) would stop
+    /// sending once it has our head.
+    fn open(&self) -> bool {
+        let s = *self.watch.borrow();
+        !s.complete && (s.soliciting || !self.expect_continue)
+    }
+}
+
+/// Holds the response (the `head` delivery, then what follows on `rx`) while the request body
+/// is still arriving: a proxy such as nginx `proxy_pass` stops sending the request body once it
+/// has a response head, and an app that answered before reading its whole body would wait for
+/// the rest forever. Returns the outputs to send, the head first, once the body is complete,
+/// the app ended its response, the held bytes reached `budget`, or the body made no progress
+/// for [`RESPONSE_HOLD_TIMEOUT`].
+async fn hold(
+    head: Delivery,
+    rx: &mut DeliveryReceiver,
+    mut body: BodyWatch,
+    budget: usize,
+) -> VecDeque<Delivery> {
+    let mut hold = Hold::default();
+    let mut end = None;
+    let now = Instant::now();
+    match hold.offer(head, body.open().then_some(now), budget) {
+        Offer::Started | Offer::Kept => loop {
+            let deadline = hold
+                .deadline(RESPONSE_HOLD_TIMEOUT)
+                .map(tokio::time::Instant::from_std);
+            tokio::select! {
+                delivery = rx.recv() => {
+                    // None: the app is gone; the body stream reports the abort.
+                    let Some(delivery) = delivery else { break };
+                    match hold.offer(delivery, body.open().then_some(Instant::now()), budget) {
+                        Offer::Started | Offer::Kept => {}
+                        Offer::Full => break,
+                        Offer::Pass(d) if matches!(d.output, Output::Informational(_)) => {}
+                        Offer::Pass(d) => {
+                            end = Some(d);
+                            break;
+                        }
+                    }
+                }
+                changed = body.watch.changed() => {
+                    if changed.is_err() || !body.open() {
+                        break;
+                    }
+                    hold.input_progress(Instant::now());
+                }
+                () = sleep_until(deadline) => {
+                    tracing::debug!(timeout = ?RESPONSE_HOLD_TIMEOUT, "no request body input: the held response goes out");
+                    break;
+                }
+            }
+        },
+        Offer::Full => {}
+        Offer::Pass(head) => return VecDeque::from([head]),
+    }
+    let mut out = VecDeque::from(hold.release().unwrap_or_default());
+    out.extend(end);
+    out
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -216,6 +361,7 @@ struct Pump {
     sender: BodySender,
     shared: Arc<ConnShared>,
     info: RequestInfo,
+    progress: BodyProgress,
 }
 
 impl Pump {
@@ -225,6 +371,7 @@ impl Pump {
             // The app dropped its body unread: never solicit it.
             return;
         }
+        self.progress.soliciting();
         loop {
             if std::future::poll_fn(|cx| self.sender.poll_reserve(cx))
                 .await
@@ -248,6 +395,7 @@ impl Pump {
                 if !data.is_empty() && self.sender.send_item(data).is_err() {
                     return;
                 }
+                self.progress.progressed();
             }
         }
     }
