@@ -25,7 +25,7 @@ use gatehouse_channel_request::{
 use tokio::sync::Semaphore;
 
 use crate::childenv::{self, PATH_TRANSLATED};
-use crate::config::{self, Config, MAX_LOCAL_REDIRECTS};
+use crate::config::{self, Config, StderrMode, MAX_LOCAL_REDIRECTS, STDERR_LINGER};
 use crate::error::Error;
 use crate::pump::{self, Ctl, Outcome};
 use crate::resolve::{self, RequestPath};
@@ -211,10 +211,34 @@ impl CgiApp {
         };
         tracing::debug!(peer = %info.peer, request_id = info.id, pid = guard.pid(),
             script = %source.script.display(), "cgi script started");
-        tokio::spawn(stderr::log_lines(stderr, source));
+        let forward = match self.inner.config.stderr {
+            StderrMode::FastCgi => resp.stderr(),
+            StderrMode::Log => None,
+        };
+        let forwarding = stderr::start(stderr, source, forward);
         let mut ctl = Ctl::new(gone, first, body, stdin, self.inner.config.timeout);
         let max_head = self.inner.config.max_head_bytes;
-        let outcome = pump::answer(&mut ctl, &mut guard, &mut stdout, resp, max_head).await?;
+        let answered = pump::answer(
+            &mut ctl,
+            &mut guard,
+            &mut stdout,
+            resp,
+            max_head,
+            forwarding.as_ref(),
+        )
+        .await;
+        let outcome = match (answered, forwarding) {
+            (Ok(outcome), _) => outcome,
+            (Err(e), Some(forwarding)) if !e.is_client_gone() => {
+                // The error answer goes out next: let the script's last words (a traceback, a
+                // "permission denied") reach the front server before it, without waiting
+                // long for a script that is still running (it is being stopped).
+                drop(guard);
+                let _ = tokio::time::timeout(STDERR_LINGER, forwarding.closed()).await;
+                return Err(e);
+            }
+            (Err(e), _) => return Err(e),
+        };
         if let Outcome::Complete(status) = &outcome {
             if !status.success() {
                 tracing::warn!(peer = %info.peer, request_id = info.id,

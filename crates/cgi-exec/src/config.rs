@@ -54,7 +54,29 @@ pub struct Config {
     pub max_head_bytes: usize,
     /// The fixed `PATH` scripts get.
     pub path_env: OsString,
+    /// Where a script's stderr goes (`--cgi-stderr`).
+    pub stderr: StderrMode,
 }
+
+/// Where a script's stderr goes (`--cgi-stderr log|fastcgi`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StderrMode {
+    /// Into gatehouse's log: one `warn` line per stderr line, tagged with the peer, the request
+    /// id and the script.
+    #[default]
+    Log,
+    /// To the web server, as fcgiwrap does, when the request came over FastCGI: the request's
+    /// `FCGI_STDERR` stream (FastCGI 1.0 section 5.3), which nginx writes to its error log
+    /// ("FastCGI sent in stderr: ..."); then gatehouse does not log it. The response ends only
+    /// once the script's stderr is closed (at most [`STDERR_LINGER`] after the script exited),
+    /// so the stream is whole before `FCGI_END_REQUEST`. Under the other front ends, which
+    /// have no such stream, and for whatever comes later, it is logged as with `Log`.
+    FastCgi,
+}
+
+/// How long, after a script exited, its stderr may stay open (held by a process it started)
+/// before the response ends anyway; in [`StderrMode::FastCgi`], later stderr is logged.
+pub const STDERR_LINGER: Duration = Duration::from_secs(1);
 
 impl Default for Config {
     fn default() -> Self {
@@ -70,6 +92,7 @@ impl Default for Config {
             extensions: None,
             max_head_bytes: DEFAULT_MAX_HEAD_BYTES,
             path_env: OsString::from(DEFAULT_PATH),
+            stderr: StderrMode::Log,
         }
     }
 }

@@ -10,8 +10,8 @@
 //!                            │ spawn     env_clear().envs(request vars), cwd = script dir,
 //!                            │           argv = [script], own process group (posix_spawn path)
 //!                            ▼
-//!        RequestBody ──► stdin ┐                      ┌─► stderr ─► log lines (tagged)
-//!                              script (process group) ┤
+//!        RequestBody ──► stdin ┐                      ┌─► stderr ─► log lines (tagged), or
+//!                              script (process group) ┤    FCGI_STDERR (--cgi-stderr fastcgi)
 //!        Response ◄── head ◄── stdout ◄───────────────┘
 //!          Status / Location: local redirect ─► run again (GET, no body), client redirect ─► 302
 //!        client gone, timeout, future dropped ─► SIGTERM group ─ grace ─ SIGKILL ─ reap
@@ -25,7 +25,7 @@
 //! - `pump`: body to stdin and stdout to response at the same time, with backpressure.
 //! - `spawn`: finding, checking and spawning one run (std's posix_spawn fast path, `setpriv`).
 //! - `guard`: stopping and reaping a script's process group, also when the future is dropped.
-//! - `stderr`: the script's stderr as log lines.
+//! - `stderr`: the script's stderr as log lines, or forwarded to the front server.
 //! - `sys`: the few libc calls std lacks (the only `unsafe`).
 //!
 //! # Wiring it into a binary
@@ -33,7 +33,7 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use std::time::Duration;
-//! use gatehouse_cgi_exec::{CgiApp, Config, Group, User};
+//! use gatehouse_cgi_exec::{CgiApp, Config, Group, StderrMode, User};
 //!
 //! # fn main() -> Result<(), gatehouse_cgi_exec::Error> {
 //! let config = Config {
@@ -45,6 +45,7 @@
 //!     allow_symlinks: false,                           // --cgi-allow-symlinks
 //!     allow_world_writable: false,                     // --cgi-allow-world-writable
 //!     extensions: Some(vec!["cgi".into(), "sh".into()]), // --cgi-extensions cgi,sh
+//!     stderr: StderrMode::FastCgi,                     // --cgi-stderr fastcgi
 //!     ..Config::default()
 //! };
 //! // APP `cgi:PATH`: a directory of scripts, or one program for every request.
@@ -79,8 +80,8 @@ mod sys;
 pub use app::CgiApp;
 pub use childenv::PATH_TRANSLATED;
 pub use config::{
-    Config, Group, User, DEFAULT_KILL_GRACE, DEFAULT_MAX_CHILDREN, DEFAULT_MAX_HEAD_BYTES,
-    DEFAULT_PATH, MAX_LOCAL_REDIRECTS,
+    Config, Group, StderrMode, User, DEFAULT_KILL_GRACE, DEFAULT_MAX_CHILDREN,
+    DEFAULT_MAX_HEAD_BYTES, DEFAULT_PATH, MAX_LOCAL_REDIRECTS, STDERR_LINGER,
 };
 pub use error::{Error, Refusal};
 pub use pump::{READ_CHUNK, REDIRECT_DRAIN_LIMIT};

@@ -31,8 +31,10 @@ use gatehouse_channel_request::{BoxFuture, RequestBody, Response};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 
+use crate::config::STDERR_LINGER;
 use crate::error::Error;
 use crate::guard::ChildGuard;
+use crate::stderr::Forwarding;
 
 /// Bytes read from the script's stdout per allocation; one pipe's worth.
 pub const READ_CHUNK: usize = 64 * 1024;
@@ -246,6 +248,7 @@ pub(crate) async fn answer(
     stdout: &mut (impl AsyncRead + Unpin),
     resp: &mut Response,
     max_head: usize,
+    stderr: Option<&Forwarding>,
 ) -> Result<Outcome, Error> {
     let mut buf = BytesMut::with_capacity(HEAD_CHUNK);
     let head = loop {
@@ -278,15 +281,53 @@ pub(crate) async fn answer(
     };
     ctl.drive(Wait::Client, resp.send_head(head)).await??;
     stream(ctl, stdout, resp, buf).await?;
+    let exited = match stderr {
+        Some(stderr) => stderr_closed(ctl, guard, stderr).await?,
+        None => None,
+    };
     ctl.drive(Wait::Client, resp.finish()).await??;
     // The response is complete: neither the client nor the rest of the body matters any more.
     ctl.forget_client();
     ctl.stop_feeding();
-    let status = ctl
-        .drive(Wait::Script, guard.wait())
-        .await?
-        .map_err(Error::Io)?;
+    let status = match exited {
+        Some(status) => status,
+        None => ctl
+            .drive(Wait::Script, guard.wait())
+            .await?
+            .map_err(Error::Io)?,
+    };
     Ok(Outcome::Complete(status))
+}
+
+/// With stderr forwarded: waits, before the response ends, until all of the script's stderr
+/// was handed to the front end (its stderr closed), so none of it comes after the end. Bounded:
+/// once the script exited, a process it started that keeps the stderr open gets
+/// [`STDERR_LINGER`]; and the watchdog, when set, cuts the wait short (the response then ends
+/// as it would have, and the wait for the script's exit reports the timeout). Returns the exit
+/// status if the script was reaped meanwhile.
+async fn stderr_closed(
+    ctl: &mut Ctl,
+    guard: &mut ChildGuard,
+    stderr: &Forwarding,
+) -> Result<Option<ExitStatus>, Error> {
+    let first = ctl
+        .drive(Wait::Script, async {
+            tokio::select! {
+                () = stderr.closed() => None,
+                status = guard.wait() => Some(status),
+            }
+        })
+        .await;
+    let status = match first {
+        Ok(None) | Err(Error::Timeout { .. }) => return Ok(None),
+        Ok(Some(status)) => status.map_err(Error::Io)?,
+        Err(e) => return Err(e),
+    };
+    let linger = tokio::time::timeout(STDERR_LINGER, stderr.closed());
+    match ctl.drive(Wait::Script, linger).await {
+        Ok(_) | Err(Error::Timeout { .. }) => Ok(Some(status)),
+        Err(e) => Err(e),
+    }
 }
 
 /// Streams the rest of stdout (starting with what `buf` already holds) to the response.

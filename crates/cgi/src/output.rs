@@ -32,7 +32,7 @@ impl<W: AsyncWrite + Unpin> Stdout<W> {
     /// Writes one output step; `Ok(true)` when the response is complete.
     pub(crate) async fn output(&mut self, output: Output) -> Result<bool, Error> {
         match output {
-            Output::Informational(_) => Ok(false),
+            Output::Informational(_) | Output::Stderr(_) => Ok(false),
             Output::Head(head) => {
                 write_cgi_head(&head, &mut self.held);
                 Ok(false)

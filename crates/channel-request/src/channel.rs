@@ -14,6 +14,7 @@ use bytes::Bytes;
 
 use crate::error::Error;
 use crate::head::ResponseHead;
+use crate::queue::StderrSender;
 
 /// A boxed, sendable future; the return type of the object-safe traits of this crate.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -32,6 +33,12 @@ pub enum Output {
     /// The response cannot be completed: the front end must signal failure (close the
     /// connection, end the FastCGI request) rather than pretend the body is whole.
     Abort,
+    /// Diagnostic bytes of the app for the front server's error log (never empty): the
+    /// FastCGI `FCGI_STDERR` stream (FastCGI 1.0 section 5.3). Sent only through a
+    /// [`StderrSender`], which only channels that forward it hand out;
+    /// other front ends drop it. Not part of the response order: it may come at any time
+    /// before the end, and is dropped after it.
+    Stderr(Bytes),
 }
 
 /// What a front end implements to carry a response to its peer.
@@ -55,6 +62,13 @@ pub trait ResponseChannel: Send + 'static {
     /// Whether 1xx interim responses reach the client (true for HTTP/1.1 only).
     fn forwards_informational(&self) -> bool {
         false
+    }
+
+    /// A handle that sends the app's diagnostic output ([`Output::Stderr`]) to the front
+    /// server, when this channel forwards it (the FastCGI front end); `None` otherwise, and
+    /// the app logs it itself.
+    fn stderr(&self) -> Option<StderrSender> {
+        None
     }
 }
 
@@ -169,6 +183,13 @@ impl Response {
         self.send_head(head).await?;
         self.write(body).await?;
         self.finish().await
+    }
+
+    /// A cloneable handle for the app's diagnostic output, when the front end forwards it to
+    /// the front server (see [`ResponseChannel::stderr`]). All of it must be sent before the
+    /// response ends: what comes later is dropped.
+    pub fn stderr(&self) -> Option<StderrSender> {
+        self.chan.stderr()
     }
 
     /// Resolves when the client is gone.

@@ -65,7 +65,9 @@ impl Hold {
     /// Offers one app output: a head or body is kept while not released and the input is still
     /// open (`open_at` is then `Some(now)`; `None` once the input is complete), else handed
     /// back. The end of the response (`Finish`, `Abort`) is always handed back: the caller
-    /// releases what is held, then writes it.
+    /// releases what is held, then writes it. Diagnostic output (`Stderr`) is handed back too,
+    /// without releasing anything: it is not the response head, so it does not make the front
+    /// server stop sending the body.
     pub fn offer(
         &mut self,
         mut delivery: Delivery,
@@ -74,7 +76,7 @@ impl Hold {
     ) -> Offer {
         if matches!(
             delivery.output,
-            Output::Informational(_) | Output::Finish | Output::Abort
+            Output::Informational(_) | Output::Finish | Output::Abort | Output::Stderr(_)
         ) {
             return Offer::Pass(delivery);
         }
@@ -94,7 +96,7 @@ impl Hold {
         let len = match &delivery.output {
             Output::Head(head) => cgi_head_len(head),
             Output::Body(body) => body.len(),
-            Output::Informational(_) | Output::Finish | Output::Abort => 0,
+            Output::Informational(_) | Output::Finish | Output::Abort | Output::Stderr(_) => 0,
         };
         delivery.release();
         let State::Holding { outputs, bytes, .. } = &mut self.0 else {
@@ -206,6 +208,33 @@ mod tests {
         assert_eq!(kinds, [0, 10, 20]);
         assert!(hold.release().is_none());
         assert_eq!(hold.deadline(Duration::from_secs(1)), None);
+    }
+
+    #[tokio::test]
+    async fn stderr_passes_a_hold_without_releasing_it() {
+        let now = Instant::now();
+        let (tx, mut rx) = delivery_queue();
+        let chan = QueueChannel::new(1, tx, 1000, CancellationToken::new()).with_stderr();
+        let mut resp = Response::new(chan);
+        let stderr = resp.stderr().unwrap();
+        stderr.send(Bytes::from_static(b"early")).await.unwrap();
+        resp.send_head(ResponseHead::new(200)).await.unwrap();
+        stderr.send(Bytes::from_static(b"late")).await.unwrap();
+        let mut hold = Hold::default();
+        // Before anything is held: it passes and does not start a hold.
+        let early = rx.recv().await.unwrap();
+        assert!(matches!(hold.offer(early, Some(now), 1000), Offer::Pass(_)));
+        assert!(!hold.is_holding());
+        let head = rx.recv().await.unwrap();
+        assert!(matches!(hold.offer(head, Some(now), 1000), Offer::Started));
+        // While holding: it passes, the hold goes on.
+        let late = rx.recv().await.unwrap();
+        let Offer::Pass(late) = hold.offer(late, Some(now), 1000) else {
+            panic!("stderr passes the hold");
+        };
+        assert_eq!(late.output, Output::Stderr(Bytes::from_static(b"late")));
+        assert!(hold.is_holding());
+        assert_eq!(hold.release().map(|v| v.len()), Some(1));
     }
 
     #[tokio::test]

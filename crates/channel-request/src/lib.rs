@@ -42,5 +42,7 @@ pub use env::Env;
 pub use error::{BodyError, CgiHeadError, Error, HeaderError};
 pub use head::ResponseHead;
 pub use hold::{Hold, Offer};
-pub use queue::{delivery_queue, Delivery, DeliveryReceiver, DeliverySender, QueueChannel};
+pub use queue::{
+    delivery_queue, Delivery, DeliveryReceiver, DeliverySender, QueueChannel, StderrSender,
+};
 pub use tokio_util::sync::CancellationToken;

@@ -18,6 +18,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -65,6 +66,7 @@ pub struct QueueChannel {
     budget_bytes: usize,
     gone: CancellationToken,
     informational: bool,
+    stderr: bool,
     ended: bool,
 }
 
@@ -80,6 +82,7 @@ impl QueueChannel {
             budget_bytes,
             gone,
             informational: false,
+            stderr: false,
             ended: false,
         }
     }
@@ -87,6 +90,13 @@ impl QueueChannel {
     /// Lets 1xx heads through (for HTTP/1.1).
     pub fn with_informational(mut self) -> Self {
         self.informational = true;
+        self
+    }
+
+    /// Hands out [`StderrSender`]s: the front end forwards [`Output::Stderr`] (FastCGI's
+    /// `FCGI_STDERR`).
+    pub fn with_stderr(mut self) -> Self {
+        self.stderr = true;
         self
     }
 
@@ -136,6 +146,58 @@ impl ResponseChannel for QueueChannel {
     fn forwards_informational(&self) -> bool {
         self.informational
     }
+
+    fn stderr(&self) -> Option<StderrSender> {
+        self.stderr.then(|| StderrSender {
+            tag: self.tag,
+            tx: self.tx.clone(),
+            budget: self.budget.clone(),
+            budget_bytes: self.budget_bytes,
+            gone: self.gone.clone(),
+        })
+    }
+}
+
+/// Sends a request's diagnostic output ([`Output::Stderr`]) through its [`QueueChannel`]'s
+/// queue, from any task: same tag, same byte budget as the body (a flood of stderr waits for
+/// the driver like a flood of body does).
+#[derive(Debug, Clone)]
+pub struct StderrSender {
+    tag: u64,
+    tx: DeliverySender,
+    budget: Arc<Semaphore>,
+    budget_bytes: usize,
+    gone: CancellationToken,
+}
+
+impl StderrSender {
+    /// Queues `bytes` (nothing when empty), waiting while the request's budget is used up.
+    /// Fails with [`Error::ClientGone`] once the client is gone or the connection closed.
+    /// Bytes queued after the response's end are dropped by the front end.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: when cancelled the bytes were not sent.
+    pub async fn send(&self, bytes: Bytes) -> Result<(), Error> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let want = bytes.len().clamp(1, self.budget_bytes) as u32;
+        let credit = tokio::select! {
+            credit = self.budget.clone().acquire_many_owned(want) => {
+                credit.map_err(|_| Error::ClientGone)?
+            }
+            () = self.gone.cancelled() => return Err(Error::ClientGone),
+        };
+        if self.gone.is_cancelled() {
+            return Err(Error::ClientGone);
+        }
+        let delivery = Delivery {
+            tag: self.tag,
+            output: Output::Stderr(bytes),
+            credit: Some(credit),
+        };
+        self.tx.send(delivery).map_err(|_| Error::ClientGone)
+    }
 }
 
 impl Drop for QueueChannel {
@@ -148,8 +210,6 @@ impl Drop for QueueChannel {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
     use crate::{Response, ResponseHead};
 
@@ -186,6 +246,47 @@ mod tests {
         drop(resp);
         let d = rx.recv().await.unwrap();
         assert_eq!((d.tag, d.output), (3, Output::Abort));
+    }
+
+    #[tokio::test]
+    async fn stderr_takes_the_request_budget_and_tag() {
+        let (tx, mut rx) = delivery_queue();
+        let gone = CancellationToken::new();
+        let plain = Response::new(QueueChannel::new(4, tx.clone(), 10, gone.clone()));
+        assert!(
+            plain.stderr().is_none(),
+            "only channels that forward it hand it out"
+        );
+        let mut resp = Response::new(QueueChannel::new(5, tx, 10, gone.clone()).with_stderr());
+        let stderr = resp.stderr().unwrap();
+        stderr.send(Bytes::new()).await.unwrap();
+        stderr
+            .send(Bytes::from_static(b"0123456789"))
+            .await
+            .unwrap();
+        let first = rx.recv().await.unwrap();
+        assert_eq!(
+            (first.tag, &first.output),
+            (5, &Output::Stderr(Bytes::from_static(b"0123456789")))
+        );
+        // The budget is shared with the body: both wait until the driver drops `first`.
+        resp.send_head(ResponseHead::new(200)).await.unwrap();
+        {
+            let more = stderr.send(Bytes::from_static(b"x"));
+            tokio::pin!(more);
+            let waited =
+                tokio::time::timeout(std::time::Duration::from_millis(20), &mut more).await;
+            assert!(waited.is_err(), "stderr must wait for budget");
+            drop(first);
+            more.await.unwrap();
+        }
+        let _head = rx.recv().await.unwrap();
+        let next = rx.recv().await.unwrap();
+        assert_eq!(next.output, Output::Stderr(Bytes::from_static(b"x")));
+        drop(next);
+        gone.cancel();
+        let gone_err = stderr.send(Bytes::from_static(b"y")).await;
+        assert_eq!(gone_err, Err(Error::ClientGone));
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  handle_record(now, rec) ──► request table (id ─► RequestState) ──► poll_event(): Dispatch,
-//!  handle_delivery(now, d) ──► OutQueue (STDOUT, END_REQUEST)         Stdin, StdinEnd, Cancel,
+//!  handle_delivery(now, d) ──► OutQueue (STDOUT, STDERR, END_REQUEST) Stdin, StdinEnd, Cancel,
 //!  handle_timeout / handle_shutdown / handle_read_closed              Ended, Close
 //! ```
 //!
@@ -133,8 +133,8 @@ impl Connection {
                 self.release(id, "the held bytes reached the response budget");
             }
             Offer::Pass(delivery) => {
-                // Only the end of the response passes a hold (an informational head is not
-                // written by FastCGI at all).
+                // Only the end of the response releases a hold. An informational head is not
+                // written by FastCGI at all; stderr passes it without releasing it.
                 if was_holding && matches!(delivery.output, Output::Finish | Output::Abort) {
                     self.release(id, "the app ended its response");
                 }
@@ -145,16 +145,27 @@ impl Connection {
 
     /// Writes one app output of request `id` to the out queue.
     fn put_output(&mut self, id: u16, delivery: Delivery) {
-        if let Output::Body(body) = &delivery.output {
-            let body = body.clone();
-            self.out.put_body(id, body, delivery);
-            return;
+        match &delivery.output {
+            Output::Body(body) => {
+                let body = body.clone();
+                self.out.put_body(id, body, delivery);
+                return;
+            }
+            Output::Stderr(data) => {
+                let data = data.clone();
+                if let Some(req) = self.requests.get_mut(&id) {
+                    req.stderr_sent = true;
+                }
+                self.out.put_stderr(id, data, delivery);
+                return;
+            }
+            _ => {}
         }
         match delivery.output {
             Output::Head(head) => self.out.put_head(id, &head),
             Output::Finish => self.end_request(id, APP_STATUS_OK),
             Output::Abort => self.end_request(id, APP_STATUS_FAILED),
-            Output::Informational(_) | Output::Body(_) => {}
+            Output::Informational(_) | Output::Body(_) | Output::Stderr(_) => {}
         }
     }
 
@@ -391,8 +402,12 @@ impl Connection {
         if req.is_running() {
             self.tags.remove(&req.tag());
             self.events.push_back(Event::Cancel { tag: req.tag() });
-            self.out
-                .put_end(id, APP_STATUS_FAILED, ProtocolStatus::RequestComplete);
+            self.out.put_end(
+                id,
+                req.stderr_sent,
+                APP_STATUS_FAILED,
+                ProtocolStatus::RequestComplete,
+            );
         } else {
             self.out
                 .put_end_request(id, APP_STATUS_FAILED, ProtocolStatus::RequestComplete);
@@ -486,8 +501,9 @@ impl Connection {
             return;
         };
         self.tags.remove(&req.tag());
+        let stderr = req.stderr_sent;
         self.out
-            .put_end(id, app_status, ProtocolStatus::RequestComplete);
+            .put_end(id, stderr, app_status, ProtocolStatus::RequestComplete);
         self.events.push_back(Event::Ended { tag: req.tag() });
         self.after_end(req.keep_conn, !req.waits_for_peer());
     }

@@ -29,6 +29,9 @@ pub(crate) struct RequestState {
     pub(crate) phase: Phase,
     /// The response's outputs, held while the body still arrives.
     pub(crate) hold: Hold,
+    /// The app sent `FCGI_STDERR` content: the stream is closed (an empty `FCGI_STDERR`)
+    /// before `FCGI_END_REQUEST`.
+    pub(crate) stderr_sent: bool,
 }
 
 /// Where a request is in its input.
@@ -127,6 +130,7 @@ impl RequestState {
                 slot,
             },
             hold: Hold::default(),
+            stderr_sent: false,
         }
     }
 

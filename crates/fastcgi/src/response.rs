@@ -1,5 +1,6 @@
 //! The output side: [`OutQueue`], the bytes waiting for the socket, and the framing of app
-//! outputs as `FCGI_STDOUT` records (section 5.3) and `FCGI_END_REQUEST` (section 5.5).
+//! outputs as `FCGI_STDOUT` and `FCGI_STDERR` records (section 5.3) and `FCGI_END_REQUEST`
+//! (section 5.5).
 //!
 //! ```text
 //!  Head, small Body ──copy──► tail: BytesMut  [hdr|Status: 200..|hdr|small body...]
@@ -160,17 +161,18 @@ impl OutQueue {
 
     /// Appends `FCGI_STDOUT` records over `body` without copying it; `hold` is released when
     /// the last byte is written.
-    pub(crate) fn put_stdout_shared(&mut self, request_id: u16, mut body: Bytes, hold: Delivery) {
+    pub(crate) fn put_stdout_shared(&mut self, request_id: u16, body: Bytes, hold: Delivery) {
+        self.put_shared(RecordType::Stdout, request_id, body, hold);
+    }
+
+    /// Appends records of `kind` over `body` without copying it, each at most
+    /// [`FCGI_MAX_CONTENT_LEN`] long; `hold` is released when the last byte is written.
+    fn put_shared(&mut self, kind: RecordType, request_id: u16, mut body: Bytes, hold: Delivery) {
         let mut hold = Some(hold);
         while !body.is_empty() {
             let piece = body.split_to(body.len().min(FCGI_MAX_CONTENT_LEN));
             self.open_stdout = None;
-            put_header(
-                &mut self.tail,
-                RecordType::Stdout,
-                request_id,
-                piece.len() as u16,
-            );
+            put_header(&mut self.tail, kind, request_id, piece.len() as u16);
             self.len += FCGI_HEADER_LEN + piece.len();
             self.segments.push_back(Segment {
                 bytes: self.tail.split().freeze(),
@@ -192,6 +194,29 @@ impl OutQueue {
         } else {
             self.put_stdout_shared(request_id, body, delivery);
         }
+    }
+
+    /// Appends the app's diagnostic output as `FCGI_STDERR` records (section 5.3: "FCGI_STDERR
+    /// is a stream record for sending arbitrary application-level error data to the Web
+    /// server"), each at most [`FCGI_MAX_CONTENT_LEN`] long: copied when small, shared when
+    /// large, like a body. It ends the open `FCGI_STDOUT` record (a later body chunk starts a
+    /// new one), so the two streams keep the order the app sent them in.
+    pub(crate) fn put_stderr(&mut self, request_id: u16, data: Bytes, delivery: Delivery) {
+        if data.len() > SMALL_WRITE {
+            return self.put_shared(RecordType::Stderr, request_id, data, delivery);
+        }
+        self.start_tail();
+        self.open_stdout = None;
+        let before = self.tail.len();
+        put_header(
+            &mut self.tail,
+            RecordType::Stderr,
+            request_id,
+            data.len() as u16,
+        );
+        self.tail.put_slice(&data);
+        self.len += self.tail.len() - before;
+        drop(delivery);
     }
 
     /// Appends a response head in CGI form (RFC 3875 section 6), written straight into the
@@ -221,9 +246,21 @@ impl OutQueue {
         self.len += added;
     }
 
-    /// Ends a request: the empty `FCGI_STDOUT` that closes the stream, then `FCGI_END_REQUEST`.
-    pub(crate) fn put_end(&mut self, request_id: u16, app_status: u32, status: ProtocolStatus) {
+    /// Ends a request: the empty `FCGI_STDOUT` that closes the stream, the empty
+    /// `FCGI_STDERR` that closes the error stream when the app `sent_stderr` (section 5.3:
+    /// "a stream ... is terminated by sending a record with contentLength = 0"; the section
+    /// 6.2 example sends none when there was no error data), then `FCGI_END_REQUEST`.
+    pub(crate) fn put_end(
+        &mut self,
+        request_id: u16,
+        sent_stderr: bool,
+        app_status: u32,
+        status: ProtocolStatus,
+    ) {
         self.put_record(&Record::new(request_id, Payload::Stdout(Bytes::new())));
+        if sent_stderr {
+            self.put_record(&Record::new(request_id, Payload::Stderr(Bytes::new())));
+        }
         self.put_end_request(request_id, app_status, status);
     }
 
@@ -269,7 +306,7 @@ impl OutQueue {
             ProtocolStatus::RequestComplete => APP_STATUS_FAILED,
             _ => APP_STATUS_OK,
         };
-        self.put_end(request_id, app_status, protocol_status);
+        self.put_end(request_id, false, app_status, protocol_status);
     }
 }
 
@@ -323,7 +360,7 @@ mod tests {
         q.put_head(1, &ResponseHead::new(200));
         q.put_stdout_copy(1, b"hello ");
         q.put_stdout_copy(1, b"world");
-        q.put_end(1, APP_STATUS_OK, ProtocolStatus::RequestComplete);
+        q.put_end(1, false, APP_STATUS_OK, ProtocolStatus::RequestComplete);
         let recs = records(&drain(&mut q, usize::MAX));
         assert_eq!(recs.len(), 3);
         assert_eq!(
@@ -416,6 +453,105 @@ mod tests {
         assert_eq!(by_id[&2], want.to_vec());
         assert_eq!(by_id[&3], b"Status: 204 No Content\r\n\r\n".to_vec());
         assert_eq!(recs.len(), 4);
+    }
+
+    /// The deliveries of `chunks` sent as stderr of request tag 1.
+    async fn stderr_deliveries(chunks: &[Bytes]) -> Vec<Delivery> {
+        let (tx, mut rx) = delivery_queue();
+        let chan = QueueChannel::new(1, tx, 1 << 20, CancellationToken::new()).with_stderr();
+        let resp = Response::new(chan);
+        let stderr = resp.stderr().unwrap();
+        let mut out = Vec::new();
+        for c in chunks {
+            stderr.send(c.clone()).await.unwrap();
+            out.push(rx.recv().await.unwrap());
+        }
+        out
+    }
+
+    fn put_stderr_delivery(q: &mut OutQueue, id: u16, d: Delivery) {
+        let Output::Stderr(data) = &d.output else {
+            panic!("not stderr: {d:?}")
+        };
+        let data = data.clone();
+        q.put_stderr(id, data, d);
+    }
+
+    #[tokio::test]
+    async fn stderr_records_interleave_and_close_before_end_request() {
+        let mut d = stderr_deliveries(&[Bytes::from("oops\n"), Bytes::from("again")])
+            .await
+            .into_iter();
+        let mut q = OutQueue::new();
+        q.put_head(1, &ResponseHead::new(200));
+        q.put_stdout_copy(1, b"a");
+        put_stderr_delivery(&mut q, 1, d.next().unwrap());
+        q.put_stdout_copy(1, b"b");
+        put_stderr_delivery(&mut q, 1, d.next().unwrap());
+        q.put_end(1, true, APP_STATUS_OK, ProtocolStatus::RequestComplete);
+        let bytes = drain(&mut q, 3);
+        let got: Vec<_> = records(&bytes)
+            .into_iter()
+            .map(|r| (r.request_id, r.payload))
+            .collect();
+        let end = EndRequestBody {
+            app_status: APP_STATUS_OK,
+            protocol_status: ProtocolStatus::RequestComplete,
+        };
+        let want = vec![
+            (1, Payload::Stdout(Bytes::from("Status: 200 OK\r\n\r\na"))),
+            (1, Payload::Stderr(Bytes::from("oops\n"))),
+            (1, Payload::Stdout(Bytes::from("b"))),
+            (1, Payload::Stderr(Bytes::from("again"))),
+            (1, Payload::Stdout(Bytes::new())),
+            (1, Payload::Stderr(Bytes::new())),
+            (1, Payload::EndRequest(end)),
+        ];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn no_stderr_no_empty_stderr_record() {
+        let mut q = OutQueue::new();
+        q.put_end(4, false, APP_STATUS_FAILED, ProtocolStatus::RequestComplete);
+        let recs = records(&drain(&mut q, 7));
+        let types: Vec<_> = recs.iter().map(|r| r.payload.record_type()).collect();
+        assert_eq!(types, [RecordType::Stdout, RecordType::EndRequest]);
+    }
+
+    #[tokio::test]
+    async fn large_stderr_splits_at_65535_without_copy() {
+        let big = Bytes::from(vec![b'e'; 150_000]);
+        let d = stderr_deliveries(std::slice::from_ref(&big)).await;
+        let mut q = OutQueue::new();
+        put_stderr_delivery(&mut q, 3, d.into_iter().next().unwrap());
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        let n = q.chunks_vectored(&mut slices);
+        assert_eq!(n, 6, "three headers, three pieces of the app's buffer");
+        assert_eq!(slices[1].as_ptr(), big.as_ptr());
+        q.put_end(3, true, APP_STATUS_OK, ProtocolStatus::RequestComplete);
+        let recs = records(&drain(&mut q, 4096));
+        let got: Vec<_> = recs
+            .iter()
+            .map(|r| (r.payload.record_type(), r.payload.content_len()))
+            .collect();
+        let want = [
+            (RecordType::Stderr, 65535),
+            (RecordType::Stderr, 65535),
+            (RecordType::Stderr, 150_000 - 2 * 65535),
+            (RecordType::Stdout, 0),
+            (RecordType::Stderr, 0),
+            (RecordType::EndRequest, 8),
+        ];
+        assert_eq!(got, want);
+        let mut all = Vec::new();
+        for r in &recs[..3] {
+            let Payload::Stderr(b) = &r.payload else {
+                panic!()
+            };
+            all.extend_from_slice(b);
+        }
+        assert_eq!(all, big);
     }
 
     #[test]

@@ -216,7 +216,7 @@ impl Stream {
                     return Poll::Ready(Some(Err(self.end(Error::ResponseAborted))));
                 }
                 // The core sends heads only before the body; nothing to do with them here.
-                Output::Head(_) | Output::Informational(_) => {}
+                Output::Head(_) | Output::Informational(_) | Output::Stderr(_) => {}
             }
         }
     }
@@ -330,7 +330,7 @@ impl Drainer {
             match delivery.map(|d| d.output) {
                 Some(Output::Body(_)) => self.overrun(),
                 Some(Output::Finish | Output::Abort) | None => break,
-                Some(Output::Head(_) | Output::Informational(_)) => {}
+                Some(Output::Head(_) | Output::Informational(_) | Output::Stderr(_)) => {}
             }
         }
         self.ctx.task.disarm();

@@ -160,7 +160,7 @@ async fn respond(
         match delivery.output {
             Output::Head(_) => break Some(delivery),
             // Not forwarded: see the crate docs on 1xx responses.
-            Output::Informational(_) => {}
+            Output::Informational(_) | Output::Stderr(_) => {}
             // The app was cancelled before its head (serve_request answers every other case).
             Output::Body(_) | Output::Finish | Output::Abort => break None,
         }

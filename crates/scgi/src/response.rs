@@ -81,7 +81,7 @@ impl ResponseWriter {
     /// Takes one output step of the app.
     pub fn handle_output(&mut self, output: Output) -> Action {
         match (self.state, output) {
-            (State::Done, _) | (_, Output::Informational(_)) => Action::Nothing,
+            (State::Done, _) | (_, Output::Informational(_) | Output::Stderr(_)) => Action::Nothing,
             (State::Start, Output::Head(head)) => {
                 write_cgi_head(&head, &mut self.held);
                 self.state = State::Body;

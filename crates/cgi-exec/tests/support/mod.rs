@@ -95,12 +95,23 @@ pub struct Exchange {
 
 /// A request with `vars` (CONTENT_LENGTH taken from them) and a response with `budget` bytes.
 pub fn exchange(vars: &[(&str, &str)], budget: usize) -> Exchange {
+    exchange_with(vars, budget, false)
+}
+
+/// [`exchange`], with a response channel that forwards stderr (as the FastCGI front end's).
+pub fn exchange_with(vars: &[(&str, &str)], budget: usize, forward_stderr: bool) -> Exchange {
     let env = env(vars);
     let length = env.content_length().ok().flatten();
     let (body, rx_body) = body_channel(4, length);
     let (tx, deliveries) = delivery_queue();
     let gone = CancellationToken::new();
-    let resp = Response::new(QueueChannel::new(1, tx, budget, gone.clone()));
+    let chan = QueueChannel::new(1, tx, budget, gone.clone());
+    let chan = if forward_stderr {
+        chan.with_stderr()
+    } else {
+        chan
+    };
+    let resp = Response::new(chan);
     let req = Request {
         env,
         body: rx_body,
@@ -122,6 +133,8 @@ pub struct Answer {
     pub body: Vec<u8>,
     /// `Finish` or `Abort`.
     pub end: Output,
+    /// The stderr forwarded before the end.
+    pub stderr: Vec<u8>,
 }
 
 impl Answer {
@@ -152,6 +165,7 @@ impl Answer {
 pub async fn collect(deliveries: &mut DeliveryReceiver) -> Answer {
     let mut head = None;
     let mut body = Vec::new();
+    let mut stderr = Vec::new();
     loop {
         let d = deliveries
             .recv()
@@ -161,11 +175,13 @@ pub async fn collect(deliveries: &mut DeliveryReceiver) -> Answer {
             Output::Head(h) => head = Some(h),
             Output::Body(b) => body.extend_from_slice(&b),
             Output::Informational(_) => {}
+            Output::Stderr(b) => stderr.extend_from_slice(&b),
             end @ (Output::Finish | Output::Abort) => {
                 return Answer {
                     head: head.expect("no head before the end"),
                     body,
                     end,
+                    stderr,
                 }
             }
         }
@@ -184,6 +200,16 @@ pub async fn feed(mut tx: BodySender, data: Bytes) {
 
 /// Runs one request to the end: vars, a body (CONTENT_LENGTH set when non-empty), the answer.
 pub async fn run(app: &CgiApp, vars: &[(&str, &str)], body: &[u8]) -> Answer {
+    run_with(app, vars, body, false).await
+}
+
+/// [`run`], over a channel that forwards stderr when `forward_stderr`.
+pub async fn run_with(
+    app: &CgiApp,
+    vars: &[(&str, &str)],
+    body: &[u8],
+    forward_stderr: bool,
+) -> Answer {
     let length = body.len().to_string();
     let mut all: Vec<(&str, &str)> = vars.to_vec();
     if !body.is_empty() && !vars.iter().any(|(n, _)| *n == "CONTENT_LENGTH") {
@@ -195,7 +221,7 @@ pub async fn run(app: &CgiApp, vars: &[(&str, &str)], body: &[u8]) -> Answer {
         resp,
         mut deliveries,
         gone: _gone,
-    } = exchange(&all, 256 * 1024);
+    } = exchange_with(&all, 256 * 1024, forward_stderr);
     let data = Bytes::copy_from_slice(body);
     let work = async {
         let (_, _, answer) = tokio::join!(

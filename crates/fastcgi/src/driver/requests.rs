@@ -56,7 +56,8 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
             self.outputs_tx.clone(),
             cfg.response_budget,
             gone.clone(),
-        );
+        )
+        .with_stderr();
         let req = Request {
             env: d.env,
             body,

@@ -250,7 +250,7 @@ async fn collect(
             }
             Output::Finish => a.end = End::Finish,
             Output::Abort => a.end = End::Abort,
-            Output::Informational(_) => {}
+            Output::Informational(_) | Output::Stderr(_) => {}
         }
         drop(delivery); // "written": the budget comes back
     }
