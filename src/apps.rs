@@ -187,6 +187,7 @@ fn cgi_scripts(path: &std::path::Path, cli: &Cli) -> Result<Arc<dyn Application>
         allow_symlinks: args.cgi_allow_symlinks,
         allow_world_writable: args.cgi_allow_world_writable,
         extensions: args.cgi_extensions.clone(),
+        stderr: args.cgi_stderr.into(),
         ..Config::default()
     };
     let app = CgiApp::new(path.to_owned(), config).map_err(failed)?;

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use clap::{ArgAction, Args};
+use clap::{ArgAction, Args, ValueEnum};
 
 use super::values::{at_least_one, parse_extension, parse_timeout, HumanDuration};
 
@@ -113,6 +113,37 @@ pub struct CgiScriptArgs {
     #[arg(long, value_name = "EXT,EXT,...", value_delimiter = ',',
           value_parser = parse_extension)]
     pub cgi_extensions: Option<Vec<String>>,
+
+    /// Where scripts' stderr goes.
+    ///
+    /// log: gatehouse's log, one warning per line, tagged with the script and the request.
+    /// fastcgi: for requests that came over FastCGI, to the web server as the request's
+    /// FCGI_STDERR stream, as `fcgiwrap -f` does (nginx writes it to its error log: "FastCGI
+    /// sent in stderr"), and not to gatehouse's log; the response then ends once the script's
+    /// stderr is closed (at most 1s after the script exited). Other front ends have no such
+    /// stream: there it is logged as with log.
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = CgiStderr::Log)]
+    pub cgi_stderr: CgiStderr,
+}
+
+/// `--cgi-stderr MODE`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum CgiStderr {
+    /// gatehouse's log, one warning per line.
+    #[default]
+    Log,
+    /// FCGI_STDERR records under FastCGI (the web server's error log); logged otherwise.
+    #[value(name = "fastcgi")]
+    FastCgi,
+}
+
+impl From<CgiStderr> for gatehouse_cgi_exec::StderrMode {
+    fn from(mode: CgiStderr) -> Self {
+        match mode {
+            CgiStderr::Log => Self::Log,
+            CgiStderr::FastCgi => Self::FastCgi,
+        }
+    }
 }
 
 #[cfg(feature = "wsgi")]

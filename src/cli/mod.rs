@@ -16,7 +16,7 @@ use std::ffi::{OsStr, OsString};
 
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser};
 
-pub use app::{AppSpec, CgiScriptArgs, Mount, WsgiArgs};
+pub use app::{AppSpec, CgiScriptArgs, CgiStderr, Mount, WsgiArgs};
 pub use front::{HttpArgs, LimitArgs, ListenArgs, ScgiArgs, DEFAULT_BACKLOG};
 pub use values::{parse_duration, HumanDuration, IpList};
 
@@ -185,6 +185,7 @@ const APP_OPTIONS: &[&str] = &[
     "cgi_allow_symlinks",
     "cgi_allow_world_writable",
     "cgi_extensions",
+    "cgi_stderr",
 ];
 
 impl Cli {

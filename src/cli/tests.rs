@@ -46,6 +46,11 @@ fn defaults() {
         gatehouse_cgi_exec::DEFAULT_MAX_CHILDREN
     );
     assert_eq!(cli.cgi_scripts.cgi_timeout, None);
+    assert_eq!(cli.cgi_scripts.cgi_stderr, CgiStderr::Log);
+    assert_eq!(
+        gatehouse_cgi_exec::StderrMode::from(cli.cgi_scripts.cgi_stderr),
+        gatehouse_cgi_exec::Config::default().stderr
+    );
 }
 
 #[test]
@@ -93,6 +98,17 @@ fn listeners_and_mounts_repeat() {
 }
 
 #[test]
+fn cgi_stderr_modes() {
+    let mode = |m: &str| parse(&["--cgi-stderr", m]).map(|c| c.cgi_scripts.cgi_stderr);
+    assert_eq!(mode("fastcgi"), Ok(CgiStderr::FastCgi));
+    assert_eq!(mode("log"), Ok(CgiStderr::Log));
+    assert_eq!(
+        gatehouse_cgi_exec::StderrMode::from(CgiStderr::FastCgi),
+        gatehouse_cgi_exec::StderrMode::FastCgi
+    );
+}
+
+#[test]
 fn usage_errors_exit_2() {
     for args in [
         &["nope"][..],
@@ -112,6 +128,7 @@ fn usage_errors_exit_2() {
         &["--workers", "0"],
         &["--cgi-timeout", "0s"],
         &["--cgi-extensions", ","],
+        &["--cgi-stderr", "syslog"],
         &["--mount", "api=echo"],
         &["--mount", "/api=nope"],
         &["--cgi", "--http", "127.0.0.1:0"],

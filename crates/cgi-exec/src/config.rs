@@ -65,8 +65,8 @@ pub enum StderrMode {
     /// id and the script.
     #[default]
     Log,
-    /// To the web server, as fcgiwrap does, when the request came over FastCGI: the request's
-    /// `FCGI_STDERR` stream (FastCGI 1.0 section 5.3), which nginx writes to its error log
+    /// To the web server, as `fcgiwrap -f` does, when the request came over FastCGI: the
+    /// request's `FCGI_STDERR` stream (FastCGI 1.0 section 5.3), which nginx writes to its error log
     /// ("FastCGI sent in stderr: ..."); then gatehouse does not log it. The response ends only
     /// once the script's stderr is closed (at most [`STDERR_LINGER`] after the script exited),
     /// so the stream is whole before `FCGI_END_REQUEST`. Under the other front ends, which
