@@ -267,7 +267,8 @@ async fn hold(
                     match hold.offer(delivery, body.open().then_some(Instant::now()), budget) {
                         Offer::Started | Offer::Kept => {}
                         Offer::Full => break,
-                        Offer::Pass(d) if matches!(d.output, Output::Informational(_)) => {}
+                        Offer::Pass(d)
+                            if matches!(d.output, Output::Informational(_) | Output::Stderr(_)) => {}
                         Offer::Pass(d) => {
                             end = Some(d);
                             break;
