@@ -15,7 +15,8 @@
 //! - [`body`]: the request body as a bounded stream: a slow app stops the front end's reads.
 //! - [`channel`]: [`ResponseChannel`], what front ends implement, and [`Response`], what apps use.
 //! - [`queue`]: [`QueueChannel`], the channel most front ends use: tagged outputs to a driver
-//!   task, with a byte budget per request.
+//!   task, with a byte budget per request; and [`StderrSender`], an app's diagnostic output
+//!   for front ends that forward it (FastCGI's `FCGI_STDERR`).
 //! - [`head`] and [`cgi_head`]: response heads, header validation, and the CGI head format
 //!   (RFC 3875 section 6).
 //! - [`hold`]: [`Hold`], a response held back while its request body still arrives (front ends

@@ -36,10 +36,16 @@
 //! - Responder (6.2): the app starts when `FCGI_PARAMS` ends and reads `FCGI_STDIN` as it
 //!   arrives; `CONTENT_LENGTH` is checked against `FCGI_STDIN` (empty = absent); output as
 //!   `FCGI_STDOUT` records, the empty `FCGI_STDOUT`, then `FCGI_END_REQUEST`.
+//! - `FCGI_STDERR` (5.3): every request's channel hands out a
+//!   [`StderrSender`](gatehouse_channel_request::StderrSender); what an app sends through it
+//!   (a CGI script's stderr with `--cgi-stderr fastcgi`) goes out as `FCGI_STDERR` records of
+//!   at most 65535 bytes, passing a held response without releasing it, and the stream is
+//!   closed by an empty `FCGI_STDERR` before `FCGI_END_REQUEST` when any was sent. Stderr that
+//!   arrives after the request ended is dropped.
 //! - `FCGI_WEB_SERVER_ADDRS` (3.2), applied to TCP peers.
 //!
 //! Not covered: the Authorizer and Filter roles (answered `FCGI_UNKNOWN_ROLE`, so `FCGI_DATA`
-//! for a Responder is a protocol error); `FCGI_STDERR` is never sent (apps log instead).
+//! for a Responder is a protocol error).
 //!
 //! # Backpressure
 //! A request's body flows through a bounded queue (`Config::body_queue_chunks`). When it is
