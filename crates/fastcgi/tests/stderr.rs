@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use common::{begin, params, request, stdin, Seen, TestApp};
+use common::{begin, params, request, stdin, Harness, Seen, TestApp};
 use gatehouse_channel_request::{
     delivery_queue, CancellationToken, DeliveryReceiver, Peer, QueueChannel, Response,
     ResponseHead, StderrSender,
@@ -181,4 +181,34 @@ fn abort_request_after_stderr_closes_the_stderr_stream() {
         (RecordType::EndRequest, Bytes::new()),
     ];
     assert_eq!(written(&mut conn), want);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_driver_hands_apps_a_stderr_sender() {
+    let h = Harness::new(Config::default());
+    let (mut client, _task) = h.connect();
+    client
+        .send(&request(1, false, &[("APP", "stderr")], b""))
+        .await;
+    let mut got = Vec::new();
+    while let Some(r) = client.recv().await {
+        let kind = r.payload.record_type();
+        let content = match r.payload {
+            Payload::Stdout(b) | Payload::Stderr(b) => b,
+            _ => Bytes::new(),
+        };
+        got.push((kind, content));
+    }
+    assert_eq!(got[0], (RecordType::Stderr, Bytes::from("complaint\n")));
+    let tail: Vec<_> = got[got.len() - 3..].iter().map(|(t, _)| *t).collect();
+    assert_eq!(
+        tail,
+        [
+            RecordType::Stdout,
+            RecordType::Stderr,
+            RecordType::EndRequest
+        ],
+        "{got:?}"
+    );
+    assert_eq!(got[got.len() - 2].1, Bytes::new());
 }

@@ -43,7 +43,8 @@ pub(crate) struct Seen {
 /// - `panic-call`: panics in `call`, before making its future (outside `serve_request`'s guard);
 /// - `big`: writes `SIZE` bytes in 64 KiB chunks;
 /// - `early`: answers its head and `early\n` before reading its body, then `read N\n`;
-/// - `stall`: answers its head and `early\n`, then neither reads its body nor ends.
+/// - `stall`: answers its head and `early\n`, then neither reads its body nor ends;
+/// - `stderr`: sends `complaint\n` as stderr from another task, then answers "ok".
 pub(crate) struct TestApp(pub Arc<Seen>);
 
 struct CancelGuard(Arc<Seen>, bool);
@@ -109,6 +110,14 @@ impl Application for TestApp {
                     }
                     resp.write(Bytes::from(format!("read {n}\n"))).await?;
                     resp.finish().await?;
+                }
+                "stderr" => {
+                    let stderr = resp.stderr().ok_or("the FastCGI channel forwards stderr")?;
+                    let task = tokio::spawn(async move {
+                        stderr.send(Bytes::from_static(b"complaint\n")).await
+                    });
+                    task.await??;
+                    resp.send_full(200, "text/plain", "ok").await?;
                 }
                 "hang" => std::future::pending::<()>().await,
                 "panic" => panic!("test app panics"),
