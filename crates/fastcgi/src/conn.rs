@@ -65,8 +65,9 @@ pub struct Connection {
     /// A request ended (answered, refused or aborted) before the peer finished its input: the
     /// peer may still be sending records we will never read, so closing must linger.
     input_unread: bool,
-    /// Requests holding their response back while their body arrives (`gatehouse_channel_request::hold`): the hold
-    /// deadlines are looked for only when there are some.
+    /// Requests holding their response back while their body arrives
+    /// (`gatehouse_channel_request::hold`): the hold deadlines are looked for only when there
+    /// are some.
     holding: usize,
 }
 
@@ -110,8 +111,9 @@ impl Connection {
 
     /// Handles one app output; the delivery is dropped (returning its budget) once its bytes
     /// are written. While the request's body is still arriving the output is held instead
-    /// (`gatehouse_channel_request::hold`), until the body is complete, the app ends its response, the held bytes reach
-    /// `Config::response_budget`, or the input stalls for [`RESPONSE_HOLD_TIMEOUT`].
+    /// (`gatehouse_channel_request::hold`), until the body is complete, the app ends its
+    /// response, the held bytes reach `Config::response_budget`, or the input stalls for
+    /// [`RESPONSE_HOLD_TIMEOUT`].
     pub fn handle_delivery(&mut self, now: Instant, delivery: Delivery) {
         let Some(&id) = self.tags.get(&delivery.tag) else {
             return; // The request was aborted or the connection is closing.

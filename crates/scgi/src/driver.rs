@@ -7,12 +7,13 @@
 //!  socket ◄── ResponseWriter ◄── Hold (while body bytes remain) ◄── Delivery ◄── QueueChannel
 //! ```
 //!
-//! While body bytes remain, the app's outputs wait in a hold (`gatehouse_channel_request::hold`: nginx stops sending the
-//! body once it has the response head); see the crate docs' "Flow control". A delivery's credit
+//! While body bytes remain, the app's outputs wait in a hold
+//! (`gatehouse_channel_request::hold`: nginx stops sending the body once it has the response
+//! head); see the crate docs' "Flow control". A delivery's credit
 //! is dropped once its bytes are written (or when the hold takes it, which bounds itself).
 //!
-//! Protocol decisions live in [`crate::codec`], `gatehouse_channel_request::hold` and [`crate::response`]; this file only
-//! moves bytes and reacts to what they say. One request per connection (SCGI section 2): once
+//! Protocol decisions live in [`crate::codec`], `gatehouse_channel_request::hold` and
+//! [`crate::response`]; this file only moves bytes and reacts to what they say. One request per connection (SCGI section 2): once
 //! the response is complete, the write side is shut and the connection closed, lingering while
 //! the peer may still be sending body bytes.
 
@@ -195,8 +196,8 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn<IO> {
     }
 
     /// The request's loop: body in (when the app has room), outputs out, until the response ends.
-    /// While body bytes remain, the app's outputs are held (`gatehouse_channel_request::hold`: nginx stops sending the
-    /// body once it has the response head).
+    /// While body bytes remain, the app's outputs are held (`gatehouse_channel_request::hold`:
+    /// nginx stops sending the body once it has the response head).
     async fn pump(
         &mut self,
         mut inbound: Inbound,
