@@ -62,8 +62,7 @@ pub fn delivery_queue() -> (DeliverySender, DeliveryReceiver) {
 pub struct QueueChannel {
     tag: u64,
     tx: DeliverySender,
-    budget: Arc<Semaphore>,
-    budget_bytes: usize,
+    budget: Budget,
     gone: CancellationToken,
     informational: bool,
     stderr: bool,
@@ -78,8 +77,10 @@ impl QueueChannel {
         Self {
             tag,
             tx,
-            budget: Arc::new(Semaphore::new(budget_bytes)),
-            budget_bytes,
+            budget: Budget {
+                permits: Arc::new(Semaphore::new(budget_bytes)),
+                bytes: budget_bytes,
+            },
             gone,
             informational: false,
             stderr: false,
@@ -126,14 +127,7 @@ impl ResponseChannel for QueueChannel {
             let Output::Body(chunk) = &out else {
                 return self.deliver(out, None);
             };
-            // A chunk larger than the whole budget waits for all of it and then goes out
-            // whole: the bound on queued bytes per request is max(budget, largest chunk).
-            let want = chunk.len().clamp(1, self.budget_bytes) as u32;
-            let budget = self.budget.clone();
-            let credit = tokio::select! {
-                credit = budget.acquire_many_owned(want) => credit.map_err(|_| Error::ClientGone)?,
-                () = self.gone.cancelled() => return Err(Error::ClientGone),
-            };
+            let credit = self.budget.acquire(chunk.len(), &self.gone).await?;
             self.deliver(out, Some(credit))
         })
     }
@@ -152,9 +146,38 @@ impl ResponseChannel for QueueChannel {
             tag: self.tag,
             tx: self.tx.clone(),
             budget: self.budget.clone(),
-            budget_bytes: self.budget_bytes,
             gone: self.gone.clone(),
         })
+    }
+}
+
+/// A request's byte budget: the response bytes queued and not yet written.
+#[derive(Debug, Clone)]
+struct Budget {
+    permits: Arc<Semaphore>,
+    /// The whole budget, as given to `permits`.
+    bytes: usize,
+}
+
+impl Budget {
+    /// Waits for credit for `len` bytes, or fails once `gone` is cancelled. A chunk larger
+    /// than the whole budget waits for all of it and then goes out whole: the bound on queued
+    /// bytes per request is max(budget, largest chunk).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: when cancelled no credit was taken.
+    async fn acquire(
+        &self,
+        len: usize,
+        gone: &CancellationToken,
+    ) -> Result<OwnedSemaphorePermit, Error> {
+        let want = len.clamp(1, self.bytes) as u32;
+        tokio::select! {
+            credit = self.permits.clone().acquire_many_owned(want) => {
+                credit.map_err(|_| Error::ClientGone)
+            }
+            () = gone.cancelled() => Err(Error::ClientGone),
+        }
     }
 }
 
@@ -165,8 +188,7 @@ impl ResponseChannel for QueueChannel {
 pub struct StderrSender {
     tag: u64,
     tx: DeliverySender,
-    budget: Arc<Semaphore>,
-    budget_bytes: usize,
+    budget: Budget,
     gone: CancellationToken,
 }
 
@@ -181,13 +203,7 @@ impl StderrSender {
         if bytes.is_empty() {
             return Ok(());
         }
-        let want = bytes.len().clamp(1, self.budget_bytes) as u32;
-        let credit = tokio::select! {
-            credit = self.budget.clone().acquire_many_owned(want) => {
-                credit.map_err(|_| Error::ClientGone)?
-            }
-            () = self.gone.cancelled() => return Err(Error::ClientGone),
-        };
+        let credit = self.budget.acquire(bytes.len(), &self.gone).await?;
         if self.gone.is_cancelled() {
             return Err(Error::ClientGone);
         }
