@@ -25,6 +25,13 @@
 
 use std::time::{Duration, Instant};
 
+/// How long a response is held back while its request body is still arriving, counted from the
+/// last body bytes read (or from the first held output); the front ends pass it to
+/// [`Hold::deadline`]. Past it the held head and body go out although the body is incomplete:
+/// the app most likely stopped reading it (its body queue is full, so the front end stopped
+/// reading), and the client must not wait for the head forever.
+pub const RESPONSE_HOLD_TIMEOUT: Duration = Duration::from_secs(1);
+
 use crate::cgi_head::cgi_head_len;
 use crate::{Delivery, Output};
 

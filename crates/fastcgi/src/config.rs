@@ -33,12 +33,9 @@ pub const DEFAULT_LINGER_TIMEOUT: Duration = Duration::from_secs(5);
 /// enough that a peer that neither stops sending nor closes does not hold up the daemon's exit.
 pub const SHUTDOWN_LINGER_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// How long a request's response is held back while its body is still arriving, counted from
-/// the last body record of that request (or from the first held output). Past it the held head
-/// and body go out although the body is incomplete: the app most likely stopped reading it (its
-/// body queue is full, so the connection stopped reading), and its client must not wait for the
-/// head forever. See `Hold` in the crate docs' "Backpressure" section.
-pub const RESPONSE_HOLD_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a request's response is held back while its body is still arriving (the core's
+/// constant; see the crate docs' "Backpressure" section).
+pub use gatehouse_channel_request::hold::RESPONSE_HOLD_TIMEOUT;
 
 /// Default for [`Config::response_budget`]: response bytes queued per request before the app's
 /// `write` waits (the core's default).

@@ -23,12 +23,10 @@ pub const DEFAULT_LINGER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default for [`Config::max_conns`]: 1024 open HTTP connections per [`Server`](crate::Server).
 pub const DEFAULT_MAX_CONNS: usize = 1024;
 
-/// How long the response is held back while the request body is still arriving (see the crate
-/// docs: a proxy such as nginx stops sending the body once it has the response head), counted
-/// from the last body bytes read or the first held output. Past it the held head and body go
-/// out although the body is incomplete: the app most likely stopped reading it, and the client
-/// must not wait for the head forever.
-pub const RESPONSE_HOLD_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the response is held back while the request body is still arriving (the core's
+/// constant; see the crate docs: a proxy such as nginx stops sending the body once it has the
+/// response head).
+pub use gatehouse_channel_request::hold::RESPONSE_HOLD_TIMEOUT;
 
 /// Default for [`Config::response_budget`]: the core's per-request budget (256 KiB).
 pub const DEFAULT_RESPONSE_BUDGET: usize =

@@ -33,6 +33,7 @@ use tokio::sync::watch;
 use crate::body::{AppTask, InFlight, RequestCtx, ResponseBody};
 use crate::config::RESPONSE_HOLD_TIMEOUT;
 use crate::conn::ConnShared;
+use crate::driver::sleep_until;
 use crate::env::request_env;
 use crate::error::Error;
 
@@ -293,13 +294,6 @@ async fn hold(
     let mut out = VecDeque::from(hold.release().unwrap_or_default());
     out.extend(end);
     out
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// The app's head as hyper's, and its `Content-Length`. `Transfer-Encoding` is dropped: the

@@ -29,11 +29,9 @@ pub const DEFAULT_BODY_QUEUE_CHUNKS: usize =
     gatehouse_channel_request::body::DEFAULT_BODY_QUEUE_CHUNKS;
 /// Default [`Config::linger_timeout`].
 pub const DEFAULT_LINGER_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long the response is held back while the request body is still arriving, counted from
-/// the last body bytes read (or from the first held output). Past it the held head and body go
-/// out although the body is incomplete: the app most likely stopped reading it (its body queue is
-/// full, so the socket is not read), and the client must not wait for the head forever.
-pub const RESPONSE_HOLD_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the response is held back while the request body is still arriving (the core's
+/// constant).
+pub use gatehouse_channel_request::hold::RESPONSE_HOLD_TIMEOUT;
 /// How many bytes one socket read asks for, and so the largest body chunk handed to the app.
 pub const READ_CHUNK: usize = 64 * 1024;
 /// The most bytes a lingering close reads and discards before it gives up and closes.
