@@ -14,7 +14,6 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
 
 use crate::support::daemon::Daemon;
 use crate::support::{fixtures, wait_for, TIMEOUT};
@@ -403,43 +402,9 @@ pub fn assert_same_echo(want: &Raw, got: &Raw, request: &[u8]) {
     );
 }
 
-/// What the binary did when run as a CGI program by [`run_cgi`].
-pub struct CgiRun {
-    pub status: ExitStatus,
-    pub stdout: Vec<u8>,
-    pub stderr: String,
-}
-
-impl CgiRun {
-    /// Stdout parsed as a CGI response (RFC 3875 section 6).
-    pub fn response(&self) -> crate::support::http::Response {
-        crate::support::http::Response::parse_cgi(&self.stdout)
-    }
-}
-
-/// Runs the `gatehouse` binary with `args` the way a web server runs a CGI program: an
-/// environment of `vars` only (nothing inherited), `body` on stdin, then stdin closed.
-pub fn run_cgi(args: &[&str], vars: &[(&str, &str)], body: &[u8]) -> CgiRun {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(args)
-        .env_clear()
-        .envs(vars.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start gatehouse as a CGI program");
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    let body = body.to_vec();
-    // The app may answer before it reads everything: write from a thread.
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&body);
-    });
-    let out = child.wait_with_output().expect("wait for gatehouse");
-    writer.join().expect("stdin writer");
-    CgiRun {
-        status: out.status,
-        stdout: out.stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+/// Running the binary as a web server runs a CGI program: the CGI tests' helper.
+#[allow(
+    unused_imports,
+    reason = "only tests/wsgi_cgi.rs runs the binary as a CGI program"
+)]
+pub use crate::support::cgi::{run_cgi, CgiRun};
