@@ -242,7 +242,8 @@ fn read_response_from(r: &mut impl BufRead, head_only: bool) -> Response {
     }
 }
 
-fn read_chunked(r: &mut impl BufRead) -> Vec<u8> {
+/// A chunked body (RFC 9112 section 7.1) from `r`, trailers skipped.
+pub fn read_chunked(r: &mut impl BufRead) -> Vec<u8> {
     let mut body = Vec::new();
     loop {
         let mut size = String::new();

@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 
 use super::case::{Case, Framing};
+use crate::support::http::read_chunked;
 use crate::support::TIMEOUT;
 
 /// Chunk sizes of a chunked upload, used in turn: odd ones, so chunk and buffer edges differ.
@@ -146,28 +147,6 @@ fn read_reply(r: &mut impl BufRead, head_request: bool) -> Reply {
         r.read_to_end(&mut reply.body).expect("body to the end");
     }
     reply
-}
-
-fn read_chunked(r: &mut impl BufRead) -> Vec<u8> {
-    let mut body = Vec::new();
-    loop {
-        let mut size = String::new();
-        r.read_line(&mut size).expect("chunk size");
-        let hex = size.trim().split(';').next().unwrap_or("");
-        let n = usize::from_str_radix(hex, 16).unwrap_or_else(|_| panic!("chunk size {size:?}"));
-        if n == 0 {
-            let mut trailer = String::new();
-            while r.read_line(&mut trailer).expect("trailer") > 2 {
-                trailer.clear();
-            }
-            return body;
-        }
-        let start = body.len();
-        body.resize(start + n, 0);
-        r.read_exact(&mut body[start..]).expect("chunk");
-        let mut crlf = [0; 2];
-        r.read_exact(&mut crlf).expect("chunk end");
-    }
 }
 
 /// One SCGI request (SCGI section 3: a netstring of NUL-terminated names and values,
