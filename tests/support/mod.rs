@@ -90,6 +90,21 @@ pub fn kill(pid: u32, sig: i32) {
     );
 }
 
+/// Stops a peer server we started: SIGTERM, at most [`TIMEOUT`] to exit, then SIGKILL; reaped.
+/// No panics: this runs from `Drop`, maybe while a failed test unwinds.
+pub fn stop_child(child: &mut std::process::Child) {
+    if !matches!(child.try_wait(), Ok(None)) {
+        return;
+    }
+    kill(child.id(), libc::SIGTERM);
+    let deadline = Instant::now() + TIMEOUT;
+    while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// A deterministic pseudo-random body of `len` bytes (xorshift), different for each `seed`.
 pub fn body(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

@@ -102,17 +102,7 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            // SIGTERM: fast shutdown; the master stops its worker before exiting.
-            // No panics here: this may run while a failed test unwinds.
-            super::kill(self.child.id(), libc::SIGTERM);
-            let deadline = std::time::Instant::now() + super::TIMEOUT;
-            while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline
-            {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        // SIGTERM: nginx's fast shutdown; the master stops its worker before exiting.
+        super::stop_child(&mut self.child);
     }
 }
