@@ -34,19 +34,7 @@ fn http(app_args: Vec<String>) -> (Daemon, u16) {
 #[test]
 fn validator_finds_nothing_to_object_to_over_http() {
     let dir = tempfile::tempdir().unwrap();
-    let validated = [
-        ("/hello", "hello"),
-        ("/form", "form"),
-        ("/lines", "lines"),
-        ("/writer", "writer"),
-        ("/streamed", "streamed"),
-        ("/no_content", "no_content"),
-        ("/error_page", "error_page"),
-        ("/file_response", "file_response"),
-        ("/report", "report"),
-    ];
-    let mut m = mounts("wsgi_validated.py", &validated);
-    m.extend(mounts("wsgi_e2e.py", &[("/objects", "validator_objects")]));
+    let m = wsgi_support::validator_mounts();
     let (d, p) = http(m);
     let file = dir.path().join("served.bin");
     let data = body(300_000, 8);

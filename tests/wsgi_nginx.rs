@@ -172,19 +172,7 @@ fn flask_upload_of_20_mib_buffered_kept_alive_and_streamed() {
 #[test]
 fn validator_finds_nothing_to_object_to_through_fastcgi() {
     let dir = tempfile::tempdir().unwrap();
-    let validated = [
-        ("/hello", "hello"),
-        ("/form", "form"),
-        ("/lines", "lines"),
-        ("/writer", "writer"),
-        ("/streamed", "streamed"),
-        ("/no_content", "no_content"),
-        ("/error_page", "error_page"),
-        ("/file_response", "file_response"),
-        ("/report", "report"),
-    ];
-    let mut m = mounts("wsgi_validated.py", &validated);
-    m.extend(mounts("wsgi_e2e.py", &[("/objects", "validator_objects")]));
+    let m = wsgi_support::validator_mounts();
     let (d, nginx) = mounted_behind_nginx(dir.path(), m);
     let n = nginx.port;
     let file = dir.path().join("served.bin");

@@ -41,6 +41,25 @@ pub fn mounts(file: &str, routes: &[(&str, &str)]) -> Vec<String> {
         .collect()
 }
 
+/// The `--mount` options of the `wsgiref.validate` test apps: fixtures/apps/wsgi_validated.py
+/// (each wrapped in the validator) and the object checks of wsgi_e2e.py.
+pub fn validator_mounts() -> Vec<String> {
+    let validated = [
+        ("/hello", "hello"),
+        ("/form", "form"),
+        ("/lines", "lines"),
+        ("/writer", "writer"),
+        ("/streamed", "streamed"),
+        ("/no_content", "no_content"),
+        ("/error_page", "error_page"),
+        ("/file_response", "file_response"),
+        ("/report", "report"),
+    ];
+    let mut m = mounts("wsgi_validated.py", &validated);
+    m.extend(mounts("wsgi_e2e.py", &[("/objects", "validator_objects")]));
+    m
+}
+
 /// Starts `gatehouse` with `args` (which name listeners with `--fastcgi` / `--http`) and waits
 /// until every listener is announced. An app that cannot be loaded makes the daemon exit 2
 /// before it listens: that fails here with the daemon's log and what to install.
