@@ -31,6 +31,7 @@
 set -Eeuo pipefail
 
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-16}
 THREADS=${THREADS:-2}
@@ -56,10 +57,6 @@ need_packages() {
     fi
 }
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 wait_for() { # path-or-port
     local i
     for i in $(seq 1 300); do
@@ -74,29 +71,9 @@ wait_for() { # path-or-port
     return 1
 }
 
-# CPU ticks (utime + stime) of a process and its live descendants (not reaped children's).
-cpu_ticks() { # pid
-    local total=0 pid stat rest
-    for pid in $1 $(descendants "$1"); do
-        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
-        rest=${stat##*) }                         # fields from 3 on (the name may hold spaces)
-        read -r -a f <<<"$rest"
-        total=$((total + f[11] + f[12]))          # fields 14 and 15: utime, stime
-    done
-    echo "$total"
-}
-
 # Busy CPU ticks of the whole machine (all but idle and iowait).
 machine_ticks() {
     awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat
-}
-
-descendants() { # pid
-    local child
-    for child in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
-        echo "$child"
-        descendants "$child"
-    done
 }
 
 PIDS=()

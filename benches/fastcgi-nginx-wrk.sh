@@ -18,6 +18,7 @@
 set -Eeuo pipefail
 
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-2}
@@ -34,40 +35,6 @@ need_packages() {
         apt-get update -qq
         apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
-}
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_port() { # port
-    local i
-    for i in $(seq 1 300); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "nothing listens on port $1" >&2
-    return 1
-}
-
-# CPU ticks (utime + stime) of a process and all its descendants.
-cpu_ticks() { # pid
-    local total=0 pid stat rest
-    for pid in $1 $(descendants "$1"); do
-        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
-        rest=${stat##*) }                         # fields from 3 on (the name may hold spaces)
-        read -r -a f <<<"$rest"
-        total=$((total + f[11] + f[12]))          # fields 14 and 15: utime, stime
-    done
-    echo "$total"
-}
-
-descendants() { # pid
-    local child
-    for child in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
-        echo "$child"
-        descendants "$child"
-    done
 }
 
 PIDS=()

@@ -30,6 +30,7 @@
 set -Eeuo pipefail
 
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 REPS=${REPS:-4}
 DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
@@ -57,40 +58,6 @@ install_peers() {
     fi
     python3 -c 'import flup' 2>/dev/null || pip install -q flup >/dev/null 2>&1 ||
         log "pip: flup could not be installed (only scenario 6 needs it)"
-}
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_port() { # port
-    local i
-    for i in $(seq 1 300); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    log "nothing listens on port $1"
-    return 1
-}
-
-descendants() { # pid
-    local child
-    for child in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
-        echo "$child"
-        descendants "$child"
-    done
-}
-
-# CPU ticks (utime + stime) of a process and its descendants.
-cpu_ticks() { # pid
-    local total=0 pid stat rest f
-    for pid in $1 $(descendants "$1"); do
-        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
-        rest=${stat##*) }
-        read -r -a f <<<"$rest"
-        total=$((total + f[11] + f[12]))
-    done
-    echo "$total"
 }
 
 status_kib() { # pid field (VmRSS, VmHWM)

@@ -39,6 +39,7 @@
 set -Eeuo pipefail
 
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
 WARMUP=${WARMUP:-1s}
@@ -62,39 +63,6 @@ install_peers() {
         apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
     python3 -c 'import flup' 2>/dev/null || python3 -m pip install -q flup >/dev/null
-}
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_port() { # port
-    local i
-    for i in $(seq 1 300); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    log "nothing listens on port $1"
-    return 1
-}
-
-descendants() { # pid
-    local child
-    for child in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
-        echo "$child"
-        descendants "$child"
-    done
-}
-
-cpu_ticks() { # pid: utime + stime of the process and its descendants
-    local total=0 pid stat rest f
-    for pid in $1 $(descendants "$1"); do
-        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
-        rest=${stat##*) }
-        read -r -a f <<<"$rest"
-        total=$((total + f[11] + f[12]))
-    done
-    echo "$total"
 }
 
 PIDS=()
