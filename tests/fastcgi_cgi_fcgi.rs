@@ -4,31 +4,21 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use support::daemon::Daemon;
 use support::http::Response;
-use support::{body, require, sha256_hex};
+use support::{body, output_with_stdin, require, sha256_hex};
 
 /// Runs one request through cgi-fcgi to `connect` (`host:port` or a socket path).
 fn cgi_fcgi(connect: &str, vars: &[(&str, &str)], stdin: &[u8]) -> Response {
-    let mut child = Command::new(require("cgi-fcgi", "libfcgi-bin"))
-        .args(["-bind", "-connect", connect])
-        .env_clear()
-        .envs(vars.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start cgi-fcgi");
-    let mut input = child.stdin.take().expect("stdin");
-    let data = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let out = child.wait_with_output().expect("cgi-fcgi output");
-    writer.join().expect("writer");
+    let out = output_with_stdin(
+        Command::new(require("cgi-fcgi", "libfcgi-bin"))
+            .args(["-bind", "-connect", connect])
+            .env_clear()
+            .envs(vars.iter().copied()),
+        stdin,
+    );
     assert!(
         out.status.success(),
         "cgi-fcgi failed: {}\n{}",

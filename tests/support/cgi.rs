@@ -2,10 +2,9 @@
 //! must not matter to the safety checks), and running the binary itself as a CGI program.
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 
 /// A temporary web root `www/` whose `cgi-bin/` holds copies of the fixture scripts: `*.sh`,
 /// `*.pl`, `*.py` executable (0755) except `not_exec.sh` (0644); directories 0755.
@@ -82,23 +81,13 @@ impl CgiRun {
 /// Runs the `gatehouse` binary with `args` as a web server runs a CGI program: an environment
 /// of `vars` only (nothing inherited), `body` on stdin (closed after it).
 pub fn run_cgi(args: &[&str], vars: &[(&str, &str)], body: &[u8]) -> CgiRun {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(args)
-        .env_clear()
-        .envs(vars.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start gatehouse as a CGI program");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let body = body.to_vec();
-    // The app may answer before it reads everything: write from a thread.
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&body);
-    });
-    let out = child.wait_with_output().expect("wait for gatehouse");
-    writer.join().expect("stdin writer");
+    let out = super::output_with_stdin(
+        Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(args)
+            .env_clear()
+            .envs(vars.iter().copied()),
+        body,
+    );
     CgiRun {
         status: out.status,
         stdout: out.stdout,

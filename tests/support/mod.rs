@@ -105,6 +105,28 @@ pub fn stop_child(child: &mut std::process::Child) {
     let _ = child.wait();
 }
 
+/// Runs `cmd` as a web server runs a CGI program: `input` on its stdin (written from a thread,
+/// since the program may answer before it reads everything; closed after it), stdout and stderr
+/// collected.
+pub fn output_with_stdin(cmd: &mut std::process::Command, input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("wait for the program");
+    writer.join().expect("stdin writer");
+    out
+}
+
 /// A deterministic pseudo-random body of `len` bytes (xorshift), different for each `seed`.
 pub fn body(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
