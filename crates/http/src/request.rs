@@ -171,7 +171,7 @@ async fn respond(
         return Err(Error::ResponseAborted);
     };
     let mut early = match body {
-        Some(body) => hold(first, &mut rx, body, budget).await,
+        Some(body) => hold(first, &mut rx, body, budget, &ctx.info).await,
         None => VecDeque::from([first]),
     };
     let Some(Output::Head(head)) = early.pop_front().map(|d| d.output) else {
@@ -252,6 +252,7 @@ async fn hold(
     rx: &mut DeliveryReceiver,
     mut body: BodyWatch,
     budget: usize,
+    info: &RequestInfo,
 ) -> VecDeque<Delivery> {
     let mut hold = Hold::default();
     let mut end = None;
@@ -283,7 +284,7 @@ async fn hold(
                     hold.input_progress(Instant::now());
                 }
                 () = sleep_until(deadline) => {
-                    tracing::debug!(timeout = ?RESPONSE_HOLD_TIMEOUT, "no request body input: the held response goes out");
+                    tracing::debug!(peer = %info.peer, request_id = info.id, timeout = ?RESPONSE_HOLD_TIMEOUT, "no request body input: the held response goes out");
                     break;
                 }
             }
