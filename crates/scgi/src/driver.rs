@@ -170,7 +170,13 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn<IO> {
         let mut writer = ResponseWriter::new();
         let mut dec = BodyDecoder::new(content_length);
         let ending = self
-            .pump(Inbound::Body(body_tx), &mut dec, &mut drx, &mut writer)
+            .pump(
+                Inbound::Body(body_tx),
+                &mut dec,
+                &mut drx,
+                &mut writer,
+                &info,
+            )
             .await;
         if !matches!(ending, Ending::Complete) {
             gone.cancel();
@@ -204,6 +210,7 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn<IO> {
         dec: &mut BodyDecoder,
         drx: &mut DeliveryReceiver,
         writer: &mut ResponseWriter,
+        info: &RequestInfo,
     ) -> Ending {
         let budget = self.config.response_budget;
         let mut hold = Hold::default();
@@ -258,7 +265,8 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn<IO> {
                     }
                 }
                 () = poll_fn(|cx| poll_timer(timer.as_mut(), cx)), if deadline.is_some() => {
-                    hold.release() // No body input for RESPONSE_HOLD_TIMEOUT.
+                    tracing::debug!(peer = %info.peer, request_id = info.id, timeout = ?RESPONSE_HOLD_TIMEOUT, "no request body input: the held response goes out");
+                    hold.release()
                 }
             };
             if let Some(ending) = self.write_held(held, writer).await {
