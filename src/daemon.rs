@@ -30,11 +30,14 @@ pub(crate) fn run(cli: &Cli, app: Arc<dyn Application>) -> Result<(), Error> {
     let worker = worker::current()?;
     let bound = match worker {
         Some(info) => info.take_listeners()?,
-        None => bind(cli)?,
+        None => {
+            warn_master_options(cli);
+            bind(cli)?
+        }
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = cli.run.runtime_threads {
-        runtime.worker_threads(usize::from(threads));
+    if let Some(threads) = runtime_threads(cli, worker.is_some()) {
+        runtime.worker_threads(threads);
     }
     let runtime = runtime
         .enable_all()
@@ -48,6 +51,38 @@ pub(crate) fn run(cli: &Cli, app: Arc<dyn Application>) -> Result<(), Error> {
     // Connections still open after the drain timeout are dropped here.
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
+}
+
+/// I/O threads: `--runtime-threads`, else tokio's default (one per CPU) for a single process,
+/// and the CPUs shared out among the workers for a worker (at least one each), so N workers
+/// do not start N threads per core between them.
+fn runtime_threads(cli: &Cli, worker: bool) -> Option<usize> {
+    match cli.run.runtime_threads {
+        Some(n) => Some(usize::from(n)),
+        None if worker => {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            Some((cpus / usize::from(cli.process.workers)).max(1))
+        }
+        None => None,
+    }
+}
+
+/// Options that only a master acts on, given to a single process.
+fn warn_master_options(cli: &Cli) {
+    let p = &cli.process;
+    let given: Vec<&str> = [
+        (p.max_requests > 0, "--max-requests"),
+        (p.max_worker_memory.is_some(), "--max-worker-memory"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
+    if !given.is_empty() {
+        tracing::warn!(
+            "{} need(s) a master process (--workers N or --master); ignored",
+            given.join(" and ")
+        );
+    }
 }
 
 /// Makes the listeners the command line asks for (or fd 0, or the defaults), warning about

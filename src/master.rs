@@ -264,22 +264,41 @@ impl<'a> Master<'a> {
             std::process::id(),
             self.n()
         );
-        self.start_generation()?;
+        if let Err(e) = self.start_generation() {
+            self.shutdown(Stop::Term);
+            return Err(e);
+        }
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Set when the master gives up: it stops the workers first, then returns it.
+        let mut fatal: Option<Error> = None;
         loop {
-            tokio::select! {
-                ev = self.events.recv() => {
+            let step = tokio::select! {
+                ev = self.events.recv() => match ev {
+                    Some(ev) => self.on_event(ev),
                     // The master holds a sender: the channel never closes.
-                    let Some(ev) = ev else { continue };
-                    self.on_event(ev)?;
+                    None => Ok(()),
+                },
+                sig = self.signals.recv_any() => {
+                    self.on_signal(sig);
+                    Ok(())
                 }
-                sig = self.signals.recv_any() => self.on_signal(sig),
-                _ = tick.tick() => self.on_tick()?,
+                _ = tick.tick() => self.on_tick(),
+            };
+            if let Err(e) = step {
+                if fatal.is_none() {
+                    self.shutdown(Stop::Term);
+                    fatal = Some(e);
+                }
             }
             if self.stopping.is_some() && self.workers.is_empty() {
-                tracing::info!("all workers exited; master exiting");
-                return Ok(());
+                return match fatal {
+                    Some(e) => Err(e),
+                    None => {
+                        tracing::info!("all workers exited; master exiting");
+                        Ok(())
+                    }
+                };
             }
         }
     }
@@ -582,7 +601,6 @@ impl<'a> Master<'a> {
             tracing::error!(
                 "worker {slot} (pid {pid}) {status_text} before it was ready, {MAX_START_FAILURES} times in a row: giving up"
             );
-            self.shutdown(Stop::Term);
             return Err(Error::Workers {
                 message: format!(
                     "worker {slot} failed to start {MAX_START_FAILURES} times in a row; the last one {status_text}"
