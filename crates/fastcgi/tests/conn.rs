@@ -422,7 +422,7 @@ fn shutdown_closes_a_connection_that_sends_nothing_after_the_grace() {
     let mut conn = Connection::new(&srv, Peer::Stdio, now);
     conn.handle_shutdown(now);
     let grace = conn.poll_timeout().unwrap();
-    conn.handle_timeout(grace - std::time::Duration::from_millis(1));
+    conn.handle_timeout(grace - Duration::from_millis(1));
     assert!(events(&mut conn).is_empty(), "still waiting");
     conn.handle_timeout(grace);
     let evs = events(&mut conn);
