@@ -192,6 +192,11 @@ fn a_worker_killed_under_load_is_replaced() {
     let outcomes = load.stop();
 
     let failed = failures(&outcomes);
+    eprintln!(
+        "{} requests, {} failed: {failed:?}",
+        outcomes.len(),
+        failed.len()
+    );
     // Only connections the killed worker had accepted can fail, and each client thread has
     // at most one connection open: at most CLIENTS failures, all before the replacement.
     assert!(
