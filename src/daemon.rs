@@ -19,7 +19,7 @@ use crate::cli::{Cli, HumanDuration};
 use crate::error::Error;
 use crate::listen::{self, BindOptions, Kind};
 use crate::serve::{self, Frontends};
-use crate::signal::Signals;
+use crate::signal::{Received, Signals};
 use crate::worker::{self, Control, Message, Recycling, WorkerInfo};
 
 /// Serves `app` (the dispatcher, already holding every mount) as the command line says until a
@@ -146,7 +146,11 @@ async fn serve_until_signal(
     let stop = match &control {
         None => {
             let other = |sig| {
-                tracing::warn!("received {sig}: reloading and upgrading need a master process (--workers N or --master); ignored");
+                let what = match sig {
+                    Received::Upgrade => "upgrading the binary",
+                    _ => "reloading",
+                };
+                tracing::warn!("received {sig}: {what} needs a master process (--workers N or --master); ignored");
             };
             signals.recv_stop(other).await.to_string()
         }

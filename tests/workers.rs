@@ -11,8 +11,8 @@
 //!   retries; an import error exits 2 at once;
 //! - SIGTERM: master and workers exit 0, a CGI script still running (`--drain-timeout 1s`) is
 //!   killed with its process group, nothing is left;
-//! - `--max-requests 5`: workers are replaced, new pids serve, no request fails (but for a
-//!   known bug, see [`cut_before_read`]; the ignored `*_strictly` test demands none);
+//! - `--max-requests 5`: workers are replaced, new pids serve, no request fails (a draining
+//!   worker still takes the first request of a connection it accepted);
 //! - spawn-fcgi's listening socket on fd 0 shared by two workers;
 //! - the binary run as a CGI program ignores `--workers`;
 //! - the master killed by SIGKILL: its workers notice and exit, nothing keeps serving;
@@ -332,24 +332,10 @@ fn sigterm_stops_everything_including_a_running_cgi_script() {
     }
 }
 
-/// Whether a failed request is one the drain of a stopped worker cut before reading it.
-///
-/// Known bug (src): a worker that starts draining (SIGTERM after `--max-requests`, a reload, a
-/// shutdown) closes the connections it has accepted but whose first request it has not read
-/// yet, as if they were idle kept-alive ones (FastCGI: `Conn::handle_shutdown` with no request;
-/// HTTP: hyper's `graceful_shutdown` before the first request, hyperium/hyper#3792). A request
-/// sent on a new connection at that moment is lost: an empty answer here, a 502 from nginx.
-/// While it stands, the default tests tolerate such losses (at most one per client connection
-/// a stopped worker could hold); the `*_strictly` tests, ignored, demand none.
-fn cut_before_read(result: &Result<Got, String>) -> bool {
-    matches!(result, Err(e) if e.starts_with("no complete head in \"\"") || e.contains("reset"))
-}
-
 /// `--max-requests 5 --workers 2`: at least 20 requests, one after another on new connections,
-/// until a replacement answers; the replaced workers exit 0. `strict`: no request may fail;
-/// else only requests cut by the drain race of [`cut_before_read`], at most one per worker that served (the
-/// client has one connection open at a time, and every stopped worker served first).
-fn max_requests_scenario(strict: bool) {
+/// until a replacement answers; the replaced workers exit 0; no request may fail.
+#[test]
+fn max_requests_replaces_workers_and_no_request_fails() {
     let (mut d, addr, first) = two_workers(&pid_app(), &["--max-requests", "5"]);
     let mut results = Vec::new();
     let mut seen = BTreeSet::new();
@@ -386,33 +372,13 @@ fn max_requests_scenario(strict: bool) {
         );
     }
     let failed: Vec<&Result<Got, String>> = results.iter().filter(|r| r.is_err()).collect();
-    if strict {
-        assert!(
-            failed.is_empty(),
-            "{} of {} failed: {failed:?}",
-            failed.len(),
-            results.len()
-        );
-    } else {
-        assert!(
-            failed.len() <= seen.len() && failed.iter().all(|r| cut_before_read(r)),
-            "{} of {} failed, not only by the known drain race: {failed:?}",
-            failed.len(),
-            results.len()
-        );
-    }
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        results.len()
+    );
     assert_eq!(d.stop().code(), Some(0));
-}
-
-#[test]
-fn max_requests_replaces_workers() {
-    max_requests_scenario(false);
-}
-
-#[test]
-#[ignore = "known bug: a draining worker closes connections accepted before their first request is read (see cut_before_read)"]
-fn max_requests_replaces_workers_and_no_request_fails_strictly() {
-    max_requests_scenario(true);
 }
 
 #[test]
