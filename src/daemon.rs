@@ -2,12 +2,19 @@
 //!
 //! ```text
 //!  Cli ──► listen::plan ──► listen::bind_all ──► runtime ──► serve::start ──► wait for SIGTERM/SIGINT
-//!           (flags, fd 0,     (before the runtime:     (FastCGI, SCGI,          │
-//!            or defaults)      errors exit early)       HTTP front ends)        │
-//!                                                        stop accepting ◄───────┘
+//!           (flags, systemd,  (before the runtime:     (FastCGI, SCGI,   READY=1 │
+//!            fd 0, defaults)   errors exit early)       HTTP front ends)        │
+//!                                                        stop accepting ◄───────┘ STOPPING=1
 //!                                                        drain (≤ --drain-timeout) ──► exit 0
 //!                                                        a second signal ──► exit 128+N at once
 //! ```
+//!
+//! Start-up order: the service manager's variables are taken from the environment first
+//! ([`Activation::from_env`], [`Notifier::from_env`]), while the process has one thread. With
+//! `--user`/`--group` the sockets are bound (not listening yet), `--socket-owner` applied and
+//! privileges dropped before the app is built, so no app code runs as root; otherwise the app is
+//! built first, as before. Either way the sockets listen only once the app is built, so an app
+//! that cannot start exits 2 before anything accepts a connection.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,31 +25,36 @@ use crate::addr::ListenAddr;
 use crate::cli::{Cli, HumanDuration};
 use crate::error::Error;
 use crate::listen::{self, BindOptions, Kind};
+use crate::notify::Notifier;
+use crate::privileges::Privileges;
 use crate::serve::{self, Frontends};
 use crate::signal::Signals;
+use crate::systemd::Activation;
 
 /// Serves `app` (the dispatcher, already holding every mount) as the command line says until a
 /// stop signal, then drains.
 pub(crate) fn run(cli: &Cli, app: Arc<dyn Application>) -> Result<(), Error> {
+    run_building(cli, move || Ok(app))
+}
+
+/// Serves the app `build` makes: after binding and dropping privileges when `--user` or
+/// `--group` is given, else before binding (see the module doc).
+pub(crate) fn run_building(
+    cli: &Cli,
+    build: impl FnOnce() -> Result<Arc<dyn Application>, Error>,
+) -> Result<(), Error> {
+    let activation = Activation::from_env()?;
+    let notifier = Notifier::from_env();
+    let privileges = Privileges::from_cli(cli)?;
     let configs = Configs::from_cli(cli)?;
-    let planned = listen::plan(&cli.listen)?;
-    if cli.listen.socket_mode.is_some()
-        && !planned
-            .iter()
-            .any(|p| matches!(p.addr, ListenAddr::Unix(_)))
-    {
-        tracing::warn!("--socket-mode applies to unix sockets we create, and there is none");
-    }
-    if cli.listen.web_server_addrs.is_some() && !planned.iter().any(|p| p.kind == Kind::FastCgi) {
-        tracing::warn!("--web-server-addrs (FCGI_WEB_SERVER_ADDRS) applies to FastCGI listeners, and there is none");
-    }
-    let bound = listen::bind_all(
-        &planned,
-        BindOptions {
-            backlog: cli.listen.backlog,
-            socket_mode: cli.listen.socket_mode,
-        },
-    )?;
+    let (app, bound) = if privileges.changes_identity() {
+        let bound = open_listeners(cli, &activation, &privileges)?;
+        (build()?, bound)
+    } else {
+        let app = build()?;
+        (app, open_listeners(cli, &activation, &privileges)?)
+    };
+    listen::listen_all(&bound, bind_options(cli))?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(workers) = cli.run.workers {
         runtime.worker_threads(usize::from(workers));
@@ -55,10 +67,35 @@ pub(crate) fn run(cli: &Cli, app: Arc<dyn Application>) -> Result<(), Error> {
             what: "cannot start the runtime",
             source,
         })?;
-    let result = runtime.block_on(serve_until_signal(cli, app, configs, bound));
+    let result = runtime.block_on(serve_until_signal(cli, app, configs, bound, notifier));
     // Connections still open after the drain timeout are dropped here.
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
+}
+
+/// Plans the listeners (options, systemd's sockets, fd 0 or the defaults) and binds them, not
+/// listening yet ([`listen::listen_all`] does that); then applies `--socket-owner` and drops to
+/// `--user`/`--group`.
+pub(crate) fn open_listeners(
+    cli: &Cli,
+    activation: &Activation,
+    privileges: &Privileges,
+) -> Result<Vec<listen::Bound>, Error> {
+    let planned = listen::plan(&cli.listen, activation)?;
+    if cli.listen.socket_mode.is_some()
+        && !planned
+            .iter()
+            .any(|p| matches!(p.addr, ListenAddr::Unix(_)))
+    {
+        tracing::warn!("--socket-mode applies to unix sockets we create, and there is none");
+    }
+    if cli.listen.web_server_addrs.is_some() && !planned.iter().any(|p| p.kind == Kind::FastCgi) {
+        tracing::warn!("--web-server-addrs (FCGI_WEB_SERVER_ADDRS) applies to FastCGI listeners, and there is none");
+    }
+    let bound = listen::bind_all_deferred(&planned, bind_options(cli))?;
+    privileges.chown_sockets(&bound)?;
+    privileges.drop()?;
+    Ok(bound)
 }
 
 async fn serve_until_signal(
@@ -66,6 +103,7 @@ async fn serve_until_signal(
     app: Arc<dyn Application>,
     configs: Configs,
     bound: Vec<listen::Bound>,
+    notifier: Notifier,
 ) -> Result<(), Error> {
     let mut signals = Signals::install().map_err(|source| Error::Io {
         what: "cannot install signal handlers",
@@ -76,13 +114,17 @@ async fn serve_until_signal(
         scgi: gatehouse_scgi::Server::new(app.clone(), configs.scgi),
         http: gatehouse_http::Server::new(app, configs.http),
     };
+    let serving = serving_status(&bound);
     let mut accepting =
         serve::start(bound, &frontends, cli.limits.max_conns).map_err(|source| Error::Io {
             what: "cannot register the listeners with the runtime",
             source,
         })?;
+    notifier.ready(&serving);
+    notifier.spawn_watchdog();
 
     let stop = signals.recv().await;
+    notifier.stopping();
     accepting.stop_accepting().await;
     let drain = cli.run.drain_timeout;
     tracing::info!(
@@ -90,6 +132,10 @@ async fn serve_until_signal(
         accepting.open_connections(),
         drain
     );
+    notifier.status(&format!(
+        "stopping: draining {} connection(s)",
+        accepting.open_connections()
+    ));
     tokio::spawn(async move {
         let again = signals.recv().await;
         tracing::warn!("received {again} again: exiting at once");
@@ -105,6 +151,22 @@ async fn serve_until_signal(
         );
     }
     Ok(())
+}
+
+fn bind_options(cli: &Cli) -> BindOptions {
+    BindOptions {
+        backlog: cli.listen.backlog,
+        socket_mode: cli.listen.socket_mode,
+    }
+}
+
+/// `STATUS=` once serving: `serving fastcgi on 127.0.0.1:9000, http on fd:4 (...)`.
+fn serving_status(bound: &[listen::Bound]) -> String {
+    let each: Vec<String> = bound
+        .iter()
+        .map(|b| format!("{} on {}", b.kind.name(), b.name))
+        .collect();
+    format!("serving {}", each.join(", "))
 }
 
 /// Each front end's configuration, from the command line.

@@ -50,8 +50,12 @@ mod daemon;
 mod error;
 mod inherit;
 mod listen;
+mod notify;
+mod privileges;
 mod serve;
 mod signal;
+mod sys;
+mod systemd;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -100,6 +104,15 @@ pub fn run(cli: &Cli, app: Arc<dyn Application>) -> Result<(), Error> {
 pub fn run_dispatcher(cli: &Cli, app: Arc<dyn Application>) -> Result<(), Error> {
     init_logging(cli, Mode::Daemon);
     daemon::run(cli, app)
+}
+
+/// Builds the app the command line names ([`build_app`]) and serves it as a daemon, as the
+/// `gatehouse` binary does: with `--user`/`--group` the app is built once the sockets are bound
+/// and privileges dropped, so none of its code runs as root. Sets up logging like
+/// [`run_dispatcher`].
+pub fn serve_command_line(cli: &Cli) -> Result<(), Error> {
+    init_logging(cli, Mode::Daemon);
+    daemon::run_building(cli, || build_app(cli, Mode::Daemon))
 }
 
 /// How the process serves: as a CGI program when `--cgi` is given, or when a web server runs it
