@@ -47,12 +47,13 @@ pub(crate) fn run_building(
     let notifier = Notifier::from_env();
     let privileges = Privileges::from_cli(cli)?;
     let configs = Configs::from_cli(cli)?;
+    let planned = plan_listeners(cli, &activation)?;
     let (app, bound) = if privileges.changes_identity() {
-        let bound = open_listeners(cli, &activation, &privileges)?;
+        let bound = open_listeners(cli, &planned, &privileges)?;
         (build()?, bound)
     } else {
         let app = build()?;
-        (app, open_listeners(cli, &activation, &privileges)?)
+        (app, open_listeners(cli, &planned, &privileges)?)
     };
     listen::listen_all(&bound, bind_options(cli))?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
@@ -73,14 +74,12 @@ pub(crate) fn run_building(
     result
 }
 
-/// Plans the listeners (options, systemd's sockets, fd 0 or the defaults) and binds them, not
-/// listening yet ([`listen::listen_all`] does that); then applies `--socket-owner` and drops to
-/// `--user`/`--group`.
-pub(crate) fn open_listeners(
+/// The listeners to make: the options (`systemd:NAME` resolved), systemd's sockets, fd 0 or
+/// the defaults. Usage errors here come before anything is built or bound.
+pub(crate) fn plan_listeners(
     cli: &Cli,
     activation: &Activation,
-    privileges: &Privileges,
-) -> Result<Vec<listen::Bound>, Error> {
+) -> Result<Vec<listen::Planned>, Error> {
     let planned = listen::plan(&cli.listen, activation)?;
     if cli.listen.socket_mode.is_some()
         && !planned
@@ -92,7 +91,17 @@ pub(crate) fn open_listeners(
     if cli.listen.web_server_addrs.is_some() && !planned.iter().any(|p| p.kind == Kind::FastCgi) {
         tracing::warn!("--web-server-addrs (FCGI_WEB_SERVER_ADDRS) applies to FastCGI listeners, and there is none");
     }
-    let bound = listen::bind_all_deferred(&planned, bind_options(cli))?;
+    Ok(planned)
+}
+
+/// Binds the planned listeners, not listening yet ([`listen::listen_all`] does that); then
+/// applies `--socket-owner` and drops to `--user`/`--group`.
+pub(crate) fn open_listeners(
+    cli: &Cli,
+    planned: &[listen::Planned],
+    privileges: &Privileges,
+) -> Result<Vec<listen::Bound>, Error> {
+    let bound = listen::bind_all_deferred(planned, bind_options(cli))?;
     privileges.chown_sockets(&bound)?;
     privileges.drop()?;
     Ok(bound)

@@ -52,10 +52,6 @@ pub struct ListenArgs {
     #[arg(long, value_name = "USER[:GROUP]", value_parser = parse_owner)]
     pub socket_owner: Option<String>,
 
-    /// Who the daemon runs as once its sockets are bound.
-    #[command(flatten, next_help_heading = "Running as another user")]
-    pub privileges: PrivilegeArgs,
-
     /// Connections that may wait to be accepted (the listen(2) backlog).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_BACKLOG,
           value_parser = clap::value_parser!(i32).range(1..))]
@@ -69,6 +65,10 @@ pub struct ListenArgs {
     #[arg(long, value_name = "IP,IP,...", env = "FCGI_WEB_SERVER_ADDRS",
           value_parser = parse_ip_list, hide_env_values = true)]
     pub web_server_addrs: Option<IpList>,
+
+    /// Who the daemon runs as once its sockets are bound.
+    #[command(flatten, next_help_heading = "Running as another user")]
+    pub privileges: PrivilegeArgs,
 }
 
 impl ListenArgs {
