@@ -1,7 +1,8 @@
 //! Listening sockets handed to us by our parent: fd 0 (`FCGI_LISTENSOCK_FILENO`, as spawn-fcgi,
 //! lighttpd's `bin-path` and mod_fcgid pass it), `fd:N`, and systemd's (`crate::systemd`).
 //!
-//! This is the one module of the binary with `unsafe`: a raw descriptor number becomes a socket
+//! One of the two modules of the binary with `unsafe` (the other, `crate::sys`, changes the
+//! process's identity and reads the clock): a raw descriptor number becomes a socket
 //! only here, after it was checked to be an open, listening stream socket, and each number is
 //! taken at most once per process.
 #![allow(
