@@ -34,6 +34,7 @@ use crate::cli::Cli;
 use crate::daemon;
 use crate::error::Error;
 use crate::listen::{Bound, SocketFile, StdListener};
+use crate::notify::Notifier;
 use crate::signal::{Received, Signals, Stop};
 use crate::sys;
 use crate::worker::{self, Message, WorkerInfo, ENV_LISTENERS, ENV_WORKER};
@@ -76,7 +77,14 @@ pub(crate) fn run(cli: &Cli) -> Result<(), Error> {
             );
             (bound, Some(old))
         }
-        None => (daemon::bind(cli)?, None),
+        None => (Vec::new(), None),
+    };
+    // Systemd's variables are taken (and removed) in any case; a new master's listeners came
+    // from the old one, so it binds nothing.
+    let (bound, notifier) = if bound.is_empty() {
+        daemon::listeners_for_master(cli)?
+    } else {
+        (bound, Notifier::from_env())
     };
     for b in &bound {
         tracing::info!("listening on {} {}", b.kind.name(), b.name);
@@ -100,6 +108,7 @@ pub(crate) fn run(cli: &Cli) -> Result<(), Error> {
         let mut master = Master::new(cli, listeners, signals);
         master.exe = exe;
         master.old_master = old_master;
+        master.notifier = notifier;
         master.run().await
     })
 }
@@ -306,6 +315,10 @@ struct Master<'a> {
     upgrade: Option<u32>,
     /// The master that started this one (SIGUSR2), to stop once this one serves.
     old_master: Option<u32>,
+    /// systemd's `NOTIFY_SOCKET`, when it runs us.
+    notifier: Notifier,
+    /// When the last `WATCHDOG=1` went out.
+    watchdog_sent: Option<Instant>,
 }
 
 impl<'a> Master<'a> {
@@ -327,6 +340,8 @@ impl<'a> Master<'a> {
             exe: None,
             upgrade: None,
             old_master: None,
+            notifier: Notifier::default(),
+            watchdog_sent: None,
         }
     }
 
@@ -566,12 +581,21 @@ impl<'a> Master<'a> {
             .filter(|(_, w)| w.generation == generation)
             .map(|(pid, _)| pid.to_string())
             .collect();
+        let status = format!(
+            "serving with {} worker(s), generation {generation} (pids {})",
+            self.n(),
+            pids.join(", ")
+        );
         if first {
             tracing::info!(
                 "{} worker(s) ready (pids {}); serving",
                 self.n(),
                 pids.join(", ")
             );
+            if self.old_master.is_some() {
+                self.notifier.main_pid(std::process::id());
+            }
+            self.notifier.ready(&status);
             if let Some(old) = self.old_master.take() {
                 tracing::info!("stopping the old master (pid {old}): this one serves now");
                 if let Err(e) = sys::kill(old, libc::SIGTERM) {
@@ -585,6 +609,7 @@ impl<'a> Master<'a> {
                 pids.join(", "),
                 old.len()
             );
+            self.notifier.ready(&status);
         }
         for pid in old {
             self.stop_worker(pid, "reloaded");
@@ -672,6 +697,10 @@ impl<'a> Master<'a> {
             for pid in doomed {
                 self.stop_worker(pid, "its generation failed to start");
             }
+            self.notifier.ready(&format!(
+                "reload failed (generation {generation}); generation {} serves",
+                self.serving
+            ));
             return Ok(());
         }
         if self.serving == 0 && matches!(status, Ok(s) if s.code() == Some(2)) {
@@ -752,8 +781,10 @@ impl<'a> Master<'a> {
                     self.n(),
                     self.newest + 1
                 );
+                self.notifier.reloading();
                 if let Err(e) = self.start_generation() {
                     tracing::error!("reload failed: {e}; the old workers keep serving");
+                    self.notifier.ready("reload failed; the old workers serve");
                 }
             }
         }
@@ -783,11 +814,12 @@ impl<'a> Master<'a> {
                 worker::listeners_to_env(&self.listeners.table),
             )
             .env(ENV_UPGRADE_FROM, std::process::id().to_string())
-            // The systemd sockets are handed over by the variable above; NOTIFY_SOCKET stays:
-            // the new master becomes the service's main process.
+            // The systemd sockets are handed over by the variable above; it notifies systemd in
+            // our place (it becomes the service's main process).
             .env_remove("LISTEN_FDS")
             .env_remove("LISTEN_PID")
-            .env_remove("LISTEN_FDNAMES");
+            .env_remove("LISTEN_FDNAMES")
+            .envs(self.notifier.successor_env());
         let stdin = match &self.listeners.fd0 {
             Some(fd) => fd.try_clone().map(Stdio::from),
             None => Ok(Stdio::null()),
@@ -820,6 +852,7 @@ impl<'a> Master<'a> {
     /// new master, started on SIGUSR2, takes over).
     fn shutdown(&mut self, stop: Stop) {
         self.stopping = Some(stop);
+        self.notifier.stopping();
         self.retries.clear();
         self.listeners.close(self.upgrade.is_some());
         let pids: Vec<u32> = self.workers.keys().copied().collect();
@@ -867,6 +900,16 @@ impl<'a> Master<'a> {
         }
         if let Some(limit) = self.cli.process.max_worker_memory {
             self.check_memory(limit);
+        }
+        if let Some(every) = self.notifier.watchdog_interval() {
+            // From the master's own loop: a master that hangs stops pinging.
+            if self
+                .watchdog_sent
+                .is_none_or(|at| now.duration_since(at) >= every)
+            {
+                self.notifier.watchdog();
+                self.watchdog_sent = Some(now);
+            }
         }
         Ok(())
     }
