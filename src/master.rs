@@ -249,6 +249,9 @@ struct Worker {
     stop_sent: Option<Instant>,
     /// The worker this one replaces once it is ready (recycling, memory).
     replaces: Option<u32>,
+    /// Over `--max-worker-memory` as soon as it was ready: replacing it would only start
+    /// another like it, again and again.
+    memory_exempt: bool,
 }
 
 /// How a worker process ended, for the log.
@@ -450,6 +453,7 @@ impl<'a> Master<'a> {
                 started: Instant::now(),
                 stop_sent: None,
                 replaces,
+                memory_exempt: false,
             },
         );
         let tx = self.events_tx.clone();
@@ -527,6 +531,17 @@ impl<'a> Master<'a> {
                     "worker {slot} (pid {pid}, generation {generation}) ready in {} ms",
                     w.started.elapsed().as_millis()
                 );
+                if let Some(limit) = self.cli.process.max_worker_memory {
+                    let rss = resident_bytes(pid).unwrap_or(0);
+                    if rss > limit {
+                        w.memory_exempt = true;
+                        tracing::warn!(
+                            "worker {slot} (pid {pid}) uses {} MiB as soon as it is ready, more than --max-worker-memory ({} MiB): it will not be replaced for its memory",
+                            rss >> 20,
+                            limit >> 20
+                        );
+                    }
+                }
                 self.failures.remove(&slot);
                 if let Some(old) = replaces {
                     self.stop_worker(old, "replaced");
@@ -922,7 +937,7 @@ impl<'a> Master<'a> {
         let over: Vec<(u32, u16, u64, u64)> = self
             .workers
             .iter()
-            .filter(|(_, w)| w.state == State::Ready)
+            .filter(|(_, w)| w.state == State::Ready && !w.memory_exempt)
             .filter_map(|(pid, w)| {
                 let rss = resident_bytes(*pid)?;
                 (rss > limit).then_some((*pid, w.slot, w.generation, rss))

@@ -381,6 +381,37 @@ fn max_requests_replaces_workers_and_no_request_fails() {
     assert_eq!(d.stop().code(), Some(0));
 }
 
+/// `--max-worker-memory 160M`: a worker that grows past it (64 MiB a `/grow`) is replaced, the
+/// replacement first; it exits 0, a new pid serves, no request failed.
+#[test]
+fn max_worker_memory_replaces_a_worker_that_grows() {
+    let (mut d, addr, first) = two_workers(&pid_app(), &["--max-worker-memory", "160M"]);
+    assert_eq!(
+        d.count_log("it will not be replaced for its memory"),
+        0,
+        "fresh workers fit"
+    );
+    let mut tries = 0;
+    while d.count_log("over --max-worker-memory") == 0 {
+        tries += 1;
+        assert!(tries <= 40, "no worker was found over the limit");
+        let got = try_get(&addr, "/grow").unwrap_or_else(|e| panic!("GET /grow failed: {e}"));
+        assert_eq!(got.status, 200, "{got:?}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let line = d.wait_log("over --max-worker-memory");
+    let big = pid_in(&line);
+    assert!(first.contains(&big), "{line}");
+    d.wait_log(&format!("(pid {big}): replaced"));
+    d.wait_log(&format!("(pid {big}, generation 1) exited with status 0"));
+    let pids = pids_until(
+        || http_pid(&addr),
+        |seen| seen.iter().any(|p| !first.contains(p)),
+    );
+    assert!(!pids.contains(&big), "{pids:?}");
+    assert_eq!(d.stop().code(), Some(0));
+}
+
 #[test]
 fn spawn_fcgi_socket_on_fd_0_is_shared_by_two_workers() {
     let dir = tempfile::tempdir().expect("temp dir");
