@@ -16,7 +16,11 @@
 //! - spawn-fcgi's listening socket on fd 0 shared by two workers;
 //! - the binary run as a CGI program ignores `--workers`;
 //! - the master killed by SIGKILL: its workers notice and exit, nothing keeps serving;
-//! - one process (no master): SIGHUP is logged and ignored.
+//! - one process (no master): SIGHUP is logged and ignored;
+//! - `--max-worker-memory`: a worker that grows past it is replaced;
+//! - `--worker-start-timeout`: a worker whose import hangs is killed, the master gives up;
+//! - a second SIGTERM ends master and workers at once (143); the master removes its unix
+//!   socket file when it exits.
 //!
 //! The app is fixtures/apps/workers.py, which answers the pid of the worker serving it. No
 //! durations are asserted; every wait is bounded by `support::TIMEOUT`.
@@ -259,6 +263,88 @@ fn a_crash_loop_at_start_up_makes_the_master_exit_1() {
     for line in d.log().iter().filter(|l| l.contains(") starting")) {
         wait_gone(pid_in(line));
     }
+}
+
+#[test]
+fn a_worker_that_never_gets_ready_is_killed_after_the_start_timeout() {
+    let app = format!(
+        "wsgi:{}",
+        fixtures().join("apps/hang_at_import.py").display()
+    );
+    let mut d = Daemon::start(&[
+        &app,
+        "--workers",
+        "2",
+        "--worker-start-timeout",
+        "1s",
+        "--http",
+        "127.0.0.1:0",
+    ]);
+    let status = d.wait_exit();
+    assert_eq!(status.code(), Some(1), "{status}");
+    d.wait_log("did not become ready within --worker-start-timeout; killing it");
+    d.wait_log("failed to start 5 times in a row; the last one was killed by signal 9 (SIGKILL)");
+    for line in d.log().iter().filter(|l| l.contains(") starting")) {
+        wait_gone(pid_in(line));
+    }
+}
+
+#[test]
+fn a_second_sigterm_stops_master_and_workers_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pid_file = dir.path().join("script.pid");
+    // A CGI script that never answers keeps its worker draining (--drain-timeout 1h).
+    let app = format!("cgi:{}", fixtures().join("cgi-bin").display());
+    let args = [
+        app.as_str(),
+        "--workers",
+        "2",
+        "--drain-timeout",
+        "1h",
+        "--cgi-env",
+        "PIDFILE",
+        "--http",
+        "127.0.0.1:0",
+    ];
+    let mut d = Daemon::start_env(&args, &[("PIDFILE", pid_file.to_str().expect("utf-8"))]);
+    let http = d.listener("http");
+    let workers = serving_pids(&d);
+    let slow = std::thread::spawn(move || try_get(&http, "/sleep.sh"));
+    let script: u32 = wait_for("sleep.sh to write its pid", || {
+        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
+    });
+    d.signal(libc::SIGTERM);
+    d.wait_log("received SIGTERM: stopping 2 worker(s)");
+    d.wait_log("waiting for 1 open connection(s)");
+    assert!(d.is_running(), "a worker is still draining");
+    d.signal(libc::SIGTERM);
+    let status = d.wait_exit();
+    assert_eq!(status.code(), Some(143), "{status}");
+    d.wait_log("received SIGTERM again");
+    for pid in &workers {
+        wait_gone(*pid);
+    }
+    let answer = slow.join().expect("client thread");
+    assert!(
+        !matches!(&answer, Ok(g) if g.status == 200),
+        "the cut request got a 200: {answer:?}"
+    );
+    // Exiting at once leaves the script's own process group behind (README): not ours to keep.
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{script}")])
+        .status();
+}
+
+#[test]
+fn the_master_removes_its_unix_socket_file_when_it_exits() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sock = dir.path().join("gh.sock");
+    let addr = format!("unix:{}", sock.display());
+    let mut d = Daemon::start(&[&pid_app(), "--workers", "2", "--fastcgi", &addr]);
+    serving_pids(&d);
+    assert!(sock.exists());
+    assert_eq!(d.stop().code(), Some(0));
+    assert!(!sock.exists(), "the socket file is removed");
 }
 
 #[test]
