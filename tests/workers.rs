@@ -330,7 +330,7 @@ fn a_second_sigterm_stops_master_and_workers_at_once() {
         "the cut request got a 200: {answer:?}"
     );
     // Exiting at once leaves the script's own process group behind (README): not ours to keep.
-    let _ = std::process::Command::new("kill")
+    let _ = Command::new("kill")
         .args(["-KILL", "--", &format!("-{script}")])
         .status();
 }
