@@ -54,7 +54,9 @@ fn monotonic_usec() -> u64 {
     // SAFETY: a pointer to a live timespec.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     assert_eq!(rc, 0);
-    u64::try_from(ts.tv_sec).unwrap() * 1_000_000 + u64::try_from(ts.tv_nsec).unwrap() / 1000
+    let secs = u64::try_from(ts.tv_sec).expect("after boot");
+    let nanos = u64::try_from(ts.tv_nsec).expect("0..1e9");
+    secs * 1_000_000 + nanos / 1000
 }
 
 /// A copy of fixtures/apps/workers.py in `dir`, which the test may edit.
@@ -253,7 +255,7 @@ struct Upgraded {
 /// master, then its `READY=1`; the old master exits 0, its workers too.
 fn start_and_upgrade() -> Upgraded {
     become_subreaper();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("temp dir");
     let notify = dir.path().join("notify.sock");
     let rx = NotifyReceiver::bind(&notify);
     let sock = dir.path().join("app.sock");
@@ -268,7 +270,7 @@ fn start_and_upgrade() -> Upgraded {
         "--fastcgi",
         &unix,
     ];
-    let mut d = Daemon::start_env(&args, &[("NOTIFY_SOCKET", notify.to_str().unwrap())]);
+    let mut d = Daemon::start_env(&args, &[("NOTIFY_SOCKET", notify.to_str().expect("UTF-8"))]);
     let old = d.pid();
     let http = d.listener("http");
     assert!(state_from(&rx, old).starts_with("READY=1\nSTATUS=serving with 2 worker(s)"));
