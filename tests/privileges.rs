@@ -1,8 +1,12 @@
 //! End-to-end: `--user`, `--group` and `--socket-owner` (the tests run as root). The daemon binds
 //! as root, then runs as the user: every thread's ids in /proc, the apps built after the drop,
 //! requests (and a CGI script) served as that user; unknown names and impossible combinations exit 2 with one line.
+//! With `--workers 2`, the master drops before any worker starts: master and workers all run
+//! as the user, and `--socket-owner` applies to the socket the workers share.
 
 mod support;
+#[path = "support/workers.rs"]
+mod workers_support;
 
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
@@ -10,6 +14,7 @@ use std::process::Command;
 use support::daemon::{run, Daemon};
 use support::fcgi;
 use support::http;
+use workers_support::{ppid, serving_pids};
 
 /// `Uid:`/`Gid:`/`Groups:` of every thread of `pid`.
 fn thread_ids(pid: u32) -> Vec<(String, String, String)> {
@@ -225,4 +230,85 @@ fn not_root_cannot_become_someone_else() {
     let d = Daemon::spawn(cmd, "gatehouse as nobody");
     d.listener("http");
     d.wait_log("already running as uid 65534");
+}
+
+/// Asserts every thread of `pid` runs as 65534:65534 with no supplementary groups.
+fn assert_nobody(pid: u32, what: &str) {
+    let ids = thread_ids(pid);
+    for (uid, gid, groups) in &ids {
+        assert_eq!(uid, "65534 65534 65534 65534", "{what} {pid}: {ids:?}");
+        assert_eq!(gid, "65534 65534 65534 65534", "{what} {pid}: {ids:?}");
+        assert_eq!(groups, "", "{what} {pid}: no supplementary groups: {ids:?}");
+    }
+}
+
+/// A CGI app (WSGI cannot run as nobody here: the CPython lives under /root).
+#[test]
+fn user_nobody_with_workers_master_and_workers_all_nobody() {
+    require_root();
+    let scripts = whoami_scripts();
+    let app = format!("cgi:{}", scripts.path().display());
+    let mut d = Daemon::serve(&[
+        &app,
+        "--workers",
+        "2",
+        "--user",
+        "nobody",
+        "--http",
+        "127.0.0.1:0",
+    ]);
+    let addr = d.listener("http");
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let workers = serving_pids(&d);
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    assert_nobody(d.pid(), "master");
+    for pid in &workers {
+        assert_eq!(ppid(*pid), d.pid(), "worker {pid} is the master's child");
+        assert_nobody(*pid, "worker");
+    }
+    let who = http::request(port, "GET", "/whoami.sh", &[], b"");
+    assert_eq!(who.status, 200, "{}", who.text());
+    assert_eq!(who.text().trim(), "uid=65534", "{}", who.text());
+
+    // The master dropped before it started any worker.
+    let log = d.log();
+    let dropped = log
+        .iter()
+        .position(|l| l.contains("--user nobody: now running as uid 65534 gid 65534"))
+        .expect("the drop is logged");
+    let first_worker = log
+        .iter()
+        .position(|l| l.contains("[master]") && l.contains(") starting"))
+        .expect("a worker start is logged");
+    assert!(dropped < first_worker, "{log:#?}");
+    assert_eq!(d.stop().code(), Some(0));
+}
+
+#[test]
+fn socket_owner_with_workers() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("owned.sock");
+    let addr = format!("unix:{}", sock.display());
+    let mut d = Daemon::serve(&[
+        "echo",
+        "--workers",
+        "2",
+        "--fastcgi",
+        &addr,
+        "--socket-owner",
+        "nobody:nogroup",
+        "--socket-mode",
+        "660",
+    ]);
+    serving_pids(&d);
+    let meta = std::fs::symlink_metadata(&sock).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o777),
+        (65534, 65534, 0o660)
+    );
+    let answer = fcgi::call(&addr, &fcgi::params("GET", "/owned", "", None), b"");
+    assert_eq!(answer.cgi().json()["path"], "/owned");
+    assert_eq!(d.stop().code(), Some(0));
+    assert!(!sock.exists(), "removed at exit (the master stayed root)");
 }

@@ -68,20 +68,39 @@ impl NotifyReceiver {
         Self::from_socket(UnixDatagram::bind(path).expect("bind the notify socket"))
     }
 
-    /// Uses a bound socket.
+    /// Uses a bound socket. `SO_PASSCRED` is set on it, so each message comes with its
+    /// sender's pid (as systemd reads it, to tell the main process from others).
     pub fn from_socket(socket: UnixDatagram) -> Self {
         socket.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+        pass_credentials(&socket);
         Self { socket }
     }
 
     /// The next message.
     pub fn recv(&self) -> String {
-        let mut buf = vec![0u8; 64 * 1024];
-        let n = self
-            .socket
-            .recv(&mut buf)
+        self.recv_with_pid().0
+    }
+
+    /// The next message and the pid of the process that sent it.
+    pub fn recv_with_pid(&self) -> (String, u32) {
+        let (bytes, pid) = recv_with_credentials(&self.socket, 0)
             .unwrap_or_else(|e| panic!("no notification within {TIMEOUT:?}: {e}"));
-        String::from_utf8(buf[..n].to_vec()).expect("notifications are UTF-8")
+        let text = String::from_utf8(bytes).expect("notifications are UTF-8");
+        (text, pid)
+    }
+
+    /// The messages already queued, with their senders' pids, without waiting for more.
+    pub fn drain_with_pid(&self) -> Vec<(String, u32)> {
+        let mut all = Vec::new();
+        loop {
+            match recv_with_credentials(&self.socket, libc::MSG_DONTWAIT) {
+                Ok((bytes, pid)) => {
+                    all.push((String::from_utf8(bytes).expect("UTF-8"), pid));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return all,
+                Err(e) => panic!("reading the notify socket: {e}"),
+            }
+        }
     }
 
     /// The next message other than `WATCHDOG=1` pings and `STATUS=` updates.
@@ -93,6 +112,80 @@ impl NotifyReceiver {
             }
         }
     }
+}
+
+/// `setsockopt(SO_PASSCRED)`: the kernel attaches the sender's credentials to each datagram.
+fn pass_credentials(socket: &UnixDatagram) {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    #[allow(unsafe_code, reason = "setsockopt(2) has no safe wrapper in std")]
+    // SAFETY: a valid fd, and a pointer to a live c_int with its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PASSCRED,
+            std::ptr::from_ref(&on).cast(),
+            size_of_val(&on) as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_PASSCRED: {}", std::io::Error::last_os_error());
+}
+
+/// One datagram and the pid in its `SCM_CREDENTIALS` (the socket has `SO_PASSCRED`).
+fn recv_with_credentials(
+    socket: &UnixDatagram,
+    flags: libc::c_int,
+) -> std::io::Result<(Vec<u8>, u32)> {
+    use std::os::fd::AsRawFd;
+    let mut buf = vec![0u8; 64 * 1024];
+    // u64s: the control buffer must be aligned for cmsghdr.
+    let mut control = [0u64; 16];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    #[allow(
+        unsafe_code,
+        reason = "recvmsg(2) and the CMSG_* macros have no safe wrapper"
+    )]
+    // SAFETY: msghdr is plain data (all-zero is valid); iov and control point to live buffers
+    // of the given lengths for the whole call; CMSG_FIRSTHDR/CMSG_DATA stay inside `control`,
+    // and the data is read unaligned.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = size_of_val(&control);
+        let n = libc::recvmsg(socket.as_raw_fd(), &mut msg, flags);
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        assert!(
+            !cmsg.is_null()
+                && (*cmsg).cmsg_level == libc::SOL_SOCKET
+                && (*cmsg).cmsg_type == libc::SCM_CREDENTIALS,
+            "a datagram without SCM_CREDENTIALS"
+        );
+        let cred: libc::ucred = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+        buf.truncate(usize::try_from(n).expect("n >= 0"));
+        Ok((buf, u32::try_from(cred.pid).expect("a pid")))
+    }
+}
+
+/// The names in a process's start-up environment (`/proc/PID/environ`, as it was exec'd) that
+/// a service manager sets: `LISTEN_*`, `NOTIFY_SOCKET`, `WATCHDOG_*`.
+pub fn manager_vars_of(pid: u32) -> Vec<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/environ: {e}"));
+    environ
+        .split(|b| *b == 0)
+        .filter_map(|kv| kv.split(|b| *b == b'=').next())
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .filter(|k| k.starts_with("LISTEN_") || k == "NOTIFY_SOCKET" || k.starts_with("WATCHDOG_"))
+        .collect()
 }
 
 /// A WSGI app (in `dir`, readable by everyone) answering with the service manager's variables
