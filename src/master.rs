@@ -867,7 +867,11 @@ impl<'a> Master<'a> {
     /// new master, started on SIGUSR2, takes over).
     fn shutdown(&mut self, stop: Stop) {
         self.stopping = Some(stop);
-        self.notifier.stopping();
+        if self.upgrade.is_none() {
+            self.notifier.stopping();
+        }
+        // Else a new master serves in our place and speaks for the service (its MAINPID=):
+        // our STOPPING=1 would stop it too.
         self.retries.clear();
         self.listeners.close(self.upgrade.is_some());
         let pids: Vec<u32> = self.workers.keys().copied().collect();
