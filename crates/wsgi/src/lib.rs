@@ -47,6 +47,7 @@ mod input;
 #[allow(unsafe_code)] // reason: CPython's PyConfig initialisation API has no safe pyo3 wrapper.
 mod interpreter;
 mod loader;
+mod outbox;
 mod pool;
 mod sink;
 mod start_response;

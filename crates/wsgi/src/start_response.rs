@@ -93,7 +93,10 @@ impl Write {
             PyTypeError::new_err(format!("write() takes bytes, not {}", type_name(data)))
         })?;
         let mut sink = lock(&self.sink)?;
-        sink.write(py, data.as_bytes()).map_err(write_error)
+        sink.write(py, data.as_bytes()).map_err(write_error)?;
+        // The app runs again when write() returns: its bytes go now.
+        sink.flush();
+        Ok(())
     }
 }
 

@@ -11,43 +11,37 @@ use std::sync::{Arc, Mutex, TryLockError};
 use gatehouse_channel_request::{Env, Request, RequestInfo};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
-use tokio::sync::oneshot;
 
 use crate::environ::{self, Flags};
 use crate::error::Error;
 use crate::input::Input;
 use crate::loader::format_exception;
+use crate::outbox::{OutSender, Reply};
 use crate::pool::Permit;
-use crate::sink::{ClientDisconnected, OutSender, Sink, WriteError};
+use crate::sink::{ClientDisconnected, Sink, WriteError};
 use crate::start_response::{lock, type_name, SharedSink, StartResponse};
 
 /// A request handed to the pool.
 pub(crate) struct Job {
     /// The request.
     pub(crate) req: Request,
-    /// Where the head and body chunks go.
-    pub(crate) out: OutSender,
-    /// How the request ended, sent once the result's `close()` has returned.
-    pub(crate) done: oneshot::Sender<Result<(), Error>>,
+    /// Where the head, the body chunks and how the request ended (once the result's `close()`
+    /// has returned) go.
+    pub(crate) reply: Reply,
     /// Its place in the pool, given back before the answer.
     pub(crate) permit: Permit,
 }
 
 /// Serves one job on the calling pool thread.
 pub(crate) fn run(py: Python<'_>, app: &Py<PyAny>, flags: Flags, job: Job) {
-    let Job {
-        req,
-        out,
-        done,
-        permit,
-    } = job;
-    if out.is_closed() {
+    let Job { req, reply, permit } = job;
+    if reply.is_closed() {
         // Cancelled while it waited in the queue: nobody listens any more.
         return;
     }
-    let outcome = serve(py, app, flags, req, out);
+    let outcome = serve(py, app, flags, req, reply.sender());
     drop(permit);
-    let _ = done.send(outcome);
+    reply.finish(outcome);
 }
 
 fn serve(
@@ -97,7 +91,7 @@ fn call_app(
         .call1((environ, start_response))
         .map_err(|e| failure(py, sink, &e))?;
     let iterated = drive(py, &result, sink);
-    let closed = close(py, &result).map_err(|e| failure(py, sink, &e));
+    let closed = close(&result, sink).map_err(|e| failure(py, sink, &e));
     match (iterated, closed) {
         (Err(Error::App(first)), Err(Error::App(second))) => Err(Error::App(format!(
             "{first}\nand then close() raised:\n{second}"
@@ -135,6 +129,8 @@ fn drive(py: Python<'_>, result: &Bound<'_, PyAny>, sink: &SharedSink) -> Result
         if s.is_complete() {
             return Ok(());
         }
+        // The chunk goes out before the app computes the next one.
+        s.flush();
     }
 }
 
@@ -165,11 +161,14 @@ fn write_failure(e: WriteError, how: &str) -> Error {
     }
 }
 
-/// Calls `result.close()` when it has one.
-fn close(py: Python<'_>, result: &Bound<'_, PyAny>) -> PyResult<()> {
-    let _ = py;
-    if result.hasattr("close")? {
-        result.call_method0("close")?;
+/// Calls `result.close()` when it has one, after flushing what was written (its code may take
+/// time).
+fn close(result: &Bound<'_, PyAny>, sink: &SharedSink) -> PyResult<()> {
+    if result.hasattr(pyo3::intern!(result.py(), "close"))? {
+        if let Ok(s) = sink.try_lock() {
+            s.flush();
+        }
+        result.call_method0(pyo3::intern!(result.py(), "close"))?;
     }
     Ok(())
 }
