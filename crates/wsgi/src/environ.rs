@@ -20,15 +20,43 @@ pub(crate) struct Flags {
     pub(crate) multiprocess: bool,
 }
 
+/// Entries an environ holds before its dict grows: nginx's stock `fastcgi_params` (18), the
+/// variables we add (`PATH_INFO`...), a browser's dozen request headers and the eleven `wsgi.*`
+/// and `gatehouse.*` keys. Growing costs a reallocation and a rehash of every key per doubling.
+const ENVIRON_ROOM: usize = 42;
+
+/// The `wsgi.*` entries every environ of a pool starts with, made once per pool thread. Each
+/// environ is a copy of it (CPython clones the table: one allocation and a copy instead of
+/// hashing and inserting seven keys, and a table with room for the whole environ); the
+/// entries that depend on the request are set on the copy.
+pub(crate) struct Template(Py<PyDict>);
+
+impl Template {
+    pub(crate) fn new(py: Python<'_>, flags: Flags) -> PyResult<Self> {
+        let template = crate::interpreter::presized_dict(py, ENVIRON_ROOM);
+        template.set_item(intern!(py, "wsgi.version"), PyTuple::new(py, [1, 0])?)?;
+        template.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "http"))?;
+        template.set_item(intern!(py, "wsgi.multithread"), flags.multithread)?;
+        template.set_item(intern!(py, "wsgi.multiprocess"), flags.multiprocess)?;
+        template.set_item(intern!(py, "wsgi.run_once"), false)?;
+        let file_wrapper = py.get_type::<FileWrapper>();
+        template.set_item(intern!(py, "wsgi.file_wrapper"), file_wrapper)?;
+        // The stream ends where the body ends, with or without CONTENT_LENGTH (chunked uploads).
+        template.set_item(intern!(py, "wsgi.input_terminated"), true)?;
+        Ok(Self(template.unbind()))
+    }
+}
+
 /// Builds the environ for a request, with `input` as `wsgi.input`.
 pub(crate) fn build<'py>(
     py: Python<'py>,
     env: &Env,
     input: &Bound<'py, Input>,
     info: &RequestInfo,
-    flags: Flags,
+    template: &Template,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let environ = PyDict::new(py);
+    // `wsgi.version` is one tuple shared by every environ: tuples are immutable.
+    let environ = template.0.bind(py).copy()?;
     for (name, value) in env.iter() {
         // PEP 3333: CONTENT_TYPE and CONTENT_LENGTH, never HTTP_CONTENT_*. A front end that
         // passed the header twice keeps the CGI names.
@@ -38,26 +66,22 @@ pub(crate) fn build<'py>(
         environ.set_item(key(py, name), latin1(py, value))?;
     }
     fill_required(&environ, env)?;
-    let scheme = if is_https(env) {
-        intern!(py, "https")
-    } else {
-        intern!(py, "http")
-    };
-    environ.set_item(intern!(py, "wsgi.version"), PyTuple::new(py, [1, 0])?)?;
-    environ.set_item(intern!(py, "wsgi.url_scheme"), scheme)?;
+    if is_https(env) {
+        environ.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
+    }
     environ.set_item(intern!(py, "wsgi.input"), input)?;
     let errors = Bound::new(py, Errors::new(info.clone()))?;
     environ.set_item(intern!(py, "wsgi.errors"), errors)?;
-    environ.set_item(intern!(py, "wsgi.multithread"), flags.multithread)?;
-    environ.set_item(intern!(py, "wsgi.multiprocess"), flags.multiprocess)?;
-    let run_once = info.protocol == Protocol::Cgi;
-    environ.set_item(intern!(py, "wsgi.run_once"), run_once)?;
-    let file_wrapper = py.get_type::<FileWrapper>();
-    environ.set_item(intern!(py, "wsgi.file_wrapper"), file_wrapper)?;
-    // The stream ends where the body ends, with or without CONTENT_LENGTH (chunked uploads).
-    environ.set_item(intern!(py, "wsgi.input_terminated"), true)?;
+    if info.protocol == Protocol::Cgi {
+        environ.set_item(intern!(py, "wsgi.run_once"), true)?;
+    }
     environ.set_item(intern!(py, "gatehouse.request_id"), info.id)?;
-    let protocol = info.protocol.to_string();
+    let protocol = match info.protocol {
+        Protocol::FastCgi => intern!(py, "fastcgi"),
+        Protocol::Scgi => intern!(py, "scgi"),
+        Protocol::Cgi => intern!(py, "cgi"),
+        Protocol::Http => intern!(py, "http"),
+    };
     environ.set_item(intern!(py, "gatehouse.protocol"), protocol)?;
     Ok(environ)
 }
@@ -125,15 +149,7 @@ interned_keys!(
     "HTTP_IF_NONE_MATCH",
 );
 
-/// Bytes as a native string: byte `b` becomes code point `b` (latin-1).
-pub(crate) fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
-    if bytes.is_ascii() {
-        // ASCII is valid UTF-8, and decoding it either way gives the same string.
-        return PyString::new(py, std::str::from_utf8(bytes).unwrap_or_default());
-    }
-    let text: String = bytes.iter().map(|&b| char::from(b)).collect();
-    PyString::new(py, &text)
-}
+pub(crate) use crate::interpreter::latin1;
 
 fn is_https(env: &Env) -> bool {
     env.is_https()

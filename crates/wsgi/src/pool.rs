@@ -30,7 +30,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use pyo3::prelude::*;
 
 use crate::config::Config;
-use crate::environ::Flags;
+use crate::environ::{Flags, Template};
 use crate::error::Error;
 use crate::worker::{self, Job};
 
@@ -210,8 +210,29 @@ impl Queue {
 /// is released only while it waits for a job (and inside the job, while it waits for I/O).
 fn work(queue: &Queue, app: &Py<PyAny>, flags: Flags) {
     let seat = Arc::new(Seat::default());
-    Python::attach(|py| loop {
-        let job = match queue.take_or_sit(&seat) {
+    Python::attach(|py| {
+        let template = match Template::new(py, flags) {
+            Ok(template) => template,
+            Err(e) => {
+                // Only a failing allocation gets here; the thread is of no use without it.
+                tracing::error!(error = %e, "wsgi pool thread cannot start");
+                return;
+            }
+        };
+        serve_jobs(py, queue, &seat, app, &template);
+    });
+}
+
+/// Takes jobs (queued ones first, with the GIL held) until the pool is dropped.
+fn serve_jobs(
+    py: Python<'_>,
+    queue: &Queue,
+    seat: &Arc<Seat>,
+    app: &Py<PyAny>,
+    template: &Template,
+) {
+    loop {
+        let job = match queue.take_or_sit(seat) {
             Ok(Some(job)) => job,
             Ok(None) => match py.detach(|| seat.wait()) {
                 Some(job) => job,
@@ -222,12 +243,12 @@ fn work(queue: &Queue, app: &Py<PyAny>, flags: Flags) {
         let info = job.req.info.clone();
         // A panic is a bug of ours: the job's reply is dropped (its request gets a 500) and
         // the thread keeps serving, so the pool does not shrink.
-        if catch_unwind(AssertUnwindSafe(|| worker::run(py, app, flags, job))).is_err() {
+        if catch_unwind(AssertUnwindSafe(|| worker::run(py, app, template, job))).is_err() {
             tracing::error!(
                 peer = %info.peer,
                 request_id = info.id,
                 "wsgi worker panicked while serving the request"
             );
         }
-    });
+    }
 }

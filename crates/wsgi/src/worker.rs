@@ -12,7 +12,7 @@ use gatehouse_channel_request::{Env, Request, RequestInfo};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
-use crate::environ::{self, Flags};
+use crate::environ::{self, Template};
 use crate::error::Error;
 use crate::input::Input;
 use crate::loader::format_exception;
@@ -33,13 +33,13 @@ pub(crate) struct Job {
 }
 
 /// Serves one job on the calling pool thread.
-pub(crate) fn run(py: Python<'_>, app: &Py<PyAny>, flags: Flags, job: Job) {
+pub(crate) fn run(py: Python<'_>, app: &Py<PyAny>, template: &Template, job: Job) {
     let Job { req, reply, permit } = job;
     if reply.is_closed() {
         // Cancelled while it waited in the queue: nobody listens any more.
         return;
     }
-    let outcome = serve(py, app, flags, req, reply.sender());
+    let outcome = serve(py, app, template, req, reply.sender());
     drop(permit);
     reply.finish(outcome);
 }
@@ -47,7 +47,7 @@ pub(crate) fn run(py: Python<'_>, app: &Py<PyAny>, flags: Flags, job: Job) {
 fn serve(
     py: Python<'_>,
     app: &Py<PyAny>,
-    flags: Flags,
+    template: &Template,
     req: Request,
     out: OutSender,
 ) -> Result<(), Error> {
@@ -55,7 +55,7 @@ fn serve(
     let head_request = env.method() == b"HEAD";
     let sink: SharedSink = Arc::new(Mutex::new(Sink::new(out, info.clone(), head_request)));
     let input = Bound::new(py, Input::new(body)).map_err(|e| failure(py, &sink, &e))?;
-    let outcome = call_app(py, app, flags, &env, &info, &input, &sink);
+    let outcome = call_app(py, app, template, &env, &info, &input, &sink);
     // However long Python keeps these objects, the request is over for the front end.
     if let Ok(mut input) = input.try_borrow_mut() {
         input.release();
@@ -77,13 +77,14 @@ fn serve(
 fn call_app(
     py: Python<'_>,
     app: &Py<PyAny>,
-    flags: Flags,
+    template: &Template,
     env: &Env,
     info: &RequestInfo,
     input: &Bound<'_, Input>,
     sink: &SharedSink,
 ) -> Result<(), Error> {
-    let environ = environ::build(py, env, input, info, flags).map_err(|e| failure(py, sink, &e))?;
+    let environ =
+        environ::build(py, env, input, info, template).map_err(|e| failure(py, sink, &e))?;
     let start_response =
         Bound::new(py, StartResponse::new(sink.clone())).map_err(|e| failure(py, sink, &e))?;
     let result = app
@@ -164,6 +165,11 @@ fn write_failure(e: WriteError, how: &str) -> Error {
 /// Calls `result.close()` when it has one, after flushing what was written (its code may take
 /// time).
 fn close(result: &Bound<'_, PyAny>, sink: &SharedSink) -> PyResult<()> {
+    // A plain list or tuple (the commonest result) has no close(): asking would make and
+    // discard an AttributeError, which costs more than the rest of a hello request's answer.
+    if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+        return Ok(());
+    }
     if result.hasattr(pyo3::intern!(result.py(), "close"))? {
         if let Ok(s) = sink.try_lock() {
             s.flush();
