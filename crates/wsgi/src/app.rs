@@ -8,20 +8,16 @@ use gatehouse_channel_request::{
     AppError, Application, BoxFuture, Error as CoreError, Request, RequestInfo, Response,
 };
 use pyo3::prelude::*;
-use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Config, WsgiSpec};
 use crate::error::Error;
+use crate::outbox::{outbox, Next, OutReceiver};
 use crate::pool::Pool;
 use crate::sink::Chunk;
 use crate::worker::Job;
 use crate::{interpreter, loader};
 
 static LOADING: Mutex<()> = Mutex::new(());
-
-/// Outputs a pool thread may queue ahead of the client: the head and a first chunk go without a
-/// wait, later chunks one ahead of the one being written.
-const OUT_CHANNEL_CHUNKS: usize = 2;
 
 /// A WSGI callable served by a pool of Python threads.
 pub struct WsgiApp {
@@ -65,20 +61,13 @@ impl WsgiApp {
             Ok(permit) => permit,
             Err(e) => return refuse(e, &info, resp).await,
         };
-        let (out, mut out_rx) = mpsc::channel(OUT_CHANNEL_CHUNKS);
-        let (done, done_rx) = oneshot::channel();
-        let job = Job {
-            req,
-            out,
-            done,
-            permit,
-        };
+        let (reply, mut out) = outbox();
+        let job = Job { req, reply, permit };
         if let Err(e) = self.pool.submit(job) {
             return refuse(e, &info, resp).await;
         }
-        let pumped = pump(&mut out_rx, resp).await;
         // The thread answers once the result's close() has returned.
-        let outcome = done_rx.await.unwrap_or(Err(Error::WorkerLost));
+        let (pumped, outcome) = pump(&mut out, resp).await;
         match (pumped, outcome) {
             (Err(e), _) => Err(Box::new(e)),
             (Ok(()), Err(Error::ClientGone)) => Err(Box::new(CoreError::ClientGone)),
@@ -91,27 +80,30 @@ impl WsgiApp {
     }
 }
 
-/// Forwards the pool thread's head and chunks to the response until the thread is done. When
-/// the client goes away (or a write fails) the channel is closed, so the thread's next send fails
-/// and it stops iterating.
-async fn pump(out: &mut mpsc::Receiver<Chunk>, resp: &mut Response) -> Result<(), CoreError> {
+/// Forwards the pool thread's head and chunks to the response until the thread is done, and
+/// returns how the forwarding went and the thread's outcome. When the client goes away (or a
+/// write fails) the outbox is closed, so the thread's next write fails and it stops iterating.
+async fn pump(
+    out: &mut OutReceiver,
+    resp: &mut Response,
+) -> (Result<(), CoreError>, Result<(), Error>) {
     let mut gone = resp.client_gone();
     let mut result = Ok(());
     loop {
-        let chunk = tokio::select! {
-            chunk = out.recv() => chunk,
+        let next = tokio::select! {
+            next = out.next() => next,
             () = &mut gone, if result.is_ok() => {
                 out.close();
                 result = Err(CoreError::ClientGone);
                 continue;
             }
         };
-        let Some(chunk) = chunk else {
-            return result;
+        let chunk = match next {
+            Next::Done(outcome) => return (result, outcome),
+            // Draining what was sent before the close.
+            Next::Item(_) if result.is_err() => continue,
+            Next::Item(chunk) => chunk,
         };
-        if result.is_err() {
-            continue; // draining what was sent before the close
-        }
         let sent = match chunk {
             Chunk::Head(head) => resp.send_head(head).await,
             Chunk::Body(bytes) => resp.write(bytes).await,
@@ -136,7 +128,7 @@ async fn refuse(e: Error, info: &RequestInfo, resp: &mut Response) -> Result<(),
 
 impl Application for WsgiApp {
     /// # Cancel safety
-    /// Dropping the future closes the output channel: the pool thread stops at its next chunk
+    /// Dropping the future closes the outbox: the pool thread stops at its next chunk
     /// and still calls the result's `close()`. A request still queued is skipped.
     fn call<'a>(
         &'a self,

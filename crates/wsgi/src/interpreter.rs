@@ -13,6 +13,12 @@
 //! Before starting, [`ensure_started`] checks in `/proc/self/maps` that the libpython the loader
 //! mapped is the one from the build directory: without the rpath the loader may pick a distro
 //! libpython of the same soname, and we would run another interpreter without noticing.
+//!
+//! Two more FFI calls live here, for the environ of every request, which pyo3's safe API lacks:
+//! [`latin1`] makes a `str` from bytes with `PyUnicode_DecodeLatin1` (`PyString::new` takes
+//! UTF-8, so a byte string had to be checked in Rust, validated as UTF-8, then decoded), and
+//! [`presized_dict`] makes a dict whose table already holds a whole environ
+//! (`_PyDict_NewPresized`, what CPython's own `BUILD_MAP` uses; exported through 3.14).
 
 use std::ffi::{CStr, CString, OsString};
 use std::mem::MaybeUninit;
@@ -22,8 +28,32 @@ use std::sync::OnceLock;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
 
 use crate::error::Error;
+
+/// Bytes as a native string: byte `b` becomes code point `b` (latin-1, PEP 3333's "native
+/// strings"). One pass over the bytes (CPython finds the widest character, then copies).
+pub(crate) fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
+    let len = ffi::Py_ssize_t::try_from(bytes.len()).unwrap_or(ffi::Py_ssize_t::MAX);
+    // SAFETY: the GIL is held (`py`); the pointer and length describe `bytes`, which CPython
+    // only reads during the call; a NULL `errors` means "strict", and latin-1 decoding cannot
+    // fail on any byte, so the result is NULL only when memory runs out (turned into a panic,
+    // as pyo3's own constructors do).
+    unsafe {
+        let ptr = ffi::PyUnicode_DecodeLatin1(bytes.as_ptr().cast(), len, std::ptr::null());
+        Bound::from_owned_ptr(py, ptr).cast_into_unchecked()
+    }
+}
+
+/// An empty dict with room for `entries` items without a resize. Copies of it
+/// (`PyDict_Copy` clones the table of a dict without deletions) keep that room.
+pub(crate) fn presized_dict(py: Python<'_>, entries: usize) -> Bound<'_, PyDict> {
+    let entries = ffi::Py_ssize_t::try_from(entries).unwrap_or(ffi::Py_ssize_t::MAX);
+    // SAFETY: the GIL is held (`py`); the call returns a new reference to a dict, or NULL when
+    // memory runs out (turned into a panic, as pyo3's own constructors do).
+    unsafe { Bound::from_owned_ptr(py, ffi::_PyDict_NewPresized(entries)).cast_into_unchecked() }
+}
 
 /// The interpreter this crate was compiled against (from pyo3's build configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

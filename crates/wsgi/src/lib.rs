@@ -3,17 +3,17 @@
 //!
 //! ```text
 //!  front end ── serve_request ──► WsgiApp::call (async, tokio)
-//!                                   │ 1. Job { Request, out, done } ──► bounded queue ──► 503 when full
-//!                                   │                                     │
+//!                                   │ 1. Job { Request, reply } ──► idle thread (LIFO), else bounded
+//!                                   │                                     │  queue ──► 503 when full
 //!                                   │                     pool of N std threads (Python::attach)
 //!                                   │                       environ + start_response + app(...)
 //!                                   │                       wsgi.input ◄── RequestBody::blocking_chunk
 //!                                   │                                      (GIL released while waiting)
-//!                                   │ 2. out: Head / Body ◄──────────────── iterate, write(), file_wrapper
-//!                                   │    (bounded channel: blocking_send with the GIL released)
+//!                                   │ 2. outbox: Head / Body ◄────────────── iterate, write(), file_wrapper
+//!                                   │    (bounded; one wake-up per flush; full: wait without the GIL)
 //!                                   ▼
 //!                      Response::send_head / write (backpressure) / finish
-//!                                   │ 3. done: Ok / app error (traceback) ◄── close() always called
+//!                                   │ 3. outbox: Ok / app error (traceback) ◄── close() always called
 //!                                   ▼
 //!                      serve_request: 500 before the head, abort after it, one log line
 //! ```
@@ -21,9 +21,12 @@
 //! - [`config`]: [`Config`] (threads, queue, pythonpath, venv) and [`WsgiSpec`]
 //!   (`MODULE[:CALLABLE]`, `path/file.py[:CALLABLE]`).
 //! - `interpreter`: starting CPython once per process, with the executable (or virtualenv) the
-//!   crate was built for, and [`interpreter_info`]. The only module with `unsafe`.
+//!   crate was built for, and [`interpreter_info`]. The only module with `unsafe` (also the two
+//!   CPython constructors the environ needs that pyo3 lacks).
 //! - `loader`: importing the app at start-up; errors carry the Python traceback.
 //! - `pool`: the bounded thread pool and its queue.
+//! - `outbox`: one request's head, body chunks and outcome, from its pool thread to the async
+//!   side, with as few wake-ups as the PEP's "no delay" allows.
 //! - `app`: [`WsgiApp`], the async side: hands the request over, pumps the outputs.
 //! - `worker`: one request on a pool thread: call the app, iterate, `close()` always.
 //! - `environ`, `input`, `errors`, `start_response`, `sink`, `file_wrapper`: the PEP 3333 objects.
@@ -47,6 +50,7 @@ mod input;
 #[allow(unsafe_code)] // reason: CPython's PyConfig initialisation API has no safe pyo3 wrapper.
 mod interpreter;
 mod loader;
+mod outbox;
 mod pool;
 mod sink;
 mod start_response;

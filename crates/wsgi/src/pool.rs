@@ -1,17 +1,26 @@
 //! The bounded pool of Python threads and its bounded queue.
 //!
 //! ```text
-//!   WsgiApp::call ── admit ──► [ queue ] ──► N threads, each attached to CPython for life
-//!        └─ more than threads + queue admitted: 503      └─ waiting for a job: GIL released
+//!   WsgiApp::call ── admit ──► idle thread? ── yes: handed to the one idle the shortest time
+//!        │                          └── no: [ queue ] ──► taken by the next thread to finish
+//!        └─ more than threads + queue admitted: 503      (with the GIL still held)
 //! ```
 //!
 //! Admission is a counter of requests admitted and not yet answered (running or queued), taken
 //! before the job is queued: at most `threads + queue`. The permit travels in the job and is
 //! given back just before the answer, so a client sending its next request as soon as it has the
-//! previous answer never meets a spurious 503. The queue is a `VecDeque` under a mutex with a
-//! condition variable: a job wakes exactly one idle thread (a shared `mpsc::Receiver` behind a
-//! mutex would wake a second thread per job to take over the `recv`). Threads keep one thread
-//! state each, and release the GIL while they wait for work, for request bytes and for the client.
+//! previous answer never meets a spurious 503.
+//!
+//! Each hand-over between threads is a futex wake and a context switch, and every thread that
+//! wakes up to run Python first has to win the GIL from the others; on a loaded machine those
+//! cost more than a small app itself. So:
+//! - a job goes straight to one idle thread, the one that went idle last (LIFO): under a light
+//!   load one hot thread serves everything, with its caches warm, and exactly one thread wakes
+//!   per job (never one that then finds nothing to do);
+//! - a thread that finishes a job takes the next queued one without releasing the GIL, and
+//!   releases it only to wait for work (also for request bytes and for the client).
+//!
+//! Threads keep one thread state each, attached to CPython for life.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -21,7 +30,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use pyo3::prelude::*;
 
 use crate::config::Config;
-use crate::environ::Flags;
+use crate::environ::{Flags, Template};
 use crate::error::Error;
 use crate::worker::{self, Job};
 
@@ -43,39 +52,76 @@ impl Drop for Permit {
     }
 }
 
-/// Jobs waiting for a thread.
+/// Jobs waiting for a thread, and the threads waiting for a job.
 #[derive(Default)]
 struct Queue {
     state: Mutex<QueueState>,
-    ready: Condvar,
 }
 
 #[derive(Default)]
 struct QueueState {
     jobs: VecDeque<Job>,
+    /// Idle threads, the one idle the shortest time last.
+    idle: Vec<Arc<Seat>>,
     closed: bool,
 }
 
-impl Queue {
-    fn lock(&self) -> MutexGuard<'_, QueueState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+/// Where one idle thread waits for the job handed to it.
+#[derive(Default)]
+struct Seat {
+    state: Mutex<SeatState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+enum SeatState {
+    #[default]
+    Waiting,
+    Job(Job),
+    Closed,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Seat {
+    /// Gives the waiting thread its job (or the pool's end) and wakes it.
+    fn hand(&self, state: SeatState) {
+        *lock(&self.state) = state;
+        self.ready.notify_one();
     }
 
-    /// The next job, waiting for one; `None` once the pool is dropped and the queue is empty.
-    fn next(&self) -> Option<Job> {
-        let mut state = self.lock();
+    /// Waits for a job; `None` when the pool is dropped.
+    fn wait(&self) -> Option<Job> {
+        let mut state = lock(&self.state);
         loop {
-            if let Some(job) = state.jobs.pop_front() {
-                return Some(job);
-            }
-            if state.closed {
-                return None;
+            match std::mem::take(&mut *state) {
+                SeatState::Waiting => {}
+                SeatState::Job(job) => return Some(job),
+                SeatState::Closed => return None,
             }
             state = self
                 .ready
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
         }
+    }
+}
+
+impl Queue {
+    /// A queued job, else `None` with `seat` registered as idle (the caller then waits on it).
+    /// `Err(())` once the pool is dropped and the queue is empty.
+    fn take_or_sit(&self, seat: &Arc<Seat>) -> Result<Option<Job>, ()> {
+        let mut state = lock(&self.state);
+        if let Some(job) = state.jobs.pop_front() {
+            return Ok(Some(job));
+        }
+        if state.closed {
+            return Err(());
+        }
+        state.idle.push(seat.clone());
+        Ok(None)
     }
 }
 
@@ -118,15 +164,20 @@ impl Pool {
         Ok(permit)
     }
 
-    /// Queues an admitted job for the next idle thread.
+    /// Hands an admitted job to the thread idle the shortest time, else queues it for the next
+    /// thread to finish.
     pub(crate) fn submit(&self, job: Job) -> Result<(), Error> {
-        let mut state = self.queue.lock();
+        let mut state = self.queue.lock_state();
         if state.closed {
             return Err(Error::WorkerLost);
         }
-        state.jobs.push_back(job);
-        drop(state);
-        self.queue.ready.notify_one();
+        match state.idle.pop() {
+            Some(seat) => {
+                drop(state);
+                seat.hand(SeatState::Job(job));
+            }
+            None => state.jobs.push_back(job),
+        }
         Ok(())
     }
 
@@ -138,25 +189,66 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        self.queue.lock().closed = true;
-        self.queue.ready.notify_all();
+        let idle = {
+            let mut state = self.queue.lock_state();
+            state.closed = true;
+            std::mem::take(&mut state.idle)
+        };
+        for seat in idle {
+            seat.hand(SeatState::Closed);
+        }
     }
 }
 
-/// A pool thread: attached to the interpreter, serving jobs until the pool is dropped.
+impl Queue {
+    fn lock_state(&self) -> MutexGuard<'_, QueueState> {
+        lock(&self.state)
+    }
+}
+
+/// A pool thread: attached to the interpreter, serving jobs until the pool is dropped. The GIL
+/// is released only while it waits for a job (and inside the job, while it waits for I/O).
 fn work(queue: &Queue, app: &Py<PyAny>, flags: Flags) {
+    let seat = Arc::new(Seat::default());
     Python::attach(|py| {
-        while let Some(job) = py.detach(|| queue.next()) {
-            let info = job.req.info.clone();
-            // A panic is a bug of ours: the job's `done` is dropped (its request gets a 500) and
-            // the thread keeps serving, so the pool does not shrink.
-            if catch_unwind(AssertUnwindSafe(|| worker::run(py, app, flags, job))).is_err() {
-                tracing::error!(
-                    peer = %info.peer,
-                    request_id = info.id,
-                    "wsgi worker panicked while serving the request"
-                );
+        let template = match Template::new(py, flags) {
+            Ok(template) => template,
+            Err(e) => {
+                // Only a failing allocation gets here; the thread is of no use without it.
+                tracing::error!(error = %e, "wsgi pool thread cannot start");
+                return;
             }
-        }
+        };
+        serve_jobs(py, queue, &seat, app, &template);
     });
+}
+
+/// Takes jobs (queued ones first, with the GIL held) until the pool is dropped.
+fn serve_jobs(
+    py: Python<'_>,
+    queue: &Queue,
+    seat: &Arc<Seat>,
+    app: &Py<PyAny>,
+    template: &Template,
+) {
+    loop {
+        let job = match queue.take_or_sit(seat) {
+            Ok(Some(job)) => job,
+            Ok(None) => match py.detach(|| seat.wait()) {
+                Some(job) => job,
+                None => return,
+            },
+            Err(()) => return,
+        };
+        let info = job.req.info.clone();
+        // A panic is a bug of ours: the job's reply is dropped (its request gets a 500) and
+        // the thread keeps serving, so the pool does not shrink.
+        if catch_unwind(AssertUnwindSafe(|| worker::run(py, app, template, job))).is_err() {
+            tracing::error!(
+                peer = %info.peer,
+                request_id = info.id,
+                "wsgi worker panicked while serving the request"
+            );
+        }
+    }
 }

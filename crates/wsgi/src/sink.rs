@@ -1,17 +1,17 @@
 //! The response side of one request on a pool thread: holds the head from `start_response`
 //! until the first non-empty body chunk, enforces the app's `Content-Length`, and hands chunks to
-//! the async side through a bounded channel with the GIL released.
+//! the async side through the request's [`outbox`](crate::outbox) (a full one is waited on with
+//! the GIL released).
 //!
 //! PEP 3333, "Buffering and Streaming": the server must not delay a chunk, and must send the
 //! headers only "when the first non-empty bytestring is yielded by the application, or when the
 //! application's first invocation of write() occurs" (or at the end, for an empty body).
 
+use crate::error::Error;
+pub(crate) use crate::outbox::OutSender;
 use bytes::Bytes;
 use gatehouse_channel_request::{RequestInfo, ResponseHead};
 use pyo3::prelude::*;
-use tokio::sync::mpsc::{self, error::TrySendError};
-
-use crate::error::Error;
 
 pyo3::create_exception!(
     gatehouse,
@@ -28,9 +28,6 @@ pub(crate) enum Chunk {
     /// A non-empty body chunk.
     Body(Bytes),
 }
-
-/// The pool thread's end of the output channel.
-pub(crate) type OutSender = mpsc::Sender<Chunk>;
 
 /// Why a chunk could not be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,19 +193,22 @@ impl Sink {
         self.out = None;
     }
 
-    /// Hands a chunk over. When the channel is full, blocks with the GIL released; when it has
-    /// room, keeps the GIL (releasing and retaking it costs more than the send).
+    /// Wakes the async side for what was written since the last flush: called before the app
+    /// runs again or the thread blocks, so no chunk waits for the app's next one.
+    pub(crate) fn flush(&self) {
+        if let Some(out) = &self.out {
+            out.flush();
+        }
+    }
+
+    /// Queues a chunk for the async side (without waking it: see [`Sink::flush`]). When the
+    /// outbox is full, blocks with the GIL released.
     fn send(&mut self, py: Python<'_>, chunk: Chunk) -> Result<(), WriteError> {
         let Some(out) = &self.out else {
             self.gone = true;
             return Err(WriteError::Gone);
         };
-        let sent = match out.try_send(chunk) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(chunk)) => py.detach(|| out.blocking_send(chunk)).map_err(drop),
-            Err(TrySendError::Closed(_)) => Err(()),
-        };
-        if sent.is_err() {
+        if out.push(py, chunk).is_err() {
             self.gone = true;
             return Err(WriteError::Gone);
         }

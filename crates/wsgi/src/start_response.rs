@@ -93,7 +93,10 @@ impl Write {
             PyTypeError::new_err(format!("write() takes bytes, not {}", type_name(data)))
         })?;
         let mut sink = lock(&self.sink)?;
-        sink.write(py, data.as_bytes()).map_err(write_error)
+        sink.write(py, data.as_bytes()).map_err(write_error)?;
+        // The app runs again when write() returns: its bytes go now.
+        sink.flush();
+        Ok(())
     }
 }
 
@@ -153,13 +156,15 @@ fn build_head(
     let mut content_length = None;
     for item in headers.iter() {
         let (name, value) = header_pair(&item)?;
-        let lower = String::from_utf8_lossy(&name).to_ascii_lowercase();
-        if HOP_BY_HOP.contains(&lower.as_str()) {
+        if let Some(hop) = HOP_BY_HOP
+            .iter()
+            .find(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+        {
             return Err(PyValueError::new_err(format!(
-                "hop-by-hop header {lower:?} is not allowed from a WSGI app (PEP 3333)"
+                "hop-by-hop header {hop:?} is not allowed from a WSGI app (PEP 3333)"
             )));
         }
-        if lower == "content-length" && content_length.is_none() {
+        if content_length.is_none() && name.eq_ignore_ascii_case(b"content-length") {
             content_length = Some(parse_decimal(trim_ows(&value)).ok_or_else(|| {
                 PyValueError::new_err(format!(
                     "bad Content-Length {:?}",

@@ -11,49 +11,43 @@ use std::sync::{Arc, Mutex, TryLockError};
 use gatehouse_channel_request::{Env, Request, RequestInfo};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
-use tokio::sync::oneshot;
 
-use crate::environ::{self, Flags};
+use crate::environ::{self, Template};
 use crate::error::Error;
 use crate::input::Input;
 use crate::loader::format_exception;
+use crate::outbox::{OutSender, Reply};
 use crate::pool::Permit;
-use crate::sink::{ClientDisconnected, OutSender, Sink, WriteError};
+use crate::sink::{ClientDisconnected, Sink, WriteError};
 use crate::start_response::{lock, type_name, SharedSink, StartResponse};
 
 /// A request handed to the pool.
 pub(crate) struct Job {
     /// The request.
     pub(crate) req: Request,
-    /// Where the head and body chunks go.
-    pub(crate) out: OutSender,
-    /// How the request ended, sent once the result's `close()` has returned.
-    pub(crate) done: oneshot::Sender<Result<(), Error>>,
+    /// Where the head, the body chunks and how the request ended (once the result's `close()`
+    /// has returned) go.
+    pub(crate) reply: Reply,
     /// Its place in the pool, given back before the answer.
     pub(crate) permit: Permit,
 }
 
 /// Serves one job on the calling pool thread.
-pub(crate) fn run(py: Python<'_>, app: &Py<PyAny>, flags: Flags, job: Job) {
-    let Job {
-        req,
-        out,
-        done,
-        permit,
-    } = job;
-    if out.is_closed() {
+pub(crate) fn run(py: Python<'_>, app: &Py<PyAny>, template: &Template, job: Job) {
+    let Job { req, reply, permit } = job;
+    if reply.is_closed() {
         // Cancelled while it waited in the queue: nobody listens any more.
         return;
     }
-    let outcome = serve(py, app, flags, req, out);
+    let outcome = serve(py, app, template, req, reply.sender());
     drop(permit);
-    let _ = done.send(outcome);
+    reply.finish(outcome);
 }
 
 fn serve(
     py: Python<'_>,
     app: &Py<PyAny>,
-    flags: Flags,
+    template: &Template,
     req: Request,
     out: OutSender,
 ) -> Result<(), Error> {
@@ -61,7 +55,7 @@ fn serve(
     let head_request = env.method() == b"HEAD";
     let sink: SharedSink = Arc::new(Mutex::new(Sink::new(out, info.clone(), head_request)));
     let input = Bound::new(py, Input::new(body)).map_err(|e| failure(py, &sink, &e))?;
-    let outcome = call_app(py, app, flags, &env, &info, &input, &sink);
+    let outcome = call_app(py, app, template, &env, &info, &input, &sink);
     // However long Python keeps these objects, the request is over for the front end.
     if let Ok(mut input) = input.try_borrow_mut() {
         input.release();
@@ -83,13 +77,14 @@ fn serve(
 fn call_app(
     py: Python<'_>,
     app: &Py<PyAny>,
-    flags: Flags,
+    template: &Template,
     env: &Env,
     info: &RequestInfo,
     input: &Bound<'_, Input>,
     sink: &SharedSink,
 ) -> Result<(), Error> {
-    let environ = environ::build(py, env, input, info, flags).map_err(|e| failure(py, sink, &e))?;
+    let environ =
+        environ::build(py, env, input, info, template).map_err(|e| failure(py, sink, &e))?;
     let start_response =
         Bound::new(py, StartResponse::new(sink.clone())).map_err(|e| failure(py, sink, &e))?;
     let result = app
@@ -97,7 +92,7 @@ fn call_app(
         .call1((environ, start_response))
         .map_err(|e| failure(py, sink, &e))?;
     let iterated = drive(py, &result, sink);
-    let closed = close(py, &result).map_err(|e| failure(py, sink, &e));
+    let closed = close(&result, sink).map_err(|e| failure(py, sink, &e));
     match (iterated, closed) {
         (Err(Error::App(first)), Err(Error::App(second))) => Err(Error::App(format!(
             "{first}\nand then close() raised:\n{second}"
@@ -135,6 +130,8 @@ fn drive(py: Python<'_>, result: &Bound<'_, PyAny>, sink: &SharedSink) -> Result
         if s.is_complete() {
             return Ok(());
         }
+        // The chunk goes out before the app computes the next one.
+        s.flush();
     }
 }
 
@@ -165,11 +162,19 @@ fn write_failure(e: WriteError, how: &str) -> Error {
     }
 }
 
-/// Calls `result.close()` when it has one.
-fn close(py: Python<'_>, result: &Bound<'_, PyAny>) -> PyResult<()> {
-    let _ = py;
-    if result.hasattr("close")? {
-        result.call_method0("close")?;
+/// Calls `result.close()` when it has one, after flushing what was written (its code may take
+/// time).
+fn close(result: &Bound<'_, PyAny>, sink: &SharedSink) -> PyResult<()> {
+    // A plain list or tuple (the commonest result) has no close(): asking would make and
+    // discard an AttributeError, which costs more than the rest of a hello request's answer.
+    if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+        return Ok(());
+    }
+    if result.hasattr(pyo3::intern!(result.py(), "close"))? {
+        if let Ok(s) = sink.try_lock() {
+            s.flush();
+        }
+        result.call_method0(pyo3::intern!(result.py(), "close"))?;
     }
     Ok(())
 }
