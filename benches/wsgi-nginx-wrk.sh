@@ -15,6 +15,8 @@
 #   gatehouse        `gatehouse wsgi:fixtures/apps/hello.py --threads $APP_THREADS` (one
 #                    process: tokio I/O threads + $APP_THREADS Python threads, one GIL),
 #                    keep_conn, and the same daemon plain
+#   gatehouse -w2    `gatehouse wsgi:... --workers 2`: a master and two worker processes (two
+#                    GILs), keep_conn and plain; its CPU is the master's and the workers'
 #   uWSGI 1x$N       `uwsgi --master --processes 1 --threads $APP_THREADS` (one process, one
 #                    GIL: the like-for-like comparison; the bar is to at least match it)
 #   uWSGI 2x1        `uwsgi --master --processes 2` (two single-threaded workers, two GILs:
@@ -90,26 +92,36 @@ WORK=$(mktemp -d /tmp/gatehouse-wsgi-bench.XXXXXX)
 trap cleanup EXIT
 
 # name | label | settings (for the table) ; ports and PIDs by name
-NAMES=(gatehouse gatehouse_plain uwsgi1 uwsgi2 flup)
+NAMES=(gatehouse gatehouse_plain gatehouse_w2 gatehouse_w2_plain uwsgi1 uwsgi2 flup)
 declare -A LABEL PORT PID SETTINGS PASS
 LABEL[gatehouse]="gatehouse keep_conn"
 LABEL[gatehouse_plain]="gatehouse plain"
+LABEL[gatehouse_w2]="gatehouse --workers 2 keep_conn"
+LABEL[gatehouse_w2_plain]="gatehouse --workers 2 plain"
 LABEL[uwsgi1]="uWSGI 1 proc x $APP_THREADS threads"
 LABEL[uwsgi2]="uWSGI 2 procs x 1 thread"
 LABEL[flup]="flup threaded"
 SETTINGS[gatehouse]="1 process, --threads $APP_THREADS"
 SETTINGS[gatehouse_plain]="the same daemon"
+SETTINGS[gatehouse_w2]="master + 2 worker processes, --threads $APP_THREADS each"
+SETTINGS[gatehouse_w2_plain]="the same daemon"
 SETTINGS[uwsgi1]="--master --processes 1 --threads $APP_THREADS"
 SETTINGS[uwsgi2]="--master --processes 2"
 SETTINGS[flup]="WSGIServer, thread per connection"
 for n in "${NAMES[@]}"; do PORT[$n]=$(free_port); done
 PORT[gatehouse_plain]=${PORT[gatehouse]}
+PORT[gatehouse_w2_plain]=${PORT[gatehouse_w2]}
 NGINX_PORT=$(free_port)
 
 start_bg "$WORK/gatehouse.log" "$GATEHOUSE" "wsgi:$APP" --threads "$APP_THREADS" \
     --fastcgi "127.0.0.1:${PORT[gatehouse]}" --log-level warn
 PID[gatehouse]=$BG_PID
 PID[gatehouse_plain]=$BG_PID
+# The master's PID: cpu_ticks counts its live descendants, the workers.
+start_bg "$WORK/gatehouse_w2.log" "$GATEHOUSE" "wsgi:$APP" --threads "$APP_THREADS" --workers 2 \
+    --fastcgi "127.0.0.1:${PORT[gatehouse_w2]}" --log-level warn
+PID[gatehouse_w2]=$BG_PID
+PID[gatehouse_w2_plain]=$BG_PID
 UWSGI=(uwsgi --plugin python3 --master --listen 1024 --wsgi-file "$APP" --need-app
     --disable-logging --die-on-term)
 start_bg "$WORK/uwsgi1.log" "${UWSGI[@]}" --processes 1 --threads "$APP_THREADS" \
@@ -143,10 +155,12 @@ http {
     uwsgi_temp_path $WORK/uwsgi;
 EOF
     echo "    upstream gatehouse_keepalive { server 127.0.0.1:${PORT[gatehouse]}; keepalive 32; }"
+    echo "    upstream gatehouse_w2_keepalive { server 127.0.0.1:${PORT[gatehouse_w2]}; keepalive 32; }"
     echo "    server {"
     echo "        listen 127.0.0.1:$NGINX_PORT backlog=4096;"
     echo "        location = /gatehouse { include /etc/nginx/fastcgi_params; fastcgi_keep_conn on; fastcgi_pass gatehouse_keepalive; }"
-    for n in gatehouse_plain uwsgi1 uwsgi2 flup; do
+    echo "        location = /gatehouse_w2 { include /etc/nginx/fastcgi_params; fastcgi_keep_conn on; fastcgi_pass gatehouse_w2_keepalive; }"
+    for n in gatehouse_plain gatehouse_w2_plain uwsgi1 uwsgi2 flup; do
         echo "        location = /$n { include /etc/nginx/fastcgi_params; fastcgi_pass 127.0.0.1:${PORT[$n]}; }"
     done
     echo "    }"
@@ -202,9 +216,11 @@ python3 - "$WORK/results" "${NAMES[@]}" <<PY
 import statistics, sys
 path, names = sys.argv[1], sys.argv[2:]
 label = {"gatehouse": "${LABEL[gatehouse]}", "gatehouse_plain": "${LABEL[gatehouse_plain]}",
+         "gatehouse_w2": "${LABEL[gatehouse_w2]}", "gatehouse_w2_plain": "${LABEL[gatehouse_w2_plain]}",
          "uwsgi1": "${LABEL[uwsgi1]} plain", "uwsgi2": "${LABEL[uwsgi2]} plain",
          "flup": "${LABEL[flup]} plain"}
 settings = {"gatehouse": "${SETTINGS[gatehouse]}", "gatehouse_plain": "${SETTINGS[gatehouse_plain]}",
+            "gatehouse_w2": "${SETTINGS[gatehouse_w2]}", "gatehouse_w2_plain": "${SETTINGS[gatehouse_w2_plain]}",
             "uwsgi1": "${SETTINGS[uwsgi1]}", "uwsgi2": "${SETTINGS[uwsgi2]}",
             "flup": "${SETTINGS[flup]}"}
 rows = {n: [] for n in names}
@@ -233,4 +249,11 @@ print("ratios: gatehouse keep_conn's median / that row's median. req/s ratio = g
 verdict = g[0] >= med["uwsgi1"][0]
 print(f"bar (gatehouse >= uWSGI on one process): {'met' if verdict else 'NOT met'} "
       f"({g[0]:,.0f} vs {med['uwsgi1'][0]:,.0f} req/s)")
+# The workers issue: plain fastcgi_pass, default configuration and --workers 2, against uWSGI's
+# best plain row: at least its throughput with at most its CPU per request.
+best = max(("uwsgi1", "uwsgi2"), key=lambda n: med[n][0])
+for n in ("gatehouse_plain", "gatehouse_w2_plain"):
+    ok = med[n][0] >= med[best][0] and med[n][3] <= med[best][3]
+    print(f"plain target ({label[n]} vs {label[best]}): {'met' if ok else 'NOT met'} "
+          f"({med[n][0] / med[best][0]:.2f}x req/s, {med[n][3]:.1f} vs {med[best][3]:.1f} us CPU/req)")
 PY
