@@ -18,11 +18,12 @@
 //!              this master goes on
 //! ```
 
+mod handover;
+mod process;
+
 use std::collections::BTreeMap;
-use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::process::ExitStatusExt;
+use std::os::fd::AsRawFd;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,11 +34,13 @@ use tokio::sync::mpsc;
 use crate::cli::Cli;
 use crate::daemon;
 use crate::error::Error;
-use crate::listen::{Bound, SocketFile, StdListener};
 use crate::notify::Notifier;
 use crate::signal::{Received, Signals, Stop};
 use crate::sys;
 use crate::worker::{self, Message, WorkerInfo, ENV_LISTENERS, ENV_WORKER};
+
+use handover::{from_old_master, retitle, Listeners, ENV_UPGRADE_FROM, ENV_UPGRADE_LISTENERS};
+use process::{random_seed, resident_bytes, Status};
 
 /// Consecutive failed starts of one worker slot before the master gives up.
 const MAX_START_FAILURES: u32 = 5;
@@ -56,13 +59,6 @@ const MASTER_ONLY_ENV: &[&str] = &[
     "WATCHDOG_USEC",
     "WATCHDOG_PID",
 ];
-
-/// Set while the master re-executes itself under its title.
-const ENV_TITLED: &str = "GATEHOUSE_MASTER_TITLE";
-/// The listeners an old master hands the new one (SIGUSR2), as `KIND FD NAME` lines.
-const ENV_UPGRADE_LISTENERS: &str = "GATEHOUSE_UPGRADE_LISTENERS";
-/// The old master's pid, to stop once the new one serves.
-const ENV_UPGRADE_FROM: &str = "GATEHOUSE_UPGRADE_FROM";
 
 /// Runs the master until it is stopped (Ok: exit 0) or gives up on its workers.
 pub(crate) fn run(cli: &Cli) -> Result<(), Error> {
@@ -113,107 +109,6 @@ pub(crate) fn run(cli: &Cli) -> Result<(), Error> {
     })
 }
 
-/// The listeners an old master handed over (SIGUSR2), adopted, and its pid; `None` when this
-/// master was not started by one. Reads and removes the variables (single-threaded start-up).
-fn from_old_master() -> Result<Option<(Vec<Bound>, u32)>, Error> {
-    let Some(table) = std::env::var_os(ENV_UPGRADE_LISTENERS) else {
-        return Ok(None);
-    };
-    let from = std::env::var_os(ENV_UPGRADE_FROM).unwrap_or_default();
-    // Single-threaded start-up: nothing else reads the environment yet.
-    #[allow(clippy::disallowed_methods)]
-    {
-        std::env::remove_var(ENV_UPGRADE_LISTENERS);
-        std::env::remove_var(ENV_UPGRADE_FROM);
-    }
-    let bad = |what: &str| Error::Usage(format!("{what} is not what a gatehouse master sets"));
-    let table = table.to_str().ok_or_else(|| bad(ENV_UPGRADE_LISTENERS))?;
-    let old: u32 = from
-        .to_str()
-        .and_then(|p| p.parse().ok())
-        .ok_or_else(|| bad(ENV_UPGRADE_FROM))?;
-    let listeners = worker::parse_listeners(table).map_err(Error::Usage)?;
-    let mut bound = worker::take_listeners(&listeners, "the old master")?;
-    // This master removes the unix socket files it now serves when it exits.
-    for b in &mut bound {
-        if let (StdListener::Unix(_, file @ None), Some(path)) =
-            (&mut b.listener, b.name.strip_prefix("unix:"))
-        {
-            *file = SocketFile::record(std::path::Path::new(path)).ok();
-        }
-    }
-    Ok(Some((bound, old)))
-}
-
-/// Shows the master as `gatehouse: master` in `ps`: re-executes this binary once with that
-/// `argv[0]` (same pid, same descriptors: an inherited fd 0 or systemd sockets stay where they
-/// are). Called first thing, with one thread; if the exec fails the master goes on untitled.
-fn retitle() {
-    use std::os::unix::process::CommandExt;
-
-    if std::env::var_os(ENV_TITLED).is_some() {
-        // Single-threaded start-up: nothing else reads the environment yet.
-        #[allow(clippy::disallowed_methods)]
-        std::env::remove_var(ENV_TITLED);
-        return;
-    }
-    let err = std::process::Command::new("/proc/self/exe")
-        .arg0("gatehouse: master")
-        .args(std::env::args_os().skip(1))
-        .env(ENV_TITLED, "1")
-        .exec();
-    tracing::debug!("cannot re-execute as `gatehouse: master` ({err}); going on untitled");
-}
-
-/// The listening sockets, open in the master for as long as it runs, inherited by every worker.
-struct Listeners {
-    /// Kept open (and unix socket files removed when dropped).
-    bound: Option<Vec<Bound>>,
-    /// What the workers are told.
-    table: Vec<(crate::listen::Kind, i32, String)>,
-    /// A listener on fd 0 (spawn-fcgi) goes to the workers as their stdin.
-    fd0: Option<OwnedFd>,
-}
-
-impl Listeners {
-    /// Makes the sockets inheritable (close-on-exec off: the master starts no other program).
-    fn share(bound: Vec<Bound>) -> io::Result<Self> {
-        let mut table = Vec::new();
-        let mut fd0 = None;
-        for b in &bound {
-            let fd = match &b.listener {
-                StdListener::Tcp(l) => l.as_fd(),
-                StdListener::Unix(l, _) => l.as_fd(),
-            };
-            SockRef::from(&fd).set_cloexec(false)?;
-            if fd.as_raw_fd() == 0 {
-                fd0 = Some(fd.try_clone_to_owned()?);
-            }
-            table.push((b.kind, fd.as_raw_fd(), b.name.clone()));
-        }
-        Ok(Self {
-            bound: Some(bound),
-            table,
-            fd0,
-        })
-    }
-
-    /// Closes the master's copies (workers that still serve keep theirs). `keep_files`: leave
-    /// the unix socket files, which a new master serves now.
-    fn close(&mut self, keep_files: bool) {
-        if let Some(bound) = self.bound.take() {
-            for b in bound {
-                if let StdListener::Unix(_, Some(file)) = b.listener {
-                    if keep_files {
-                        file.keep();
-                    }
-                }
-            }
-        }
-        self.fd0 = None;
-    }
-}
-
 /// What happened to a worker.
 enum Event {
     Exited {
@@ -252,45 +147,6 @@ struct Worker {
     /// Over `--max-worker-memory` as soon as it was ready: replacing it would only start
     /// another like it, again and again.
     memory_exempt: bool,
-}
-
-/// How a worker process ended, for the log.
-struct Status<'a>(&'a io::Result<ExitStatus>);
-
-impl fmt::Display for Status<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Err(e) => write!(f, "cannot be waited for ({e})"),
-            Ok(s) => match (s.code(), s.signal()) {
-                (Some(code), _) => write!(f, "exited with status {code}"),
-                (None, Some(sig)) => write!(
-                    f,
-                    "was killed by signal {sig} ({}){}",
-                    signal_name(sig),
-                    if s.core_dumped() { ", core dumped" } else { "" }
-                ),
-                _ => write!(f, "ended ({s})"),
-            },
-        }
-    }
-}
-
-fn signal_name(sig: i32) -> &'static str {
-    match sig {
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGINT => "SIGINT",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGILL => "SIGILL",
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGUSR1 => "SIGUSR1",
-        libc::SIGUSR2 => "SIGUSR2",
-        _ => "another signal",
-    }
 }
 
 struct Master<'a> {
@@ -960,49 +816,5 @@ impl<'a> Master<'a> {
                 tracing::error!("cannot start a replacement for worker {slot}: {e}");
             }
         }
-    }
-}
-
-/// A process's resident set size, from `/proc/PID/status` (`VmRSS: N kB`).
-fn resident_bytes(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    parse_vm_rss(&status)
-}
-
-fn parse_vm_rss(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
-/// A seed that differs between runs and processes.
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.finish() | 1
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rss_from_proc_status() {
-        let status = "Name:\tgatehouse\nVmPeak:\t  9000 kB\nVmRSS:\t    7012 kB\nThreads:\t3\n";
-        assert_eq!(parse_vm_rss(status), Some(7012 * 1024));
-        assert_eq!(parse_vm_rss("Name: x\n"), None);
-        assert!(resident_bytes(std::process::id()).unwrap() > 0);
-    }
-
-    #[test]
-    fn exit_statuses_read_well() {
-        let killed = ExitStatus::from_raw(libc::SIGKILL);
-        assert_eq!(
-            Status(&Ok(killed)).to_string(),
-            "was killed by signal 9 (SIGKILL)"
-        );
-        let exited = ExitStatus::from_raw(3 << 8);
-        assert_eq!(Status(&Ok(exited)).to_string(), "exited with status 3");
     }
 }
