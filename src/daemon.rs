@@ -191,10 +191,13 @@ async fn serve_until_signal(
         scgi: gatehouse_scgi::Server::new(app.clone(), configs.scgi),
         http: gatehouse_http::Server::new(app, configs.http),
     };
-    let announce = worker.is_none();
+    let sharing = match worker {
+        Some(info) => serve::Sharing::Shared(info.balancer().map(Arc::new)),
+        None => serve::Sharing::Own,
+    };
     let serving = serving_status(&bound);
     let mut accepting =
-        serve::start(bound, &frontends, cli.limits.max_conns, announce).map_err(|source| {
+        serve::start(bound, &frontends, cli.limits.max_conns, sharing).map_err(|source| {
             Error::Io {
                 what: "cannot register the listeners with the runtime",
                 source,

@@ -105,9 +105,20 @@ pub(crate) fn probe(fd: RawFd) -> io::Result<Probe> {
     Ok(Probe::OtherFamily)
 }
 
-/// Adopts descriptor `fd` as a listener. Fails if it is not an open, listening TCP or unix
-/// stream socket, or was adopted before.
+/// Adopts descriptor `fd` as a listener, in non-blocking mode. Fails if it is not an open,
+/// listening TCP or unix stream socket, or was adopted before.
 pub(crate) fn take(fd: RawFd) -> io::Result<(Inherited, Probe)> {
+    take_with(fd, true)
+}
+
+/// As [`take`], leaving the socket's blocking mode as it is: the listeners a master hands its
+/// workers are blocking on purpose (their file description, and so its mode, is shared by all
+/// the workers: see [`crate::serve`]), and a worker must not change that under the others.
+pub(crate) fn take_shared(fd: RawFd) -> io::Result<(Inherited, Probe)> {
+    take_with(fd, false)
+}
+
+fn take_with(fd: RawFd, nonblocking: bool) -> io::Result<(Inherited, Probe)> {
     let probed = probe(fd)?;
     if !probed.is_listener() {
         return Err(io::Error::new(
@@ -121,7 +132,9 @@ pub(crate) fn take(fd: RawFd) -> io::Result<(Inherited, Probe)> {
     // when fd 0 is a listening socket), and `TAKEN` guarantees a single owner.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     let sock = Socket::from(owned);
-    sock.set_nonblocking(true)?;
+    if nonblocking {
+        sock.set_nonblocking(true)?;
+    }
     if fd > 2 {
         // Child processes (CGI scripts) must not inherit the listener. Descriptors 0 to 2 are
         // replaced in children anyway.

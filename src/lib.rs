@@ -45,6 +45,7 @@
 
 pub mod addr;
 mod apps;
+mod balance;
 pub mod cli;
 mod daemon;
 mod error;

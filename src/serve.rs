@@ -25,6 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::task::TaskTracker;
 
+use crate::balance::Balancer;
 use crate::listen::{Bound, Kind, SocketFile, StdListener};
 
 /// The front ends, one per protocol, shared by all listeners of that protocol.
@@ -94,13 +95,46 @@ pub(crate) struct Accepting {
     shutdown: CancellationToken,
 }
 
-/// Starts one accept loop per listener. Logs `listening on <protocol> <address>` for each
-/// (`announce`; a worker's master has said it already, so then only at debug).
+/// Whose listeners these are, which decides how connections are accepted.
+#[derive(Debug, Clone)]
+pub(crate) enum Sharing {
+    /// This process's alone: accepted by the runtime (epoll); `listening on` is logged.
+    Own,
+    /// Shared with the other worker processes of a master (and prepared by it with
+    /// [`prepare_shared`]): each is accepted by a blocking `accept(2)` on a thread of its own.
+    /// The kernel wakes one blocked acceptor per connection, the one that has waited longest,
+    /// so the workers take new connections in turn. With epoll every worker would be woken and
+    /// the busiest one, already running, would win nearly every race: measured, all 8 of
+    /// nginx's kept-alive connections on one worker while the other sat idle. Bursts are
+    /// spread by the master's connection table, when there is one ([`crate::balance`]).
+    Shared(Option<Arc<Balancer>>),
+}
+
+/// How long a blocked `accept(2)` on a shared listener waits (`SO_RCVTIMEO`) before it returns
+/// to look for a shutdown.
+pub(crate) const SHARED_ACCEPT_WAIT: Duration = Duration::from_millis(100);
+
+/// Makes a listener ready to be shared by worker processes ([`Sharing::Shared`]): blocking
+/// mode and an `accept(2)` time-out of [`SHARED_ACCEPT_WAIT`] (both belong to the socket's open
+/// file description, which every worker shares), and `TCP_NODELAY` to be inherited by the
+/// accepted connections. Called by the master before it starts any worker.
+pub(crate) fn prepare_shared(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    let sock = socket2::SockRef::from(&fd);
+    sock.set_nonblocking(false)?;
+    sock.set_read_timeout(Some(SHARED_ACCEPT_WAIT))?;
+    if sock.local_addr()?.as_socket().is_some() {
+        sock.set_tcp_nodelay(true)?;
+    }
+    Ok(())
+}
+
+/// Starts one accept loop per listener. Logs `listening on <protocol> <address>` for each of
+/// its own (a worker's master has said it already for shared ones: then only at debug).
 pub(crate) fn start(
     bound: Vec<Bound>,
     frontends: &Frontends,
     max_conns: usize,
-    announce: bool,
+    sharing: Sharing,
 ) -> io::Result<Accepting> {
     let limit = Arc::new(Semaphore::new(max_conns));
     let mut acc = Accepting {
@@ -109,11 +143,9 @@ pub(crate) fn start(
         shutdown: CancellationToken::new(),
     };
     for b in bound {
-        let listener = Listener::from_std(b.listener)?;
-        if announce {
-            tracing::info!("listening on {} {}", b.kind.name(), b.name);
-        } else {
-            tracing::debug!("serving {} {}", b.kind.name(), b.name);
+        match sharing {
+            Sharing::Own => tracing::info!("listening on {} {}", b.kind.name(), b.name),
+            Sharing::Shared(_) => tracing::debug!("serving {} {}", b.kind.name(), b.name),
         }
         let ctx = LoopCtx {
             kind: b.kind,
@@ -123,7 +155,20 @@ pub(crate) fn start(
             connections: acc.connections.clone(),
             shutdown: acc.shutdown.clone(),
         };
-        acc.loops.spawn(accept_loop(listener, ctx));
+        match &sharing {
+            Sharing::Own => {
+                let listener = Listener::from_std(b.listener)?;
+                acc.loops.spawn(accept_loop(listener, ctx));
+            }
+            Sharing::Shared(balance) => {
+                let rt = tokio::runtime::Handle::current();
+                let listener = b.listener;
+                let balance = balance.clone();
+                acc.loops.spawn_blocking(move || {
+                    accept_blocking(&listener, &ctx, balance.as_ref(), &rt);
+                });
+            }
+        }
     }
     Ok(acc)
 }
@@ -180,6 +225,128 @@ async fn accept_loop(listener: Listener, ctx: LoopCtx) {
             serve_conn(kind, &frontends, conn, peer, shutdown).await;
             drop(permit);
         });
+    }
+}
+
+/// The accept loop of a shared listener ([`Sharing::Shared`]), on a blocking thread: takes a
+/// connection permit, blocks in `accept(2)` (at most [`SHARED_ACCEPT_WAIT`] at a time, to see a
+/// shutdown), and hands the connection to the runtime.
+fn accept_blocking(
+    listener: &StdListener,
+    ctx: &LoopCtx,
+    balance: Option<&Arc<Balancer>>,
+    rt: &tokio::runtime::Handle,
+) {
+    let mut warned_full: Option<Instant> = None;
+    let mut pause = Duration::from_millis(10);
+    while !ctx.shutdown.is_cancelled() {
+        let Some(permit) = rt.block_on(acquire(ctx, &mut warned_full)) else {
+            break;
+        };
+        if let Some(b) = balance {
+            b.wait_turn();
+        }
+        let accepted = match listener {
+            StdListener::Tcp(l) => l.accept().map(|(s, a)| (StdConn::Tcp(s), Peer::Tcp(a))),
+            StdListener::Unix(l, _) => l.accept().map(|(s, a)| {
+                (
+                    StdConn::Unix(s),
+                    Peer::Unix(a.as_pathname().map(Into::into)),
+                )
+            }),
+        };
+        let (conn, peer) = match accepted {
+            Ok(c) => {
+                pause = Duration::from_millis(10);
+                c
+            }
+            // SO_RCVTIMEO ran out (EAGAIN), or a signal: look at the shutdown token again.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
+            Err(e) if is_per_connection(&e) => {
+                tracing::debug!(listener = %ctx.name, error = %e, "a connection failed while being accepted");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(listener = %ctx.name, error = %e, "accept failed; retrying in {}ms", pause.as_millis());
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        if !allowed(ctx, &peer) {
+            tracing::warn!(%peer, listener = %ctx.name, "connection refused: peer is not in the web server addresses (FCGI_WEB_SERVER_ADDRS / --web-server-addrs)");
+            continue;
+        }
+        tracing::debug!(%peer, listener = %ctx.name, "accepted a connection");
+        if let Err(e) = conn.set_nonblocking() {
+            tracing::debug!(%peer, error = %e, "cannot make an accepted connection non-blocking");
+            continue;
+        }
+        let frontends = ctx.frontends.clone();
+        let shutdown = ctx.shutdown.clone();
+        let kind = ctx.kind;
+        let counted = balance.map(Counted::new);
+        ctx.connections.spawn_on(
+            async move {
+                match conn.into_tokio() {
+                    Ok(conn) => serve_conn(kind, &frontends, conn, peer, shutdown).await,
+                    Err(e) => tracing::debug!(%peer, error = %e, "cannot register a connection"),
+                }
+                drop(counted);
+                drop(permit);
+            },
+            rt,
+        );
+    }
+    if let Some(b) = balance {
+        b.drain();
+    }
+}
+
+/// A connection counted in this worker's cell of the connection table while it is open.
+struct Counted(Arc<Balancer>);
+
+impl Counted {
+    fn new(b: &Arc<Balancer>) -> Self {
+        b.opened();
+        Self(b.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.closed();
+    }
+}
+
+/// A connection accepted by a blocking `accept(2)`, before the runtime takes it.
+enum StdConn {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl StdConn {
+    /// Accepted sockets do not inherit the listener's (blocking) mode.
+    fn set_nonblocking(&self) -> io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_nonblocking(true),
+            Self::Unix(s) => s.set_nonblocking(true),
+        }
+    }
+
+    /// Registers the socket with the runtime; must run on it.
+    fn into_tokio(self) -> io::Result<Conn> {
+        Ok(match self {
+            Self::Tcp(s) => Conn::Tcp(TcpStream::from_std(s)?),
+            Self::Unix(s) => Conn::Unix(UnixStream::from_std(s)?),
+        })
     }
 }
 

@@ -15,6 +15,7 @@
 //! see them), and the descriptors adopted through [`crate::inherit`].
 
 use std::os::fd::RawFd;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -31,6 +32,8 @@ use crate::listen::{Bound, Kind, StdListener};
 pub(crate) const ENV_WORKER: &str = "GATEHOUSE_WORKER";
 /// The listeners a worker inherits.
 pub(crate) const ENV_LISTENERS: &str = "GATEHOUSE_WORKER_LISTENERS";
+/// The master's connection table (`crate::balance`): `INDEX CELLS PATH`.
+pub(crate) const ENV_LOAD: &str = "GATEHOUSE_WORKER_LOAD";
 
 /// What the master told this worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +48,8 @@ pub(crate) struct WorkerInfo {
     pub(crate) max_requests: u64,
     /// The listeners: protocol, descriptor, the name the master logged.
     pub(crate) listeners: Vec<(Kind, RawFd, String)>,
+    /// This worker's cell in the master's connection table, the table's size and path.
+    pub(crate) load: Option<(usize, usize, PathBuf)>,
 }
 
 impl WorkerInfo {
@@ -67,13 +72,48 @@ impl WorkerInfo {
         let control_fd = next()?.parse().map_err(|_| bad())?;
         let max_requests = next()?.parse().map_err(|_| bad())?;
         let listeners = parse_listeners(listeners)?;
+        let load = None;
         Ok(Self {
             id,
             generation,
             control_fd,
             max_requests,
             listeners,
+            load,
         })
+    }
+
+    /// The value of [`ENV_LOAD`], when there is a table.
+    pub(crate) fn load_to_env(&self) -> Option<String> {
+        let (index, cells, path) = self.load.as_ref()?;
+        Some(format!("{index} {cells} {}", path.display()))
+    }
+
+    /// Reads [`ENV_LOAD`]'s value into `self.load`.
+    pub(crate) fn with_load_env(mut self, text: &str) -> Result<Self, String> {
+        let bad = || format!("{ENV_LOAD}={text:?} is not what a gatehouse master sets");
+        let mut parts = text.splitn(3, ' ');
+        let index = parts.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+        let cells = parts.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+        let path = parts.next().ok_or_else(bad)?;
+        self.load = Some((index, cells, PathBuf::from(path)));
+        Ok(self)
+    }
+
+    /// The worker's part of the connection table, when its master made one (balancing is
+    /// skipped, with a log line, if the table cannot be opened).
+    pub(crate) fn balancer(&self) -> Option<crate::balance::Balancer> {
+        let (index, cells, path) = self.load.as_ref()?;
+        match crate::balance::LoadTable::open(path, *cells) {
+            Ok(table) => Some(crate::balance::Balancer::new(table, *index)),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot open the master's connection table {}: {e}; accepting without it",
+                    path.display()
+                );
+                None
+            }
+        }
     }
 
     /// Adopts the inherited listeners, in the master's order.
@@ -122,7 +162,7 @@ pub(crate) fn take_listeners(
     listeners
         .iter()
         .map(|(kind, fd, name)| {
-            let (listener, _) = inherit::take(*fd).map_err(|source| Error::Listen {
+            let (listener, _) = inherit::take_shared(*fd).map_err(|source| Error::Listen {
                 addr: format!("{name} (fd {fd} from {from})"),
                 source,
             })?;
@@ -149,16 +189,27 @@ pub(crate) fn current() -> Result<Option<&'static WorkerInfo>, Error> {
             return Ok(None);
         };
         let listeners = std::env::var_os(ENV_LISTENERS).unwrap_or_default();
+        let load = std::env::var_os(ENV_LOAD);
         // Single-threaded start-up (see above): nothing else reads the environment yet.
         #[allow(clippy::disallowed_methods)]
         {
             std::env::remove_var(ENV_WORKER);
             std::env::remove_var(ENV_LISTENERS);
+            std::env::remove_var(ENV_LOAD);
         }
         let (Some(worker), Some(listeners)) = (worker.to_str(), listeners.to_str()) else {
             return Err(format!("{ENV_WORKER} or {ENV_LISTENERS} is not UTF-8"));
         };
-        WorkerInfo::from_env(worker, listeners).map(Some)
+        let info = WorkerInfo::from_env(worker, listeners)?;
+        match load {
+            None => Ok(Some(info)),
+            Some(load) => {
+                let load = load
+                    .to_str()
+                    .ok_or_else(|| format!("{ENV_LOAD} is not UTF-8"))?;
+                info.with_load_env(load).map(Some)
+            }
+        }
     });
     match info {
         Ok(info) => Ok(info.as_ref()),
@@ -309,9 +360,14 @@ mod tests {
                 (Kind::FastCgi, 0, "fd:0 (unix:/run/a b.sock)".to_owned()),
                 (Kind::Http, 5, "127.0.0.1:8000".to_owned()),
             ],
+            load: None,
         };
         let (w, l) = info.to_env();
-        assert_eq!(WorkerInfo::from_env(&w, &l), Ok(info));
+        assert_eq!(WorkerInfo::from_env(&w, &l), Ok(info.clone()));
+        let with = info.with_load_env("2 7 /tmp/a b").unwrap();
+        assert_eq!(with.load, Some((2, 7, PathBuf::from("/tmp/a b"))));
+        assert_eq!(with.load_to_env().as_deref(), Some("2 7 /tmp/a b"));
+        assert!(with.with_load_env("x").is_err());
         assert!(WorkerInfo::from_env("3 7 9", &l).is_err());
         assert!(WorkerInfo::from_env(&w, "").is_err());
         assert!(WorkerInfo::from_env(&w, "gopher 3 x\n").is_err());

@@ -113,6 +113,44 @@ fn slot_of(d: &Daemon, pid: u32) -> u16 {
         .expect("slot")
 }
 
+/// Connections opened all at once, as nginx fills its upstream keepalive pool, are spread over
+/// the workers (before the connection table, the worker that accepted the first one took
+/// nearly all: 8/0 and 7/1 were the common splits).
+#[test]
+fn a_burst_of_kept_alive_connections_is_spread_over_the_workers() {
+    use std::io::{Read, Write};
+
+    let (mut d, addr, first) = two_workers(&pid_app(), &[]);
+    let mut splits = Vec::new();
+    for _ in 0..3 {
+        let mut conns: Vec<std::net::TcpStream> = (0..8)
+            .map(|_| std::net::TcpStream::connect(&addr).expect("connect"))
+            .collect();
+        let mut count = std::collections::BTreeMap::<u32, usize>::new();
+        for c in &mut conns {
+            c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                .expect("send");
+            let mut buf = [0u8; 512];
+            let n = c.read(&mut buf).expect("read");
+            let text = String::from_utf8_lossy(&buf[..n]);
+            let pid: u32 = text
+                .rsplit("v1 ")
+                .next()
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no pid in {text:?}"));
+            assert!(first.contains(&pid), "{pid} is not a worker");
+            *count.entry(pid).or_default() += 1;
+        }
+        splits.push(count.values().copied().collect::<Vec<_>>());
+    }
+    eprintln!("connections per worker, three bursts of 8: {splits:?}");
+    assert!(
+        splits.iter().all(|s| s.len() == 2),
+        "every burst reached both workers: {splits:?}"
+    );
+    assert_eq!(d.stop().code(), Some(0));
+}
+
 #[test]
 fn two_workers_share_the_load() {
     let mut args = vec![pid_app()];

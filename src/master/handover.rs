@@ -90,6 +90,7 @@ impl Listeners {
                 StdListener::Unix(l, _) => l.as_fd(),
             };
             SockRef::from(&fd).set_cloexec(false)?;
+            crate::serve::prepare_shared(fd)?;
             if fd.as_raw_fd() == 0 {
                 fd0 = Some(fd.try_clone_to_owned()?);
             }

@@ -31,13 +31,14 @@ use socket2::SockRef;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
+use crate::balance::{self, LoadTable};
 use crate::cli::Cli;
 use crate::daemon;
 use crate::error::Error;
 use crate::notify::Notifier;
 use crate::signal::{Received, Signals, Stop};
 use crate::sys;
-use crate::worker::{self, Message, WorkerInfo, ENV_LISTENERS, ENV_WORKER};
+use crate::worker::{self, Message, WorkerInfo, ENV_LISTENERS, ENV_LOAD, ENV_WORKER};
 
 use handover::{from_old_master, retitle, Listeners, ENV_UPGRADE_FROM, ENV_UPGRADE_LISTENERS};
 use process::{random_seed, resident_bytes, Status};
@@ -147,6 +148,47 @@ struct Worker {
     /// Over `--max-worker-memory` as soon as it was ready: replacing it would only start
     /// another like it, again and again.
     memory_exempt: bool,
+    /// Its cell in the connection table ([`crate::balance`]).
+    cell: Option<usize>,
+}
+
+/// The connection table the workers balance new connections with, and its file (removed when
+/// the master exits).
+struct Load {
+    table: LoadTable,
+    path: std::path::PathBuf,
+}
+
+impl Load {
+    /// A table for `workers` workers: room for a serving, a starting and a draining one per
+    /// slot (a reload or a recycling under way).
+    fn create(workers: u16) -> Option<Self> {
+        let path = balance::table_path();
+        let _ = std::fs::remove_file(&path); // a master that was killed may have left it
+        match LoadTable::create(&path, 3 * usize::from(workers) + 1) {
+            Ok(table) => Some(Self { table, path }),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot create the connection table {}: {e}; workers accept without it",
+                    path.display()
+                );
+                None
+            }
+        }
+    }
+
+    /// The cell says its worker is not accepting (gone, or told to stop).
+    fn clear(&self, cell: Option<usize>) {
+        if let Some(cell) = cell {
+            let _ = self.table.set(cell, balance::NOT_ACCEPTING);
+        }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 struct Master<'a> {
@@ -178,6 +220,8 @@ struct Master<'a> {
     notifier: Notifier,
     /// When the last `WATCHDOG=1` went out.
     watchdog_sent: Option<Instant>,
+    /// The connection table, when it could be made.
+    load: Option<Load>,
 }
 
 impl<'a> Master<'a> {
@@ -201,6 +245,7 @@ impl<'a> Master<'a> {
             old_master: None,
             notifier: Notifier::default(),
             watchdog_sent: None,
+            load: Load::create(cli.process.workers),
         }
     }
 
@@ -271,12 +316,17 @@ impl<'a> Master<'a> {
         };
         let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(io_err)?;
         SockRef::from(&theirs).set_cloexec(false).map_err(io_err)?;
+        let cell = self.free_cell();
         let info = WorkerInfo {
             id: slot,
             generation,
             control_fd: theirs.as_raw_fd(),
             max_requests: self.max_requests(),
             listeners: self.listeners.table.clone(),
+            load: match (&self.load, cell) {
+                (Some(load), Some(cell)) => Some((cell, load.table.cells(), load.path.clone())),
+                _ => None,
+            },
         };
         let (worker_env, listeners_env) = info.to_env();
         let mut cmd = tokio::process::Command::new("/proc/self/exe");
@@ -284,6 +334,7 @@ impl<'a> Master<'a> {
             .args(std::env::args_os().skip(1))
             .env(ENV_WORKER, worker_env)
             .env(ENV_LISTENERS, listeners_env)
+            .envs(info.load_to_env().map(|v| (ENV_LOAD, v)))
             // A worker of its own process group: a terminal's Ctrl-C reaches the master only,
             // which stops the workers in order.
             .process_group(0)
@@ -310,6 +361,7 @@ impl<'a> Master<'a> {
                 stop_sent: None,
                 replaces,
                 memory_exempt: false,
+                cell,
             },
         );
         let tx = self.events_tx.clone();
@@ -336,6 +388,12 @@ impl<'a> Master<'a> {
             }
         });
         Ok(())
+    }
+
+    /// A cell of the connection table no live worker has.
+    fn free_cell(&self) -> Option<usize> {
+        let cells = self.load.as_ref()?.table.cells();
+        (0..cells).find(|c| self.workers.values().all(|w| w.cell != Some(*c)))
     }
 
     /// `--max-requests` plus this worker's share of `--max-requests-jitter`.
@@ -497,6 +555,9 @@ impl<'a> Master<'a> {
         }
         w.state = State::Stopping;
         w.stop_sent = Some(Instant::now());
+        if let Some(load) = &self.load {
+            load.clear(w.cell);
+        }
         tracing::info!("stopping worker {} (pid {pid}): {why}", w.slot);
         if let Err(e) = sys::kill(pid, libc::SIGTERM) {
             tracing::debug!(pid, "SIGTERM to a worker: {e}");
@@ -507,6 +568,9 @@ impl<'a> Master<'a> {
         let Some(w) = self.workers.remove(&pid) else {
             return Ok(());
         };
+        if let Some(load) = &self.load {
+            load.clear(w.cell);
+        }
         let (slot, generation) = (w.slot, w.generation);
         let status_text = Status(status);
         match w.state {
