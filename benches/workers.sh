@@ -77,6 +77,9 @@ CLK_TCK=$(getconf CLK_TCK)
 HEAVY=$PWD/fixtures/apps/heavy.py
 HELLO_APP=$PWD/fixtures/apps/hello.py
 export PYTHONDONTWRITEBYTECODE=1 # the reload test rewrites a .py every few seconds
+TIMEFORMAT='%U %S'               # bash `time`: the load generator's user and system seconds
+LOADS=""                         # the load average as each part starts
+note_load() { LOADS+="${LOADS:+; }$1: $(cut -d' ' -f1-3 /proc/loadavg)"; }
 
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 part() { [[ " $PARTS " == *" $1 "* ]]; }
@@ -188,7 +191,7 @@ a = dict(x.split(":") for x in sys.argv[1].split())
 b = dict(x.split(":") for x in sys.argv[2].split())
 d = {k: int(b[k]) - int(a.get(k, 0)) for k in b}
 total = sum(d.values())
-if total <= 0:
+if total <= 0 or len(d) < 3:
     print("-")
     sys.exit()
 workers = sorted((v for k, v in d.items() if k != "m"), reverse=True)
@@ -216,7 +219,7 @@ wrk_measure() { # part config impl round daemon_pid url
     echo "--- $part | $config | $impl | round $round"$'\n'"$out" >>"$WORK/wrk.log"
     awk -v part="$part" -v config="$config" -v impl="$impl" -v round="$round" -v hz="$CLK_TCK" \
         -v dt=$((t1 - t0)) -v nt=$((n1 - n0)) -v ct="$cli" -v busy=$((b1 - b0)) \
-        -v split="$(split_share "$s0" "$s1")" -v secs="${DURATION%s}" '
+        -v sp="$(split_share "$s0" "$s1")" -v secs="${DURATION%s}" '
         /^Requests\/sec:/ { rps = $2 }
         /requests in/ { reqs = $1 }
         $1 == "99%" { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
@@ -227,8 +230,8 @@ wrk_measure() { # part config impl round daemon_pid url
         END {
             per = (reqs > 0) ? 1e6 / hz / reqs : 0
             others = (busy - dt - nt - ct) / hz / secs
-            printf "%s\t%s\t%s\t%s\t%.1f\t%.0f\t%d\t%.1f\t%.1f\t%.1f\t%.2f\t%s\t\n", part, config, impl, round,
-                rps + 0, p99, errors, dt * per, nt * per, ct * per, others, split
+            printf "%s\t%s\t%s\t%s\t%.1f\t%.0f\t%d\t%.1f\t%.1f\t%.1f\t%.2f\t%s\tdaemon_cores=%.3f\n", part, config, impl,
+                round, rps + 0, p99, errors, dt * per, nt * per, ct * per, others, sp, dt / hz / secs
         }' <<<"$out" | tee -a "$RESULTS" | cut -f2-8 | tr '\t' ' ' | sed 's/^/  /' >&2
 }
 
@@ -251,12 +254,12 @@ bench_measure() { # part config impl round daemon_pid bench-args...
         .errors // 1] | @tsv' <<<"$json")
     awk -v part="$part" -v config="$config" -v impl="$impl" -v round="$round" -v hz="$CLK_TCK" \
         -v n="$n" -v rps="$rps" -v p99="$p99" -v errors="$errors" -v dt=$((t1 - t0)) -v ct="$cli" \
-        -v busy=$((b1 - b0)) -v secs="$secs" -v split="$(split_share "$s0" "$s1")" 'BEGIN {
+        -v busy=$((b1 - b0)) -v secs="$secs" -v sp="$(split_share "$s0" "$s1")" 'BEGIN {
             per = (n > 0) ? 1e6 / hz / n : 0
             others = (busy - dt - ct) / hz / secs
             share = ct / hz / secs
-            printf "%s\t%s\t%s\t%s\t%.1f\t%.0f\t%d\t%.1f\t-\t%.1f\t%.2f\t%s\tclient_cores=%.3f\n", part, config,
-                impl, round, rps, p99, errors, dt * per, ct * per, others, split, share
+            printf "%s\t%s\t%s\t%s\t%.1f\t%.0f\t%d\t%.1f\t-\t%.1f\t%.2f\t%s\tclient_cores=%.4f;daemon_cores=%.3f\n",
+                part, config, impl, round, rps, p99, errors, dt * per, ct * per, others, sp, share, dt / hz / secs
         }' | tee -a "$RESULTS" | cut -f2-8 | tr '\t' ' ' | sed 's/^/  /' >&2
 }
 
@@ -268,7 +271,7 @@ local threads = {}
 function setup(thread) table.insert(threads, thread) end
 function init(args) ok = 0; bad = 0; first_bad = "" end
 function response(status, headers, body)
-    if status >= 200 and status < 300 and body and string.find(body, [[$2]], 1, $3) then
+    if status >= 200 and status < 300 and body and string.find(body, "$2", 1, $3) then
         ok = ok + 1
     else
         bad = bad + 1
@@ -335,6 +338,7 @@ ulimit -n 65536 2>/dev/null || true
 
 # --- parts 1 and 2: the heavy app --------------------------------------------------------------
 if part heavy || part scaling; then
+    note_load "parts 1-2"
     declare -A PORT PIDOF
     for n in gh2 gh1 uw2 uw1 gu2; do PORT[$n]=$(free_port); done
     if ((MW)); then
@@ -432,11 +436,11 @@ $(srv gu2 "proxy_pass http://127.0.0.1:${PORT[gu2]};")"
 fi
 
 # --- part 3: reload under load -----------------------------------------------------------------
-write_hello() { # generation
-    cat >"$WORK/reload/hello.py.new" <<EOF
-"""hello.py, rewritten by benches/workers.sh before each SIGHUP: generation $1."""
+write_hello() { # dir generation
+    cat >"$1/hello.py.new" <<EOF
+"""hello.py, rewritten by benches/workers.sh before each SIGHUP: generation $2."""
 
-BODY = b"Hello, generation $1!\n"
+BODY = b"Hello, generation $2!\n"
 HEADERS = [("Content-Type", "text/plain"), ("Content-Length", str(len(BODY)))]
 
 
@@ -444,7 +448,7 @@ def application(environ, start_response):
     start_response("200 OK", HEADERS)
     return [BODY]
 EOF
-    mv -f "$WORK/reload/hello.py.new" "$WORK/reload/hello.py"
+    mv -f "$1/hello.py.new" "$1/hello.py"
 }
 
 # Seconds from SIGHUP until URL answers the new generation (polled every 20 ms, at most 30 s).
@@ -462,93 +466,135 @@ time_to_new() { # url generation t0
     done
 }
 
-if part reload && ((MW)); then
-    mkdir -p "$WORK/reload"
-    write_hello 0
-    RP=$(free_port) RH=$(free_port) NGINX_PORT=$(free_port)
-    start_bg "$WORK/reload.log" "$GATEHOUSE" "wsgi:$WORK/reload/hello.py" --workers 2 \
-        --fastcgi "127.0.0.1:$RP" --http "127.0.0.1:$RH" --log-level info
-    RPID=$BG_PID
-    write_nginx "
-    upstream reload_keepalive { server 127.0.0.1:$RP; keepalive 16; }
-    server {
-        listen 127.0.0.1:$NGINX_PORT backlog=4096;
-        location = /plain { include /etc/nginx/fastcgi_params; fastcgi_pass 127.0.0.1:$RP; }
-        location = /keep { include /etc/nginx/fastcgi_params; fastcgi_keep_conn on; fastcgi_pass reload_keepalive; }
-    }"
-    start_nginx
-    wait_port "$NGINX_PORT"
-    wait_http "http://127.0.0.1:$RH/"
-    write_lua "$WORK/reload.lua" '^Hello, generation %d+!\n$' false
-    GEN=0
-    for path in "nginx fastcgi_pass plain|http://127.0.0.1:$NGINX_PORT/plain" \
-        "nginx fastcgi_keep_conn + keepalive|http://127.0.0.1:$NGINX_PORT/keep" \
-        "direct HTTP keep-alive|http://127.0.0.1:$RH/"; do
-        name=${path%%|*} url=${path#*|}
-        log "reload under load: $name, ${RELOAD_SECONDS}s, SIGHUP every ${RELOAD_EVERY}s"
-        ng0=$(wc -l <"$WORK/nginx-error.log")
-        log0=$(wc -l <"$WORK/reload.log")
-        wrk -t"$WRK_THREADS" -c"$RELOAD_CONNECTIONS" -d"${RELOAD_SECONDS}s" --timeout 5s --latency \
-            -s "$WORK/reload.lua" "$url" >"$WORK/reload-wrk.out" 2>&1 &
-        wpid=$!
-        times=()
-        t_end=$(($(date +%s) + RELOAD_SECONDS - RELOAD_EVERY))
-        while (($(date +%s) < t_end)); do
-            sleep "$RELOAD_EVERY"
-            GEN=$((GEN + 1))
-            write_hello "$GEN"
-            t0=$(date +%s.%N)
-            kill -HUP "$RPID"
-            times+=("$(time_to_new "$url" "$GEN" "$t0")")
+# wrk at URL for RELOAD_SECONDS while the master gets SIGHUP every RELOAD_EVERY s, the app file
+# in DIR rewritten before each; appends a row to reload.tsv.
+reload_run() { # server path-label url master_pid app_dir daemon_log
+    local server=$1 name=$2 url=$3 mpid=$4 dir=$5 dlog=$6 ng0 log0 wpid times=() t_end t0 out reqs \
+        non2xx sock bad first_bad p99 ng_new ng_up ng_kinds workers ready gen t_start k
+    log "reload under load: $server, $name, ${RELOAD_SECONDS}s, SIGHUP every ${RELOAD_EVERY}s"
+    ng0=$(wc -l <"$WORK/nginx-error.log")
+    log0=$(wc -l <"$dlog")
+    gen=$(sed -n 's/^BODY = b"Hello, generation \([0-9]*\)!.*/\1/p' "$dir/hello.py")
+    wrk -t"$WRK_THREADS" -c"$RELOAD_CONNECTIONS" -d"${RELOAD_SECONDS}s" --timeout 5s --latency \
+        -s "$WORK/reload.lua" "$url" >"$WORK/reload-wrk.out" 2>&1 &
+    wpid=$!
+    # SIGHUPs on a fixed schedule: at RELOAD_EVERY, 2 x RELOAD_EVERY, ... while at least
+    # RELOAD_EVERY of the load is left after it.
+    t_start=$(date +%s.%N)
+    for ((k = 1; (k + 1) * RELOAD_EVERY <= RELOAD_SECONDS; k++)); do
+        while awk -v a="$t_start" -v b="$(date +%s.%N)" -v k=$((k * RELOAD_EVERY)) 'BEGIN { exit !(b - a < k) }'; do
+            sleep 0.02
         done
-        wait "$wpid" || true
-        sleep 1
-        out=$(cat "$WORK/reload-wrk.out")
-        echo "--- reload $name"$'\n'"$out" >>"$WORK/wrk.log"
-        reqs=$(awk '/requests in/ { print $1 }' <<<"$out")
-        non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' <<<"$out")
-        sock=$(grep 'Socket errors:' <<<"$out" | sed 's/.*Socket errors: //' || true)
-        bad=$(awk '/^bodies:/ { print $5 }' <<<"$out")
-        first_bad=$(grep '^first bad body:' <<<"$out" | cut -c17- || true)
-        p99=$(awk '$1 == "99%" { print $2 }' <<<"$out")
-        ng_new=$(tail -n +$((ng0 + 1)) "$WORK/nginx-error.log")
-        ng_up=$(grep -c 'upstream' <<<"$ng_new" || true)
-        ng_kinds=$(grep -o '\] [0-9#]*: \*[0-9]* [^(,]*' <<<"$ng_new" | sed 's/.*\*[0-9]* //' | sort | uniq -c |
-            awk '{ n = $1; $1 = ""; printf "%s%d x%s", sep, n, $0; sep = "; " }' || true)
-        workers=$(children "$RPID" | wc -l)
-        ready=$(tail -n +$((log0 + 1)) "$WORK/reload.log" | grep -ci 'generation' || true)
-        printf 'reload\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "${reqs:-0}" "${non2xx:-0}" \
-            "${sock:-none}" "${bad:-?}" "${ng_up:-0}" "${times[*]}" "$workers" "$ready" "${p99:-?}" \
-            "${ng_kinds:-}${first_bad:+ | first bad: $first_bad}" >>"$WORK/reload.tsv"
-        tail -1 "$WORK/reload.tsv" | tr '\t' ' ' | sed 's/^/  /' >&2
+        gen=$((gen + 1))
+        write_hello "$dir" "$gen"
+        t0=$(date +%s.%N)
+        kill -HUP "$mpid"
+        times+=("$(time_to_new "$url" "$gen" "$t0")")
     done
-    sigterm_t0=$(date +%s.%N)
-    kill -TERM "$RPID"
-    rc=0
-    wait "$RPID" || rc=$?
-    TERM_INFO="SIGTERM: master exited $rc after $(awk -v a="$sigterm_t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }') s"
-    log "$TERM_INFO"
+    wait "$wpid" || true
+    sleep 1
+    out=$(cat "$WORK/reload-wrk.out")
+    echo "--- reload $server $name"$'\n'"$out" >>"$WORK/wrk.log"
+    reqs=$(awk '/requests in/ { print $1 }' <<<"$out")
+    non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' <<<"$out")
+    sock=$(grep 'Socket errors:' <<<"$out" | sed 's/.*Socket errors: //' || true)
+    bad=$(awk '/^bodies:/ { print $5 }' <<<"$out")
+    first_bad=$(grep '^first bad body:' <<<"$out" | cut -c17- | tr -d '\r\n' || true)
+    p99=$(awk '$1 == "99%" { print $2 }' <<<"$out")
+    ng_new=$(tail -n +$((ng0 + 1)) "$WORK/nginx-error.log")
+    ng_up=$(grep -c 'upstream' <<<"$ng_new" || true)
+    ng_kinds=$(grep 'upstream' <<<"$ng_new" | sed -E 's/^.*\*[0-9]+ //; s/ while .*//; s/, client:.*//; s/\(.*\)//' |
+        sort | uniq -c | awk '{ n = $1; $1 = ""; printf "%s%d x%s", sep, n, $0; sep = "; " }' || true)
+    workers=$(children "$mpid" | wc -l)
+    ready=-
+    [[ $server == gatehouse* ]] && ready=$(tail -n +$((log0 + 1)) "$dlog" | grep -ci 'generation' || true)
+    printf 'reload\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$name" "${reqs:-0}" \
+        "${non2xx:-0}" "${sock:-none}" "${bad:-?}" "${ng_up:-0}" "${times[*]}" "$workers" "$ready" "${p99:-?}" \
+        "${ng_kinds:-}${first_bad:+; first bad: $first_bad}" >>"$WORK/reload.tsv"
+    tail -1 "$WORK/reload.tsv" | cut -f2- | tr '\t' ' ' | sed 's/^/  /' >&2
+}
+
+if part reload; then
+    note_load "part 3"
+    : >"$WORK/nginx-error.log"
+    write_lua "$WORK/reload.lua" '^Hello, generation %d+!\n$' false
+    declare -A RPORT RDIR RPID RLOG RNG
+    RSERVERS=(uw2 gu2)
+    ((MW)) && RSERVERS=(gh2 uw2 gu2)
+    for n in gh2 uw2 gu2; do
+        RPORT[$n]=$(free_port) RNG[$n]=$(free_port) RDIR[$n]=$WORK/reload-$n RLOG[$n]=$WORK/reload-$n.log
+        mkdir -p "${RDIR[$n]}"
+        write_hello "${RDIR[$n]}" 0
+    done
+    RNG[gh2_keep]=$(free_port)
+    if ((MW)); then
+        RH=$(free_port)
+        start_bg "${RLOG[gh2]}" "$GATEHOUSE" "wsgi:${RDIR[gh2]}/hello.py" --workers 2 \
+            --fastcgi "127.0.0.1:${RPORT[gh2]}" --http "127.0.0.1:$RH" --log-level info
+        RPID[gh2]=$BG_PID
+    fi
+    # uWSGI: SIGHUP is its graceful reload (workers finish, the master re-executes itself
+    # keeping the sockets); gunicorn: new workers, then the old ones stop gracefully.
+    start_bg "${RLOG[uw2]}" "${UWSGI_ENV[@]}" "${UWSGI[@]}" --processes 2 --threads 1 \
+        --wsgi-file "${RDIR[uw2]}/hello.py" --fastcgi-socket "127.0.0.1:${RPORT[uw2]}"
+    RPID[uw2]=$BG_PID
+    start_bg "${RLOG[gu2]}" "${GUNICORN[@]}" -w 2 -b "127.0.0.1:${RPORT[gu2]}" --chdir "${RDIR[gu2]}" hello:application
+    RPID[gu2]=$BG_PID
+    FP="include /etc/nginx/fastcgi_params;"
+    write_nginx "
+    upstream reload_keepalive { server 127.0.0.1:${RPORT[gh2]}; keepalive 16; }
+    server { listen 127.0.0.1:${RNG[gh2]} backlog=4096; location / { $FP fastcgi_pass 127.0.0.1:${RPORT[gh2]}; } }
+    server { listen 127.0.0.1:${RNG[gh2_keep]} backlog=4096; location / { $FP fastcgi_keep_conn on; fastcgi_pass reload_keepalive; } }
+    server { listen 127.0.0.1:${RNG[uw2]} backlog=4096; location / { $FP fastcgi_pass 127.0.0.1:${RPORT[uw2]}; } }
+    server { listen 127.0.0.1:${RNG[gu2]} backlog=4096; location / { proxy_pass http://127.0.0.1:${RPORT[gu2]}; } }"
+    start_nginx
+    for n in "${RSERVERS[@]}"; do wait_http "http://127.0.0.1:${RNG[$n]}/"; done
+    if ((MW)); then
+        wait_http "http://127.0.0.1:$RH/"
+        reload_run "gatehouse --workers 2" "nginx fastcgi_pass plain" "http://127.0.0.1:${RNG[gh2]}/" \
+            "${RPID[gh2]}" "${RDIR[gh2]}" "${RLOG[gh2]}"
+        reload_run "gatehouse --workers 2" "nginx fastcgi_keep_conn + upstream keepalive 16" \
+            "http://127.0.0.1:${RNG[gh2_keep]}/" "${RPID[gh2]}" "${RDIR[gh2]}" "${RLOG[gh2]}"
+        reload_run "gatehouse --workers 2" "direct HTTP keep-alive (wrk at --http)" "http://127.0.0.1:$RH/" \
+            "${RPID[gh2]}" "${RDIR[gh2]}" "${RLOG[gh2]}"
+        sigterm_t0=$(date +%s.%N)
+        kill -TERM "${RPID[gh2]}"
+        rc=0
+        wait "${RPID[gh2]}" || rc=$?
+        TERM_INFO="gatehouse master: SIGTERM -> exit status $rc after $(awk -v a="$sigterm_t0" -v b="$(date +%s.%N)" \
+            'BEGIN { printf "%.2f", b - a }') s; log lines naming a generation: $(grep -ci generation "${RLOG[gh2]}" || true)"
+        log "$TERM_INFO"
+    else
+        TERM_INFO="gatehouse rows skipped: no master/worker model in this binary"
+    fi
+    reload_run "uWSGI 2 procs (peer)" "nginx fastcgi_pass plain" "http://127.0.0.1:${RNG[uw2]}/" \
+        "${RPID[uw2]}" "${RDIR[uw2]}" "${RLOG[uw2]}"
+    reload_run "gunicorn -w 2 (peer)" "nginx proxy_pass" "http://127.0.0.1:${RNG[gu2]}/" \
+        "${RPID[gu2]}" "${RDIR[gu2]}" "${RLOG[gu2]}"
+    stop_pid "${RPID[uw2]}"
+    stop_pid "${RPID[gu2]}"
     stop_pid "$NGINX_PID"
-elif part reload; then
-    TERM_INFO="skipped: no master/worker model in this binary"
+    cp "$WORK/nginx-error.log" "$WORK/nginx-error-reload.log"
 fi
 
 # --- part 4: memory ----------------------------------------------------------------------------
 kib() { awk -v k="$2" '$1 == k ":" { print $2; exit }' "/proc/$1/status" 2>/dev/null || echo 0; }
 pss() { awk '$1 == "Pss:" { print $2; exit }' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 mem_row() { # impl app master_pid
     local m=$3 c list="" total_rss total_pss
     total_rss=$(kib "$m" VmRSS) total_pss=$(pss "$m")
     for c in $(children "$m"); do
-        list+="${list:+ + }$(($(kib "$c" VmRSS) / 1024))"
+        list+="${list:+ + }$(mib "$(kib "$c" VmRSS)")"
         total_rss=$((total_rss + $(kib "$c" VmRSS)))
         total_pss=$((total_pss + $(pss "$c")))
     done
-    printf 'memory\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$(($(kib "$m" VmRSS) / 1024))" "${list:--}" \
-        "$((total_rss / 1024))" "$((total_pss / 1024))" "$(children "$m" | wc -l)" >>"$WORK/memory.tsv"
+    printf 'memory\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$(mib "$(kib "$m" VmRSS)")" "${list:--}" \
+        "$(mib "$total_rss")" "$(mib "$total_pss")" "$(children "$m" | wc -l)" >>"$WORK/memory.tsv"
     tail -1 "$WORK/memory.tsv" | tr '\t' ' ' | sed 's/^/  /' >&2
 }
 if part memory; then
+    note_load "part 4"
     log "memory: fresh daemons, 2000 requests each, then VmRSS/Pss"
     for app in hello heavy; do
         file=$HELLO_APP path=/
@@ -599,11 +645,11 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 echo
 echo "gatehouse workers benchmark, commit $COMMIT, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores" \
     "($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(uname -r)"
-echo "load average before: $LOAD_BEFORE, after: $LOAD_AFTER; whole run $((END - START)) s"
+echo "load average before: $LOAD_BEFORE; $LOADS; after: $LOAD_AFTER; whole run $((END - START)) s"
 echo "python: gatehouse ${python3_of_gh:-?}; uWSGI ${python_of_uw:-?} (UWSGI_PYTHON=$UWSGI_PYTHON); gunicorn $PY $PY_VERSION"
 echo "nginx $(nginx -v 2>&1 | sed 's/.*\///'), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), uWSGI $(uwsgi --version), gunicorn $("$PY" -m gunicorn --version 2>/dev/null | awk '{print $NF}' | tr -d ')')"
 ((MW)) || echo "NOTE: this binary has no master/worker model: --workers 2 rows and the reload part were skipped"
-[[ -n ${SERIAL_CPU:-} ]] && echo "heavy route (fixtures/apps/heavy.py /, 300 rows): one request at a time on gatehouse --workers 1:" \
+[[ -z ${SERIAL_CPU:-} ]] || echo "heavy route (fixtures/apps/heavy.py /, 300 rows): one request at a time on gatehouse --workers 1:" \
     "p50 $(awk -v u="${SERIAL% *}" 'BEGIN { printf "%.2f", u / 1000 }') ms, daemon CPU $SERIAL_CPU ms per request"
 python3 - "$RESULTS" "$ROUNDS" "$DURATION" "$WARMUP" "$CONNECTIONS" "$WRK_THREADS" <<'PY'
 import statistics, sys
@@ -618,7 +664,8 @@ for line in open(path):
     extra = dict(kv.split("=") for kv in f[12].split(";") if "=" in kv) if len(f) > 12 else {}
     rows.setdefault((part, config, impl), []).append(dict(round=rnd, rps=rps, p99=p99, err=err,
         daemon=d(f[7]), nginx=d(f[8]), client=d(f[9]), others=d(f[10]), split=f[11],
-        client_cores=float(extra.get("client_cores", "nan"))))
+        client_cores=float(extra.get("client_cores", "nan")),
+        daemon_cores=float(extra.get("daemon_cores", "nan"))))
 def med(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
@@ -663,6 +710,7 @@ table("heavy",
       [("daemon CPU us/req", lambda r: num(med([x["daemon"] for x in r]))),
        ("nginx CPU us/req", lambda r: num(med([x["nginx"] for x in r]))),
        ("wrk CPU us/req", lambda r: num(med([x["client"] for x in r]))),
+       ("daemon cores", lambda r: num(med([x["daemon_cores"] for x in r]), "{:.2f}")),
        ("others (cores)", lambda r: num(med([x["others"] for x in r]), "{:.2f}")),
        ("worker CPU split % per round", splits)])
 table("scaling",
@@ -673,7 +721,8 @@ table("scaling",
       None,
       [("daemon CPU us/req", lambda r: num(med([x["daemon"] for x in r]))),
        ("client CPU us/req", lambda r: num(med([x["client"] for x in r]), "{:.1f}")),
-       ("client share of a core", lambda r: num(med([x["client_cores"] for x in r]), "{:.1%}")),
+       ("client share of a core", lambda r: num(med([x["client_cores"] for x in r]), "{:.2%}")),
+       ("daemon cores", lambda r: num(med([x["daemon_cores"] for x in r]), "{:.2f}")),
        ("others (cores)", lambda r: num(med([x["others"] for x in r]), "{:.2f}")),
        ("worker CPU split % per round", splits)])
 PY
@@ -710,15 +759,15 @@ PY
 if [[ -s $WORK/reload.tsv ]]; then
     echo
     echo "3. Reload under load: wrk -t$WRK_THREADS -c$RELOAD_CONNECTIONS -d${RELOAD_SECONDS}s --timeout 5s," \
-        "SIGHUP to the master every ${RELOAD_EVERY}s with hello.py rewritten before each; gatehouse --workers 2"
+        "SIGHUP to the master every ${RELOAD_EVERY}s with its hello.py rewritten before each (the peers' own SIGHUP reloads for comparison)"
     echo
-    echo "| path | requests | non-2xx | socket errors | wrong bodies | nginx upstream errors | s to new answer, per SIGHUP | workers after | log lines naming a generation | p99 | notes |"
-    echo "|---|---:|---:|---|---:|---:|---|---:|---:|---:|---|"
-    while IFS=$'\t' read -r _ name reqs non sock bad ng times workers ready p99 notes; do
-        echo "| $name | $reqs | $non | $sock | $bad | $ng | $times | $workers | $ready | $p99 | $notes |"
+    echo "| server | path | requests | non-2xx | socket errors | wrong bodies | nginx upstream errors | s to new answer, per SIGHUP | workers after | log lines naming a generation | p99 | notes |"
+    echo "|---|---|---:|---:|---|---:|---:|---|---:|---:|---:|---|"
+    while IFS=$'\t' read -r _ server name reqs non sock bad ng times workers ready p99 notes; do
+        echo "| $server | $name | $reqs | $non | $sock | $bad | $ng | $times | $workers | $ready | $p99 | $notes |"
     done <"$WORK/reload.tsv"
 fi
-[[ -n ${TERM_INFO:-} ]] && echo && echo "reload: $TERM_INFO"
+if [[ -n ${TERM_INFO:-} ]]; then echo; echo "reload: $TERM_INFO"; fi
 if [[ -s $WORK/memory.tsv ]]; then
     echo
     echo "4. Memory after 2000 requests (MiB): VmRSS of the master and of each worker; Pss splits pages shared between them"
