@@ -20,11 +20,74 @@ use crate::error::Error;
 use crate::listen::{self, BindOptions, Kind};
 use crate::serve::{self, Frontends};
 use crate::signal::Signals;
+use crate::worker::{self, Control, Message, Recycling, WorkerInfo};
 
 /// Serves `app` (the dispatcher, already holding every mount) as the command line says until a
-/// stop signal, then drains.
+/// stop signal, then drains. A worker process (see [`crate::worker`]) serves the listeners its
+/// master handed it instead of binding its own, and also stops when its master goes away.
 pub(crate) fn run(cli: &Cli, app: Arc<dyn Application>) -> Result<(), Error> {
     let configs = Configs::from_cli(cli)?;
+    let worker = worker::current()?;
+    let bound = match worker {
+        Some(info) => info.take_listeners()?,
+        None => {
+            warn_master_options(cli);
+            bind(cli)?
+        }
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = runtime_threads(cli, worker.is_some()) {
+        runtime.worker_threads(threads);
+    }
+    let runtime = runtime
+        .enable_all()
+        .thread_name("gatehouse")
+        .build()
+        .map_err(|source| Error::Io {
+            what: "cannot start the runtime",
+            source,
+        })?;
+    let result = runtime.block_on(serve_until_signal(cli, app, configs, bound, worker));
+    // Connections still open after the drain timeout are dropped here.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+/// I/O threads: `--runtime-threads`, else tokio's default (one per CPU) for a single process,
+/// and the CPUs shared out among the workers for a worker (at least one each), so N workers
+/// do not start N threads per core between them.
+fn runtime_threads(cli: &Cli, worker: bool) -> Option<usize> {
+    match cli.run.runtime_threads {
+        Some(n) => Some(usize::from(n)),
+        None if worker => {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            Some((cpus / usize::from(cli.process.workers)).max(1))
+        }
+        None => None,
+    }
+}
+
+/// Options that only a master acts on, given to a single process.
+fn warn_master_options(cli: &Cli) {
+    let p = &cli.process;
+    let given: Vec<&str> = [
+        (p.max_requests > 0, "--max-requests"),
+        (p.max_worker_memory.is_some(), "--max-worker-memory"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
+    if !given.is_empty() {
+        tracing::warn!(
+            "{} need(s) a master process (--workers N or --master); ignored",
+            given.join(" and ")
+        );
+    }
+}
+
+/// Makes the listeners the command line asks for (or fd 0, or the defaults), warning about
+/// options that apply to none of them. Runs before any runtime or thread exists.
+pub(crate) fn bind(cli: &Cli) -> Result<Vec<listen::Bound>, Error> {
     let planned = listen::plan(&cli.listen)?;
     if cli.listen.socket_mode.is_some()
         && !planned
@@ -36,29 +99,13 @@ pub(crate) fn run(cli: &Cli, app: Arc<dyn Application>) -> Result<(), Error> {
     if cli.listen.web_server_addrs.is_some() && !planned.iter().any(|p| p.kind == Kind::FastCgi) {
         tracing::warn!("--web-server-addrs (FCGI_WEB_SERVER_ADDRS) applies to FastCGI listeners, and there is none");
     }
-    let bound = listen::bind_all(
+    listen::bind_all(
         &planned,
         BindOptions {
             backlog: cli.listen.backlog,
             socket_mode: cli.listen.socket_mode,
         },
-    )?;
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(workers) = cli.run.workers {
-        runtime.worker_threads(usize::from(workers));
-    }
-    let runtime = runtime
-        .enable_all()
-        .thread_name("gatehouse")
-        .build()
-        .map_err(|source| Error::Io {
-            what: "cannot start the runtime",
-            source,
-        })?;
-    let result = runtime.block_on(serve_until_signal(cli, app, configs, bound));
-    // Connections still open after the drain timeout are dropped here.
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    result
+    )
 }
 
 async fn serve_until_signal(
@@ -66,23 +113,53 @@ async fn serve_until_signal(
     app: Arc<dyn Application>,
     configs: Configs,
     bound: Vec<listen::Bound>,
+    worker: Option<&WorkerInfo>,
 ) -> Result<(), Error> {
     let mut signals = Signals::install().map_err(|source| Error::Io {
         what: "cannot install signal handlers",
         source,
     })?;
+    let control = worker.map(Control::start).transpose()?;
+    let app: Arc<dyn Application> = match (worker, &control) {
+        (Some(info), Some(control)) if info.max_requests > 0 => Arc::new(Recycling::new(
+            app,
+            info.max_requests,
+            info.id,
+            control.clone(),
+        )),
+        _ => app,
+    };
     let frontends = Frontends {
         fastcgi: gatehouse_fastcgi::Server::new(app.clone(), configs.fastcgi),
         scgi: gatehouse_scgi::Server::new(app.clone(), configs.scgi),
         http: gatehouse_http::Server::new(app, configs.http),
     };
+    let announce = worker.is_none();
     let mut accepting =
-        serve::start(bound, &frontends, cli.limits.max_conns).map_err(|source| Error::Io {
-            what: "cannot register the listeners with the runtime",
-            source,
+        serve::start(bound, &frontends, cli.limits.max_conns, announce).map_err(|source| {
+            Error::Io {
+                what: "cannot register the listeners with the runtime",
+                source,
+            }
         })?;
 
-    let stop = signals.recv().await;
+    let stop = match &control {
+        None => {
+            let hangup = || {
+                tracing::warn!("received SIGHUP: reloading needs a master process (--workers N or --master); ignored");
+            };
+            signals.recv_stop(hangup).await.to_string()
+        }
+        Some(control) => {
+            control.send(Message::Ready);
+            let hangup =
+                || tracing::debug!("received SIGHUP: the master reloads its workers; ignored");
+            tokio::select! {
+                stop = signals.recv_stop(hangup) => stop.to_string(),
+                () = control.master_gone.cancelled() => "no master (its control socket closed)".to_owned(),
+            }
+        }
+    };
     accepting.stop_accepting().await;
     let drain = cli.run.drain_timeout;
     tracing::info!(
@@ -91,7 +168,7 @@ async fn serve_until_signal(
         drain
     );
     tokio::spawn(async move {
-        let again = signals.recv().await;
+        let again = signals.recv_stop(|| ()).await;
         tracing::warn!("received {again} again: exiting at once");
         std::process::exit(again.immediate_exit_status());
     });
@@ -140,8 +217,8 @@ fn fastcgi_config(cli: &Cli) -> gatehouse_fastcgi::Config {
     let mut config = gatehouse_fastcgi::Config::default();
     let limits = &cli.limits;
     config.max_conns = limits.max_conns;
-    config.max_reqs = limits.max_requests;
-    config.max_reqs_per_conn = limits.max_requests_per_conn;
+    config.max_reqs = limits.fastcgi_max_reqs;
+    config.max_reqs_per_conn = limits.fastcgi_max_reqs_per_conn;
     config.max_params_bytes = limits.max_params_bytes;
     config.idle_timeout = limits.idle_timeout.0;
     config.web_server_addrs = cli.listen.web_server_addrs.as_ref().map(|l| l.0.clone());

@@ -44,6 +44,14 @@ pub enum Error {
     SocketInUse(PathBuf),
     /// The unix socket path exists and is not a socket; we never delete such a file.
     NotASocket(PathBuf),
+    /// The master gave up on its workers: one could not start the app, or failed to start
+    /// again and again.
+    Workers {
+        /// What happened.
+        message: String,
+        /// The exit status: 2 when the app cannot start, else 1.
+        status: u8,
+    },
     /// The runtime or the signal handlers could not be set up.
     Io {
         /// What we were doing.
@@ -59,6 +67,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Usage(_) | Self::App { .. } => 2,
+            Self::Workers { status, .. } => *status,
             _ => 1,
         }
     }
@@ -91,6 +100,7 @@ impl fmt::Display for Error {
                 "cannot listen on unix:{}: the file exists and is not a socket",
                 path.display()
             ),
+            Self::Workers { message, .. } => f.write_str(message),
             Self::Io { what, source } => write!(f, "{what}: {source}"),
         }
     }

@@ -114,18 +114,7 @@ pub(crate) fn take(fd: RawFd) -> io::Result<(Inherited, Probe)> {
             format!("fd {fd} is {}", probed.problem()),
         ));
     }
-    {
-        let mut taken = TAKEN
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if taken.contains(&fd) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("fd {fd} is already used by another listener"),
-            ));
-        }
-        taken.push(fd);
-    }
+    claim(fd)?;
     // SAFETY: `fd` is open and is a listening socket (probed above). Our parent handed it to us
     // to serve on; nothing else in this process reads, writes or closes it (stdin is never used
     // when fd 0 is a listening socket), and `TAKEN` guarantees a single owner.
@@ -142,6 +131,50 @@ pub(crate) fn take(fd: RawFd) -> io::Result<(Inherited, Probe)> {
         _ => Inherited::Unix(sock.into()),
     };
     Ok((listener, probed))
+}
+
+/// Adopts descriptor `fd` as a connected unix stream socket (the control socket a master hands
+/// its worker). Fails if it is not an open socket, or was adopted before. Close-on-exec is set
+/// again, so the worker's own children (CGI scripts) do not inherit it.
+pub(crate) fn take_stream(fd: RawFd) -> io::Result<std::os::unix::net::UnixStream> {
+    match probe(fd)? {
+        Probe::NotListening => {}
+        other => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("fd {fd} is {}", other.problem()),
+            ))
+        }
+    }
+    claim(fd)?;
+    // SAFETY: `fd` is open and is a socket (probed above); our master made it for us alone and
+    // `TAKEN` guarantees a single owner in this process.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let sock = Socket::from(owned);
+    if sock.domain()? != Domain::UNIX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("fd {fd} is not a unix socket"),
+        ));
+    }
+    sock.set_cloexec(true)?;
+    sock.set_nonblocking(true)?;
+    Ok(sock.into())
+}
+
+/// Records `fd` as adopted; an error if it already was.
+fn claim(fd: RawFd) -> io::Result<()> {
+    let mut taken = TAKEN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if taken.contains(&fd) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("fd {fd} is already used by another listener"),
+        ));
+    }
+    taken.push(fd);
+    Ok(())
 }
 
 #[cfg(test)]

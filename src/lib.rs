@@ -50,8 +50,11 @@ mod daemon;
 mod error;
 mod inherit;
 mod listen;
+mod master;
 mod serve;
 mod signal;
+mod sys;
+mod worker;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -78,6 +81,12 @@ pub fn serve(app: impl Application) -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return ExitCode::from(code),
     };
+    if let Mode::Daemon = mode(&cli) {
+        if is_master(&cli) {
+            init_logging(&cli, Mode::Daemon);
+            return exit_code(run_master(&cli));
+        }
+    }
     match mode(&cli) {
         Mode::Cgi => {
             scrub_cgi_environment();
@@ -100,6 +109,21 @@ pub fn run(cli: &Cli, app: Arc<dyn Application>) -> Result<(), Error> {
 pub fn run_dispatcher(cli: &Cli, app: Arc<dyn Application>) -> Result<(), Error> {
     init_logging(cli, Mode::Daemon);
     daemon::run(cli, app)
+}
+
+/// Whether this process is to be the master of worker processes (`--workers N` with N > 1, or
+/// `--master`), rather than serve by itself. A worker process (started by a master) is never a
+/// master. Call it early, while the process has one thread: the first call reads (and removes)
+/// the variables a master hands its workers.
+pub fn is_master(cli: &Cli) -> bool {
+    cli.process.wants_master() && matches!(worker::current(), Ok(None))
+}
+
+/// Runs the master: binds the listeners, starts `--workers` worker processes (this program,
+/// re-executed, inheriting them), supervises and reloads them until SIGTERM or SIGINT. The
+/// master builds no app: each worker does.
+pub fn run_master(cli: &Cli) -> Result<(), Error> {
+    master::run(cli)
 }
 
 /// How the process serves: as a CGI program when `--cgi` is given, or when a web server runs it
@@ -162,10 +186,45 @@ pub fn init_logging(cli: &Cli, mode: Mode) {
         Some(level) => EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new(fallback)),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(fallback)),
     };
+    let tag = match worker::current() {
+        Ok(Some(info)) => Some(format!("[worker {}]", info.id)),
+        _ if mode == Mode::Daemon && is_master(cli) => Some("[master]".to_owned()),
+        _ => None,
+    };
     // Fails only when the program already installed a subscriber: then that one logs.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        .event_format(Tagged {
+            tag,
+            inner: tracing_subscriber::fmt::format(),
+        })
         .try_init();
+}
+
+/// The default log format, each line starting with the process's part when it has one
+/// (`[master]`, `[worker 2]`): master and workers write to the same stderr.
+struct Tagged<F> {
+    tag: Option<String>,
+    inner: F,
+}
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for Tagged<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        if let Some(tag) = &self.tag {
+            write!(writer, "{tag} ")?;
+        }
+        self.inner.format_event(ctx, writer, event)
+    }
 }

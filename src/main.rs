@@ -18,7 +18,13 @@ fn main() -> ExitCode {
     if mode == Mode::Cgi {
         gatehouse::scrub_cgi_environment();
     }
+    // Before any thread exists: a worker process takes what its master handed it from the
+    // environment here.
+    let master = mode == Mode::Daemon && gatehouse::is_master(&cli);
     gatehouse::init_logging(&cli, mode);
+    if master {
+        return gatehouse::exit_code(gatehouse::run_master(&cli));
+    }
     let app = match gatehouse::build_app(&cli, mode) {
         Ok(app) => app,
         Err(e) => return gatehouse::exit_code(Err(e)),

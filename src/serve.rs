@@ -94,11 +94,13 @@ pub(crate) struct Accepting {
     shutdown: CancellationToken,
 }
 
-/// Starts one accept loop per listener. Logs `listening on <protocol> <address>` for each.
+/// Starts one accept loop per listener. Logs `listening on <protocol> <address>` for each
+/// (`announce`; a worker's master has said it already, so then only at debug).
 pub(crate) fn start(
     bound: Vec<Bound>,
     frontends: &Frontends,
     max_conns: usize,
+    announce: bool,
 ) -> io::Result<Accepting> {
     let limit = Arc::new(Semaphore::new(max_conns));
     let mut acc = Accepting {
@@ -108,7 +110,11 @@ pub(crate) fn start(
     };
     for b in bound {
         let listener = Listener::from_std(b.listener)?;
-        tracing::info!("listening on {} {}", b.kind.name(), b.name);
+        if announce {
+            tracing::info!("listening on {} {}", b.kind.name(), b.name);
+        } else {
+            tracing::debug!("serving {} {}", b.kind.name(), b.name);
+        }
         let ctx = LoopCtx {
             kind: b.kind,
             name: Arc::from(b.name),

@@ -4,6 +4,7 @@
 //! |------------------|-------------------------------------------------------------------------|
 //! | SIGTERM, SIGINT  | stop accepting, let requests in flight finish (at most `--drain-timeout`), exit 0 |
 //! | the same, again  | exit at once, status 128 + the signal number (143 for SIGTERM, 130 for SIGINT) |
+//! | SIGHUP           | a master reloads its workers (`crate::master`); one process logs it and goes on; a worker ignores it (its master reloads) |
 //!
 //! Other signals keep their default meaning (SIGPIPE is ignored by the Rust runtime: a peer
 //! that goes away is an I/O error on its connection, nothing more).
@@ -42,12 +43,22 @@ impl fmt::Display for Stop {
     }
 }
 
-/// The installed handlers. From installation on, SIGTERM and SIGINT no longer kill the process:
-/// they are delivered here.
+/// A signal the daemon acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Received {
+    /// SIGTERM or SIGINT.
+    Stop(Stop),
+    /// SIGHUP: reload.
+    Hangup,
+}
+
+/// The installed handlers. From installation on, SIGTERM, SIGINT and SIGHUP no longer kill the
+/// process: they are delivered here.
 #[derive(Debug)]
 pub(crate) struct Signals {
     term: Signal,
     int: Signal,
+    hup: Signal,
 }
 
 impl Signals {
@@ -56,17 +67,32 @@ impl Signals {
         Ok(Self {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
         })
     }
 
-    /// Waits for the next stop signal.
+    /// Waits for the next signal.
     ///
     /// # Cancel safety
     /// Cancel-safe: a signal that arrives while nobody waits is kept for the next call.
-    pub(crate) async fn recv(&mut self) -> Stop {
+    pub(crate) async fn recv_any(&mut self) -> Received {
         tokio::select! {
-            _ = self.term.recv() => Stop::Term,
-            _ = self.int.recv() => Stop::Int,
+            _ = self.term.recv() => Received::Stop(Stop::Term),
+            _ = self.int.recv() => Received::Stop(Stop::Int),
+            _ = self.hup.recv() => Received::Hangup,
+        }
+    }
+
+    /// Waits for the next stop signal; SIGHUP is answered with `on_hangup` and waited past.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe, as [`Self::recv_any`].
+    pub(crate) async fn recv_stop(&mut self, on_hangup: impl Fn()) -> Stop {
+        loop {
+            match self.recv_any().await {
+                Received::Stop(stop) => return stop,
+                Received::Hangup => on_hangup(),
+            }
         }
     }
 }

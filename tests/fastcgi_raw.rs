@@ -149,7 +149,7 @@ fn abort_request_ends_the_request_and_the_connection_carries_on() {
 
 #[test]
 fn get_values_reports_limits_and_multiplexing() {
-    let d = Daemon::fastcgi_tcp("hello", &["--max-conns", "7", "--max-requests", "11"]);
+    let d = Daemon::fastcgi_tcp("hello", &["--max-conns", "7", "--fastcgi-max-reqs", "11"]);
     let mut c = Client::connect(&d.addr());
     let names = fcgi::nv_pairs(&[
         ("FCGI_MAX_CONNS", ""),

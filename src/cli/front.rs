@@ -97,17 +97,18 @@ pub struct LimitArgs {
           value_parser = at_least_one())]
     pub max_conns: usize,
 
-    /// FastCGI: requests in progress at once, over all connections.
+    /// FastCGI: requests in progress at once, over all connections (of one worker).
     ///
     /// A request beyond it is refused with FCGI_OVERLOADED (nginx answers its client 502).
+    /// Reported to FCGI_GET_VALUES as FCGI_MAX_REQS.
     #[arg(long, value_name = "N", default_value_t = fastcgi_defaults().max_reqs,
           value_parser = at_least_one())]
-    pub max_requests: usize,
+    pub fastcgi_max_reqs: usize,
 
     /// FastCGI: requests in progress at once on one connection (multiplexing).
     #[arg(long, value_name = "N", default_value_t = fastcgi_defaults().max_reqs_per_conn,
-          value_parser = at_least_one())]
-    pub max_requests_per_conn: usize,
+          value_parser = at_least_one(), alias = "max-requests-per-conn")]
+    pub fastcgi_max_reqs_per_conn: usize,
 
     /// FastCGI: largest size of one request's CGI variables (PARAMS), in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = fastcgi_defaults().max_params_bytes,

@@ -10,6 +10,7 @@
 
 mod app;
 mod front;
+mod process;
 mod values;
 
 use std::ffi::{OsStr, OsString};
@@ -18,6 +19,7 @@ use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser};
 
 pub use app::{AppSpec, CgiScriptArgs, CgiStderr, Mount, WsgiArgs};
 pub use front::{HttpArgs, LimitArgs, ListenArgs, ScgiArgs, DEFAULT_BACKLOG};
+pub use process::{ProcessArgs, DEFAULT_WORKER_START_TIMEOUT, MAX_WORKERS};
 pub use values::{parse_duration, HumanDuration, IpList};
 
 /// `--drain-timeout` default, as written on the command line.
@@ -72,8 +74,13 @@ nginx, in a server block:
   location / { include scgi_params; scgi_pass 127.0.0.1:4000; }
   location / { proxy_pass http://127.0.0.1:8000; }
 
+  gatehouse wsgi:/srv/app.py --workers 4 --fastcgi unix:/run/app.sock --max-requests 10000
+      A master and 4 worker processes (Python on 4 cores); `kill -HUP` reloads the app.
+
 Signals: SIGTERM or SIGINT stops accepting, lets requests in flight finish (at most
---drain-timeout) and exits 0; a second signal exits at once.";
+--drain-timeout) and exits 0; a second signal exits at once. SIGHUP reloads the workers (with
+--workers N or --master: new workers start, then the old ones drain); in one process it is
+logged and ignored.";
 
 /// The command line of the `gatehouse` binary.
 #[derive(Debug, Clone, Parser)]
@@ -138,6 +145,10 @@ pub struct Cli {
     #[command(flatten, next_help_heading = "HTTP")]
     pub http: HttpArgs,
 
+    /// Worker processes.
+    #[command(flatten, next_help_heading = "Processes")]
+    pub process: ProcessArgs,
+
     /// Logging and shutdown.
     #[command(flatten, next_help_heading = "Logging and shutdown")]
     pub run: RunArgs,
@@ -160,12 +171,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "LEVEL", value_parser = values::parse_log_filter)]
     pub log_level: Option<String>,
 
-    /// Threads that run the network I/O and async apps [default: one per CPU].
+    /// Threads that run the network I/O and async apps, per process [default: one per CPU].
     ///
     /// WSGI apps and CGI scripts have their own threads and processes (--threads, --cgi-max).
     /// On a machine shared with the front server, 1 can be faster: fewer cross-thread wake-ups.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub workers: Option<u16>,
+    pub runtime_threads: Option<u16>,
 }
 
 /// The options that choose or configure the app: a program embedding gatehouse is its own app

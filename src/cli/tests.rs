@@ -22,11 +22,16 @@ fn defaults() {
     assert!(!cli.listen.any());
     assert_eq!(cli.listen.backlog, DEFAULT_BACKLOG);
     assert_eq!(cli.run.drain_timeout.0, Duration::from_secs(30));
-    assert_eq!(cli.run.workers, None);
+    assert_eq!(cli.run.runtime_threads, None);
     assert_eq!(
-        parse(&["--workers", "1"]).map(|c| c.run.workers),
+        parse(&["--runtime-threads", "1"]).map(|c| c.run.runtime_threads),
         Ok(Some(1))
     );
+    assert_eq!(cli.process.workers, 1);
+    assert!(!cli.process.wants_master());
+    assert!(parse(&["--workers", "2"]).unwrap().process.wants_master());
+    assert!(parse(&["--master"]).unwrap().process.wants_master());
+    assert_eq!(cli.process.max_requests, 0);
     let d = gatehouse_fastcgi::Config::default();
     assert_eq!(cli.limits.max_conns, d.max_conns);
     assert_eq!(cli.limits.idle_timeout.0, d.idle_timeout);
@@ -125,7 +130,9 @@ fn usage_errors_exit_2() {
         &["--http-max-headers", "0"],
         &["--http-idle-timeout", "0ms"],
         &["--threads", "0"],
-        &["--workers", "0"],
+        &["--runtime-threads", "0"],
+        &["--workers", "2000"],
+        &["--max-worker-memory", "12X"],
         &["--cgi-timeout", "0s"],
         &["--cgi-extensions", ","],
         &["--cgi-stderr", "syslog"],

@@ -1,0 +1,795 @@
+//! The master process of `--workers N` (or `--master`): it binds every listener, runs N worker
+//! processes that share them, replaces a worker that dies, recycles workers (`--max-requests`,
+//! `--max-worker-memory`), reloads them all on SIGHUP and stops them on SIGTERM. It runs no
+//! app code and loads no Python: a worker is this same binary re-executed with the listening
+//! sockets inherited (never a `fork()` of a process that runs threads), see [`crate::worker`].
+//!
+//! ```text
+//!  start ──► N workers of generation 1 ──► all "ready" ──► serving (sd_notify READY=1)
+//!  a worker dies ──► logged, replaced at once; one that dies before "ready": retried after
+//!                    0.1, 0.2, 0.4, 0.8 s, then the master gives up (exit 1; exit 2 at first
+//!                    start when the worker said the app cannot start)
+//!  "recycle" / too much memory ──► a replacement starts; once ready, the old one drains
+//!  SIGHUP ──► N workers of generation G+1 ──► all ready ──► the older ones drain
+//!             (one fails before ready ──► the new ones are stopped, the old ones keep serving)
+//!  SIGTERM/SIGINT ──► every worker drains (--drain-timeout), then exit 0; again: at once
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use socket2::SockRef;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
+
+use crate::cli::Cli;
+use crate::daemon;
+use crate::error::Error;
+use crate::listen::{Bound, StdListener};
+use crate::signal::{Received, Signals, Stop};
+use crate::sys;
+use crate::worker::{Message, WorkerInfo, ENV_LISTENERS, ENV_WORKER};
+
+/// Consecutive failed starts of one worker slot before the master gives up.
+const MAX_START_FAILURES: u32 = 5;
+/// The pause before the first retry of a failed start; doubled each time.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// How long a draining worker may take beyond `--drain-timeout` before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How often the master looks at its workers (start time-outs, memory, retries).
+const TICK: Duration = Duration::from_millis(250);
+/// The variables no worker should see: they were meant for this process (systemd).
+const MASTER_ONLY_ENV: &[&str] = &[
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+];
+
+/// Set while the master re-executes itself under its title.
+const ENV_TITLED: &str = "GATEHOUSE_MASTER_TITLE";
+
+/// Runs the master until it is stopped (Ok: exit 0) or gives up on its workers.
+pub(crate) fn run(cli: &Cli) -> Result<(), Error> {
+    retitle();
+    let bound = daemon::bind(cli)?;
+    for b in &bound {
+        tracing::info!("listening on {} {}", b.kind.name(), b.name);
+    }
+    let listeners = Listeners::share(bound).map_err(|source| Error::Io {
+        what: "cannot pass the listeners to worker processes",
+        source,
+    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io {
+            what: "cannot start the runtime",
+            source,
+        })?;
+    runtime.block_on(async {
+        let signals = Signals::install().map_err(|source| Error::Io {
+            what: "cannot install signal handlers",
+            source,
+        })?;
+        Master::new(cli, listeners, signals).run().await
+    })
+}
+
+/// Shows the master as `gatehouse: master` in `ps`: re-executes this binary once with that
+/// `argv[0]` (same pid, same descriptors: an inherited fd 0 or systemd sockets stay where they
+/// are). Called first thing, with one thread; if the exec fails the master goes on untitled.
+fn retitle() {
+    use std::os::unix::process::CommandExt;
+
+    if std::env::var_os(ENV_TITLED).is_some() {
+        // Single-threaded start-up: nothing else reads the environment yet.
+        #[allow(clippy::disallowed_methods)]
+        std::env::remove_var(ENV_TITLED);
+        return;
+    }
+    let err = std::process::Command::new("/proc/self/exe")
+        .arg0("gatehouse: master")
+        .args(std::env::args_os().skip(1))
+        .env(ENV_TITLED, "1")
+        .exec();
+    tracing::debug!("cannot re-execute as `gatehouse: master` ({err}); going on untitled");
+}
+
+/// The listening sockets, open in the master for as long as it runs, inherited by every worker.
+struct Listeners {
+    /// Kept open (and unix socket files removed when dropped).
+    bound: Option<Vec<Bound>>,
+    /// What the workers are told.
+    table: Vec<(crate::listen::Kind, i32, String)>,
+    /// A listener on fd 0 (spawn-fcgi) goes to the workers as their stdin.
+    fd0: Option<OwnedFd>,
+}
+
+impl Listeners {
+    /// Makes the sockets inheritable (close-on-exec off: the master starts no other program).
+    fn share(bound: Vec<Bound>) -> io::Result<Self> {
+        let mut table = Vec::new();
+        let mut fd0 = None;
+        for b in &bound {
+            let fd = match &b.listener {
+                StdListener::Tcp(l) => l.as_fd(),
+                StdListener::Unix(l, _) => l.as_fd(),
+            };
+            SockRef::from(&fd).set_cloexec(false)?;
+            if fd.as_raw_fd() == 0 {
+                fd0 = Some(fd.try_clone_to_owned()?);
+            }
+            table.push((b.kind, fd.as_raw_fd(), b.name.clone()));
+        }
+        Ok(Self {
+            bound: Some(bound),
+            table,
+            fd0,
+        })
+    }
+
+    /// Closes the master's copies (workers that still serve keep theirs).
+    fn close(&mut self) {
+        self.bound = None;
+        self.fd0 = None;
+    }
+}
+
+/// What happened to a worker.
+enum Event {
+    Exited {
+        pid: u32,
+        status: io::Result<ExitStatus>,
+    },
+    Said {
+        pid: u32,
+        msg: Message,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Started, not yet ready.
+    Starting,
+    /// Serving.
+    Ready,
+    /// Told to stop (SIGTERM sent), draining.
+    Stopping,
+}
+
+struct Worker {
+    slot: u16,
+    generation: u64,
+    state: State,
+    started: Instant,
+    stop_sent: Option<Instant>,
+    /// The worker this one replaces once it is ready (recycling, memory).
+    replaces: Option<u32>,
+}
+
+/// How a worker process ended, for the log.
+struct Status<'a>(&'a io::Result<ExitStatus>);
+
+impl fmt::Display for Status<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Err(e) => write!(f, "cannot be waited for ({e})"),
+            Ok(s) => match (s.code(), s.signal()) {
+                (Some(code), _) => write!(f, "exited with status {code}"),
+                (None, Some(sig)) => write!(
+                    f,
+                    "was killed by signal {sig} ({}){}",
+                    signal_name(sig),
+                    if s.core_dumped() { ", core dumped" } else { "" }
+                ),
+                _ => write!(f, "ended ({s})"),
+            },
+        }
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGILL => "SIGILL",
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGUSR2 => "SIGUSR2",
+        _ => "another signal",
+    }
+}
+
+struct Master<'a> {
+    cli: &'a Cli,
+    listeners: Listeners,
+    signals: Signals,
+    events_tx: mpsc::UnboundedSender<Event>,
+    events: mpsc::UnboundedReceiver<Event>,
+    workers: BTreeMap<u32, Worker>,
+    /// The generation that serves (all its workers were ready once).
+    serving: u64,
+    /// The newest generation started (> serving while a reload is under way).
+    newest: u64,
+    /// Consecutive failed starts per slot.
+    failures: BTreeMap<u16, u32>,
+    /// Slots to start again at a time (after a failed start).
+    retries: Vec<(Instant, u16, u64, Option<u32>)>,
+    /// Stopping: SIGTERM or SIGINT was received.
+    stopping: Option<Stop>,
+    /// Jitter source for --max-requests-jitter.
+    seed: u64,
+}
+
+impl<'a> Master<'a> {
+    fn new(cli: &'a Cli, listeners: Listeners, signals: Signals) -> Self {
+        let (events_tx, events) = mpsc::unbounded_channel();
+        Self {
+            cli,
+            listeners,
+            signals,
+            events_tx,
+            events,
+            workers: BTreeMap::new(),
+            serving: 0,
+            newest: 0,
+            failures: BTreeMap::new(),
+            retries: Vec::new(),
+            stopping: None,
+            seed: random_seed(),
+        }
+    }
+
+    fn n(&self) -> u16 {
+        self.cli.process.workers
+    }
+
+    async fn run(mut self) -> Result<(), Error> {
+        tracing::info!(
+            "master {}: starting {} worker(s)",
+            std::process::id(),
+            self.n()
+        );
+        if let Err(e) = self.start_generation() {
+            self.shutdown(Stop::Term);
+            return Err(e);
+        }
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Set when the master gives up: it stops the workers first, then returns it.
+        let mut fatal: Option<Error> = None;
+        loop {
+            let step = tokio::select! {
+                ev = self.events.recv() => match ev {
+                    Some(ev) => self.on_event(ev),
+                    // The master holds a sender: the channel never closes.
+                    None => Ok(()),
+                },
+                sig = self.signals.recv_any() => {
+                    self.on_signal(sig);
+                    Ok(())
+                }
+                _ = tick.tick() => self.on_tick(),
+            };
+            if let Err(e) = step {
+                if fatal.is_none() {
+                    self.shutdown(Stop::Term);
+                    fatal = Some(e);
+                }
+            }
+            if self.stopping.is_some() && self.workers.is_empty() {
+                return match fatal {
+                    Some(e) => Err(e),
+                    None => {
+                        tracing::info!("all workers exited; master exiting");
+                        Ok(())
+                    }
+                };
+            }
+        }
+    }
+
+    /// Starts N workers of a new generation.
+    fn start_generation(&mut self) -> Result<(), Error> {
+        self.newest += 1;
+        let generation = self.newest;
+        for slot in 1..=self.n() {
+            self.spawn(slot, generation, None)?;
+        }
+        Ok(())
+    }
+
+    /// Starts one worker in `slot`.
+    fn spawn(&mut self, slot: u16, generation: u64, replaces: Option<u32>) -> Result<(), Error> {
+        let io_err = |source| Error::Io {
+            what: "cannot start a worker process",
+            source,
+        };
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(io_err)?;
+        SockRef::from(&theirs).set_cloexec(false).map_err(io_err)?;
+        let info = WorkerInfo {
+            id: slot,
+            generation,
+            control_fd: theirs.as_raw_fd(),
+            max_requests: self.max_requests(),
+            listeners: self.listeners.table.clone(),
+        };
+        let (worker_env, listeners_env) = info.to_env();
+        let mut cmd = tokio::process::Command::new("/proc/self/exe");
+        cmd.arg0(format!("gatehouse: worker {slot}"))
+            .args(std::env::args_os().skip(1))
+            .env(ENV_WORKER, worker_env)
+            .env(ENV_LISTENERS, listeners_env)
+            // A worker of its own process group: a terminal's Ctrl-C reaches the master only,
+            // which stops the workers in order.
+            .process_group(0)
+            .stdin(match &self.listeners.fd0 {
+                Some(fd) => Stdio::from(fd.try_clone().map_err(io_err)?),
+                None => Stdio::null(),
+            });
+        for name in MASTER_ONLY_ENV {
+            cmd.env_remove(name);
+        }
+        let mut child = cmd.spawn().map_err(io_err)?;
+        drop(theirs);
+        let Some(pid) = child.id() else {
+            return Err(io_err(io::Error::other("the new worker exited at once")));
+        };
+        tracing::info!("worker {slot} (pid {pid}, generation {generation}) starting");
+        self.workers.insert(
+            pid,
+            Worker {
+                slot,
+                generation,
+                state: State::Starting,
+                started: Instant::now(),
+                stop_sent: None,
+                replaces,
+            },
+        );
+        let tx = self.events_tx.clone();
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            let _ = tx.send(Event::Exited { pid, status });
+        });
+        let tx = self.events_tx.clone();
+        ours.set_nonblocking(true).map_err(io_err)?;
+        let stream = tokio::net::UnixStream::from_std(ours).map_err(io_err)?;
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                match Message::parse(&line) {
+                    Some(msg) => {
+                        if tx.send(Event::Said { pid, msg }).is_err() {
+                            return;
+                        }
+                    }
+                    None => {
+                        tracing::warn!(pid, "a worker sent an unknown control message: {line:?}")
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// `--max-requests` plus this worker's share of `--max-requests-jitter`.
+    fn max_requests(&mut self) -> u64 {
+        let p = &self.cli.process;
+        if p.max_requests == 0 {
+            return 0;
+        }
+        // xorshift64: a different jitter per worker, no two workers recycled together.
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let jitter = match p.max_requests_jitter {
+            0 => 0,
+            j => self.seed % (j + 1),
+        };
+        p.max_requests.saturating_add(jitter)
+    }
+
+    fn on_event(&mut self, ev: Event) -> Result<(), Error> {
+        match ev {
+            Event::Said { pid, msg } => {
+                self.on_message(pid, msg);
+                Ok(())
+            }
+            Event::Exited { pid, status } => self.on_exit(pid, &status),
+        }
+    }
+
+    fn on_message(&mut self, pid: u32, msg: Message) {
+        let Some(w) = self.workers.get_mut(&pid) else {
+            return;
+        };
+        match msg {
+            Message::Ready if w.state == State::Starting => {
+                w.state = State::Ready;
+                let (slot, generation, replaces) = (w.slot, w.generation, w.replaces.take());
+                tracing::info!(
+                    "worker {slot} (pid {pid}, generation {generation}) ready in {} ms",
+                    w.started.elapsed().as_millis()
+                );
+                self.failures.remove(&slot);
+                if let Some(old) = replaces {
+                    self.stop_worker(old, "replaced");
+                }
+                self.maybe_generation_ready(generation);
+            }
+            Message::Ready => {}
+            Message::Recycle => {
+                let (slot, generation, state) = (w.slot, w.generation, w.state);
+                if state != State::Ready || self.stopping.is_some() || self.replacing(pid) {
+                    return;
+                }
+                tracing::info!(
+                    "worker {slot} (pid {pid}) reached --max-requests: starting its replacement"
+                );
+                if let Err(e) = self.spawn(slot, generation, Some(pid)) {
+                    tracing::error!("cannot start a replacement for worker {slot}: {e}");
+                }
+            }
+        }
+    }
+
+    /// Whether a worker is already starting to replace `pid`.
+    fn replacing(&self, pid: u32) -> bool {
+        self.workers.values().any(|w| w.replaces == Some(pid))
+    }
+
+    /// Once every worker of `generation` is ready: it serves, older generations drain.
+    fn maybe_generation_ready(&mut self, generation: u64) {
+        if generation <= self.serving || generation != self.newest {
+            return;
+        }
+        let ready = self
+            .workers
+            .values()
+            .filter(|w| w.generation == generation && w.state == State::Ready)
+            .count();
+        if ready < usize::from(self.n()) {
+            return;
+        }
+        let first = self.serving == 0;
+        self.serving = generation;
+        let old: Vec<u32> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.generation < generation && w.state != State::Stopping)
+            .map(|(pid, _)| *pid)
+            .collect();
+        let pids: Vec<String> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.generation == generation)
+            .map(|(pid, _)| pid.to_string())
+            .collect();
+        if first {
+            tracing::info!(
+                "{} worker(s) ready (pids {}); serving",
+                self.n(),
+                pids.join(", ")
+            );
+        } else {
+            tracing::info!(
+                "reload: generation {generation} ready ({} worker(s), pids {}); stopping {} old worker(s)",
+                self.n(),
+                pids.join(", "),
+                old.len()
+            );
+        }
+        for pid in old {
+            self.stop_worker(pid, "reloaded");
+        }
+    }
+
+    /// Sends SIGTERM to a worker: it stops accepting and drains.
+    fn stop_worker(&mut self, pid: u32, why: &str) {
+        let Some(w) = self.workers.get_mut(&pid) else {
+            return;
+        };
+        if w.state == State::Stopping {
+            return;
+        }
+        w.state = State::Stopping;
+        w.stop_sent = Some(Instant::now());
+        tracing::info!("stopping worker {} (pid {pid}): {why}", w.slot);
+        if let Err(e) = sys::kill(pid, libc::SIGTERM) {
+            tracing::debug!(pid, "SIGTERM to a worker: {e}");
+        }
+    }
+
+    fn on_exit(&mut self, pid: u32, status: &io::Result<ExitStatus>) -> Result<(), Error> {
+        let Some(w) = self.workers.remove(&pid) else {
+            return Ok(());
+        };
+        let (slot, generation) = (w.slot, w.generation);
+        let status_text = Status(status);
+        match w.state {
+            State::Stopping => {
+                tracing::info!("worker {slot} (pid {pid}, generation {generation}) {status_text}");
+                Ok(())
+            }
+            State::Ready => {
+                if self.stopping.is_some() {
+                    tracing::info!("worker {slot} (pid {pid}) {status_text}");
+                    return Ok(());
+                }
+                tracing::warn!(
+                    "worker {slot} (pid {pid}, generation {generation}) {status_text} while serving; starting a new one"
+                );
+                // A replacement already under way (recycling) takes its place.
+                let mut replaced = false;
+                for other in self.workers.values_mut() {
+                    if other.replaces == Some(pid) {
+                        other.replaces = None;
+                        replaced = true;
+                    }
+                }
+                if replaced || generation < self.serving {
+                    return Ok(());
+                }
+                self.spawn(slot, generation, None)
+            }
+            State::Starting => self.on_failed_start(slot, generation, pid, w.replaces, status),
+        }
+    }
+
+    /// A worker exited before it was ready.
+    fn on_failed_start(
+        &mut self,
+        slot: u16,
+        generation: u64,
+        pid: u32,
+        replaces: Option<u32>,
+        status: &io::Result<ExitStatus>,
+    ) -> Result<(), Error> {
+        let status_text = Status(status);
+        if self.stopping.is_some() {
+            tracing::info!("worker {slot} (pid {pid}) {status_text} before it was ready");
+            return Ok(());
+        }
+        if self.serving > 0 && generation > self.serving {
+            // A reload that does not start: the serving generation goes on.
+            tracing::error!(
+                "reload failed: worker {slot} (pid {pid}) of generation {generation} {status_text} before it was ready (its error is above); the workers of generation {} keep serving",
+                self.serving
+            );
+            let doomed: Vec<u32> = self
+                .workers
+                .iter()
+                .filter(|(_, w)| w.generation == generation)
+                .map(|(pid, _)| *pid)
+                .collect();
+            for pid in doomed {
+                self.stop_worker(pid, "its generation failed to start");
+            }
+            return Ok(());
+        }
+        if self.serving == 0 && matches!(status, Ok(s) if s.code() == Some(2)) {
+            // Exit status 2: a usage error or an app that cannot start (an import error), which
+            // starting it again would not change.
+            tracing::error!(
+                "worker {slot} (pid {pid}) {status_text} before it was ready: the app cannot start (its error is above)"
+            );
+            return Err(Error::Workers {
+                message: format!(
+                    "worker {slot} could not start the app (exit status 2; its error is above)"
+                ),
+                status: 2,
+            });
+        }
+        let failures = self.failures.entry(slot).or_insert(0);
+        *failures += 1;
+        if *failures >= MAX_START_FAILURES {
+            tracing::error!(
+                "worker {slot} (pid {pid}) {status_text} before it was ready, {MAX_START_FAILURES} times in a row: giving up"
+            );
+            return Err(Error::Workers {
+                message: format!(
+                    "worker {slot} failed to start {MAX_START_FAILURES} times in a row; the last one {status_text}"
+                ),
+                status: 1,
+            });
+        }
+        let pause = FIRST_BACKOFF * 2u32.pow(*failures - 1);
+        tracing::warn!(
+            "worker {slot} (pid {pid}) {status_text} before it was ready; starting it again in {} ms",
+            pause.as_millis()
+        );
+        // A replacement that failed to start leaves the worker it would replace serving.
+        self.retries
+            .push((Instant::now() + pause, slot, generation, replaces));
+        Ok(())
+    }
+
+    fn on_signal(&mut self, sig: Received) {
+        match sig {
+            Received::Stop(stop) if self.stopping.is_some() => {
+                tracing::warn!("received {stop} again: stopping the workers at once and exiting");
+                let raw = match stop {
+                    Stop::Term => libc::SIGTERM,
+                    Stop::Int => libc::SIGINT,
+                };
+                for pid in self.workers.keys() {
+                    let _ = sys::kill(*pid, raw);
+                }
+                std::process::exit(stop.immediate_exit_status());
+            }
+            Received::Stop(stop) => {
+                tracing::info!(
+                    "received {stop}: stopping {} worker(s) (each lets its requests finish, at most {})",
+                    self.workers.len(),
+                    self.cli.run.drain_timeout
+                );
+                self.shutdown(stop);
+            }
+            Received::Hangup if self.stopping.is_some() => {
+                tracing::info!("received SIGHUP while stopping; ignored");
+            }
+            Received::Hangup => {
+                // A reload still under way is abandoned for this newer one.
+                let unfinished: Vec<u32> = self
+                    .workers
+                    .iter()
+                    .filter(|(_, w)| w.generation > self.serving && w.state != State::Stopping)
+                    .map(|(pid, _)| *pid)
+                    .collect();
+                for pid in unfinished {
+                    self.stop_worker(pid, "a newer reload started");
+                }
+                tracing::info!(
+                    "received SIGHUP: reloading (starting {} worker(s) of generation {})",
+                    self.n(),
+                    self.newest + 1
+                );
+                if let Err(e) = self.start_generation() {
+                    tracing::error!("reload failed: {e}; the old workers keep serving");
+                }
+            }
+        }
+    }
+
+    /// Stops every worker and closes the master's listeners.
+    fn shutdown(&mut self, stop: Stop) {
+        self.stopping = Some(stop);
+        self.retries.clear();
+        self.listeners.close();
+        let pids: Vec<u32> = self.workers.keys().copied().collect();
+        for pid in pids {
+            self.stop_worker(pid, "shutting down");
+        }
+    }
+
+    fn on_tick(&mut self) -> Result<(), Error> {
+        let now = Instant::now();
+        let start_timeout = self.cli.process.worker_start_timeout.0;
+        let stop_timeout = self.cli.run.drain_timeout.0 + STOP_GRACE;
+        for (pid, w) in &self.workers {
+            let overdue = match w.state {
+                State::Starting => now.duration_since(w.started) > start_timeout,
+                State::Stopping => w
+                    .stop_sent
+                    .is_some_and(|t| now.duration_since(t) > stop_timeout),
+                State::Ready => false,
+            };
+            if overdue {
+                tracing::warn!(
+                    "worker {} (pid {pid}) {}; killing it",
+                    w.slot,
+                    match w.state {
+                        State::Starting => "did not become ready within --worker-start-timeout",
+                        _ => "is still running after --drain-timeout",
+                    }
+                );
+                let _ = sys::kill(*pid, libc::SIGKILL);
+            }
+        }
+        let due: Vec<(u16, u64, Option<u32>)> = self
+            .retries
+            .iter()
+            .filter(|(at, ..)| *at <= now)
+            .map(|(_, slot, generation, replaces)| (*slot, *generation, *replaces))
+            .collect();
+        self.retries.retain(|(at, ..)| *at > now);
+        for (slot, generation, replaces) in due {
+            let replaces = replaces.filter(|old| self.workers.contains_key(old));
+            if generation >= self.serving {
+                self.spawn(slot, generation, replaces)?;
+            }
+        }
+        if let Some(limit) = self.cli.process.max_worker_memory {
+            self.check_memory(limit);
+        }
+        Ok(())
+    }
+
+    /// Replaces serving workers whose resident memory is over `limit` bytes.
+    fn check_memory(&mut self, limit: u64) {
+        if self.stopping.is_some() {
+            return;
+        }
+        let over: Vec<(u32, u16, u64, u64)> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.state == State::Ready)
+            .filter_map(|(pid, w)| {
+                let rss = resident_bytes(*pid)?;
+                (rss > limit).then_some((*pid, w.slot, w.generation, rss))
+            })
+            .collect();
+        for (pid, slot, generation, rss) in over {
+            if self.replacing(pid) {
+                continue;
+            }
+            tracing::warn!(
+                "worker {slot} (pid {pid}) uses {} MiB, over --max-worker-memory ({} MiB): starting its replacement",
+                rss >> 20,
+                limit >> 20
+            );
+            if let Err(e) = self.spawn(slot, generation, Some(pid)) {
+                tracing::error!("cannot start a replacement for worker {slot}: {e}");
+            }
+        }
+    }
+}
+
+/// A process's resident set size, from `/proc/PID/status` (`VmRSS: N kB`).
+fn resident_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_vm_rss(&status)
+}
+
+fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// A seed that differs between runs and processes.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish() | 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rss_from_proc_status() {
+        let status = "Name:\tgatehouse\nVmPeak:\t  9000 kB\nVmRSS:\t    7012 kB\nThreads:\t3\n";
+        assert_eq!(parse_vm_rss(status), Some(7012 * 1024));
+        assert_eq!(parse_vm_rss("Name: x\n"), None);
+        assert!(resident_bytes(std::process::id()).unwrap() > 0);
+    }
+
+    #[test]
+    fn exit_statuses_read_well() {
+        let killed = ExitStatus::from_raw(libc::SIGKILL);
+        assert_eq!(
+            Status(&Ok(killed)).to_string(),
+            "was killed by signal 9 (SIGKILL)"
+        );
+        let exited = ExitStatus::from_raw(3 << 8);
+        assert_eq!(Status(&Ok(exited)).to_string(), "exited with status 3");
+    }
+}
