@@ -203,23 +203,48 @@ print(out)
 PY
 }
 
+# Established connections on each worker of a master listening on PORT, sampled once, as
+# "8/0" (descending): shows how the kernel spread the connections over the workers.
+conn_sample() { # master_pid port
+    local out c counts=()
+    out=$(ss -Htnp state established "( sport = :$2 )" 2>/dev/null || true)
+    for c in $(children "$1"); do counts+=("$(grep -c "pid=$c," <<<"$out" || true)"); done
+    ((${#counts[@]} > 1)) || { echo "-"; return; }
+    printf '%s\n' "${counts[@]}" | sort -rn | paste -sd/
+}
+# Samples conn_sample at the middle of a DURATION run into FILE, in the background.
+sample_later() { # master_pid port file
+    ( sleep "$(awk -v d="${DURATION%s}" 'BEGIN { print d / 2 }')"; conn_sample "$1" "$2" >"$3" ) &
+    SAMPLER=$!
+}
+# Notes a daemon that died or lost workers before a measurement (someone else's pkill, a crash).
+check_alive() { # pid what
+    if ! kill -0 "$1" 2>/dev/null; then
+        log "WARNING: $2 (pid $1) is gone"
+        echo "$2 (pid $1) was gone at $(date +%H:%M:%S)" >>"$WORK/notes"
+    fi
+}
+
 # One wrk measurement through nginx (or straight at an HTTP listener); appends a result line.
 # $LUA checks each body (status 2xx and the marker in it) and prints "bodies: ok N bad M".
-wrk_measure() { # part config impl round daemon_pid url
-    local part=$1 config=$2 impl=$3 round=$4 dpid=$5 url=$6 out t0 t1 n0 n1 b0 b1 s0 s1 cli
+wrk_measure() { # part config impl round daemon_pid url daemon_port
+    local part=$1 config=$2 impl=$3 round=$4 dpid=$5 url=$6 dport=$7 out t0 t1 n0 n1 b0 b1 s0 s1 cli
+    check_alive "$dpid" "$impl"
     wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$WARMUP" --timeout 10s "$url" >/dev/null 2>&1 || true
     s0=$(split_ticks "$dpid")
     t0=$(cpu_ticks "$dpid") n0=$(cpu_ticks "$NGINX_PID") b0=$(machine_busy)
+    sample_later "$dpid" "$dport" "$WORK/conns"
     { time wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --timeout 10s --latency -s "$LUA" "$url" \
         >"$WORK/wrk.out" 2>&1; } 2>"$WORK/wrk.time" || true
     t1=$(cpu_ticks "$dpid") n1=$(cpu_ticks "$NGINX_PID") b1=$(machine_busy)
     s1=$(split_ticks "$dpid")
+    wait "$SAMPLER" 2>/dev/null || true
     out=$(cat "$WORK/wrk.out")
     cli=$(awk '{ printf "%d", ($1 + $2) * '"$CLK_TCK"' }' "$WORK/wrk.time")
     echo "--- $part | $config | $impl | round $round"$'\n'"$out" >>"$WORK/wrk.log"
     awk -v part="$part" -v config="$config" -v impl="$impl" -v round="$round" -v hz="$CLK_TCK" \
         -v dt=$((t1 - t0)) -v nt=$((n1 - n0)) -v ct="$cli" -v busy=$((b1 - b0)) \
-        -v sp="$(split_share "$s0" "$s1")" -v secs="${DURATION%s}" '
+        -v sp="$(split_share "$s0" "$s1")" -v secs="${DURATION%s}" -v conns="$(cat "$WORK/conns" 2>/dev/null)" '
         /^Requests\/sec:/ { rps = $2 }
         /requests in/ { reqs = $1 }
         $1 == "99%" { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
@@ -230,23 +255,26 @@ wrk_measure() { # part config impl round daemon_pid url
         END {
             per = (reqs > 0) ? 1e6 / hz / reqs : 0
             others = (busy - dt - nt - ct) / hz / secs
-            printf "%s\t%s\t%s\t%s\t%.1f\t%.0f\t%d\t%.1f\t%.1f\t%.1f\t%.2f\t%s\tdaemon_cores=%.3f\n", part, config, impl,
-                round, rps + 0, p99, errors, dt * per, nt * per, ct * per, others, sp, dt / hz / secs
+            printf "%s\t%s\t%s\t%s\t%.1f\t%.0f\t%d\t%.1f\t%.1f\t%.1f\t%.2f\t%s\tdaemon_cores=%.3f;conns=%s\n", part, config,
+                impl, round, rps + 0, p99, errors, dt * per, nt * per, ct * per, others, sp, dt / hz / secs, conns
         }' <<<"$out" | tee -a "$RESULTS" | cut -f2-8 | tr '\t' ' ' | sed 's/^/  /' >&2
 }
 
 # One gatehouse-bench measurement straight at a FastCGI listener.
-bench_measure() { # part config impl round daemon_pid bench-args...
-    local part=$1 config=$2 impl=$3 round=$4 dpid=$5 t0 t1 b0 b1 s0 s1 cli json secs
-    shift 5
+bench_measure() { # part config impl round daemon_pid daemon_port bench-args...
+    local part=$1 config=$2 impl=$3 round=$4 dpid=$5 dport=$6 t0 t1 b0 b1 s0 s1 cli json secs
+    shift 6
+    check_alive "$dpid" "$impl"
     secs=${DURATION%s}
     "$BENCH" "$@" -d "$WARMUP" -q >/dev/null 2>&1 || true
     s0=$(split_ticks "$dpid")
     t0=$(cpu_ticks "$dpid") b0=$(machine_busy)
+    sample_later "$dpid" "$dport" "$WORK/conns"
     { time "$BENCH" "$@" -d "$DURATION" --json -q >"$WORK/bench.json" 2>>"$WORK/bench-stderr.log"; } \
         2>"$WORK/bench.time" || true
     t1=$(cpu_ticks "$dpid") b1=$(machine_busy)
     s1=$(split_ticks "$dpid")
+    wait "$SAMPLER" 2>/dev/null || true
     cli=$(awk '{ printf "%d", ($1 + $2) * '"$CLK_TCK"' }' "$WORK/bench.time")
     json=$(cat "$WORK/bench.json")
     [[ -n $json ]] || json='{}'
@@ -254,12 +282,13 @@ bench_measure() { # part config impl round daemon_pid bench-args...
         .errors // 1] | @tsv' <<<"$json")
     awk -v part="$part" -v config="$config" -v impl="$impl" -v round="$round" -v hz="$CLK_TCK" \
         -v n="$n" -v rps="$rps" -v p99="$p99" -v errors="$errors" -v dt=$((t1 - t0)) -v ct="$cli" \
-        -v busy=$((b1 - b0)) -v secs="$secs" -v sp="$(split_share "$s0" "$s1")" 'BEGIN {
+        -v busy=$((b1 - b0)) -v secs="$secs" -v sp="$(split_share "$s0" "$s1")" \
+        -v conns="$(cat "$WORK/conns" 2>/dev/null)" 'BEGIN {
             per = (n > 0) ? 1e6 / hz / n : 0
             others = (busy - dt - ct) / hz / secs
             share = ct / hz / secs
-            printf "%s\t%s\t%s\t%s\t%.1f\t%.0f\t%d\t%.1f\t-\t%.1f\t%.2f\t%s\tclient_cores=%.4f;daemon_cores=%.3f\n",
-                part, config, impl, round, rps, p99, errors, dt * per, ct * per, others, sp, share, dt / hz / secs
+            printf "%s\t%s\t%s\t%s\t%.1f\t%.0f\t%d\t%.1f\t-\t%.1f\t%.2f\t%s\tclient_cores=%.4f;daemon_cores=%.3f;conns=%s\n",
+                part, config, impl, round, rps, p99, errors, dt * per, ct * per, others, sp, share, dt / hz / secs, conns
         }' | tee -a "$RESULTS" | cut -f2-8 | tr '\t' ' ' | sed 's/^/  /' >&2
 }
 
@@ -298,7 +327,6 @@ worker_processes 1;
 daemon off;
 pid $WORK/nginx.pid;
 error_log $WORK/nginx-error.log warn;
-worker_rlimit_nofile 65536;
 events { worker_connections 4096; }
 http {
     access_log off;
@@ -342,7 +370,7 @@ if part heavy || part scaling; then
     declare -A PORT PIDOF
     for n in gh2 gh1 uw2 uw1 gu2; do PORT[$n]=$(free_port); done
     if ((MW)); then
-        start_bg "$WORK/gh2.log" "$GATEHOUSE" "wsgi:$HEAVY" --workers 2 --fastcgi "127.0.0.1:${PORT[gh2]}" --log-level warn
+        start_bg "$WORK/gh2.log" "$GATEHOUSE" "wsgi:$HEAVY" --workers 2 --fastcgi "127.0.0.1:${PORT[gh2]}" --log-level info
         PIDOF[gh2]=$BG_PID
     fi
     start_bg "$WORK/gh1.log" "$GATEHOUSE" "wsgi:$HEAVY" "${GH1[@]}" --fastcgi "127.0.0.1:${PORT[gh1]}" --log-level info
@@ -399,6 +427,8 @@ $(srv gu2 "proxy_pass http://127.0.0.1:${PORT[gu2]};")"
 
     declare -A PID_OF_NAME=([gh2]=${PIDOF[gh2]:-} [gh2_plain]=${PIDOF[gh2]:-} [uw2]=${PIDOF[uw2]}
         [gu2]=${PIDOF[gu2]} [gh1]=${PIDOF[gh1]})
+    declare -A PORT_OF_NAME=([gh2]=${PORT[gh2]} [gh2_plain]=${PORT[gh2]} [uw2]=${PORT[uw2]} [gu2]=${PORT[gu2]}
+        [gh1]=${PORT[gh1]})
     declare -A LABEL=([gh2]="gatehouse --workers 2, keep_conn" [gh2_plain]="gatehouse --workers 2, plain"
         [uw2]="uWSGI 2 procs x 1 thread, plain" [gu2]="gunicorn -w 2 sync, proxy_pass (HTTP)"
         [gh1]="gatehouse --workers 1, keep_conn")
@@ -408,20 +438,24 @@ $(srv gu2 "proxy_pass http://127.0.0.1:${PORT[gu2]};")"
             log "heavy through nginx: round $round of $ROUNDS"
             for i in "${!HEAVY_NAMES[@]}"; do
                 n=${HEAVY_NAMES[$(((i + round - 1) % ${#HEAVY_NAMES[@]}))]}
-                wrk_measure heavy "c=$CONNECTIONS" "${LABEL[$n]}" "$round" "${PID_OF_NAME[$n]}" "$(url "$n")"
+                wrk_measure heavy "c=$CONNECTIONS" "${LABEL[$n]}" "$round" "${PID_OF_NAME[$n]}" "$(url "$n")" \
+                    "${PORT_OF_NAME[$n]}"
             done
         fi
         if part scaling; then
             log "scaling, direct FastCGI: round $round of $ROUNDS"
             for c in $DIRECT_CONNS; do
-                order=(gh1 gh2 uw1 uw2)
+                order=(gh1 gh2 gh2n uw1 uw2)
                 ((MW)) || order=(gh1 uw1 uw2)
                 ((round % 2)) || order=($(printf '%s\n' "${order[@]}" | tac))
                 for n in "${order[@]}"; do
                     case $n in
-                    gh*) bench_measure scaling "c=$c" "gatehouse --workers ${n#gh}" "$round" "${PIDOF[$n]}" \
+                    gh2n) bench_measure scaling "c=$c" "gatehouse --workers 2, one conn per request" "$round" \
+                        "${PIDOF[gh2]}" "${PORT[gh2]}" --fastcgi "127.0.0.1:${PORT[gh2]}" -c "$c" --no-keep-conn \
+                        --expect-body "$EXPECT" --timeout 30s ;;
+                    gh*) bench_measure scaling "c=$c" "gatehouse --workers ${n#gh}" "$round" "${PIDOF[$n]}" "${PORT[$n]}" \
                         --fastcgi "127.0.0.1:${PORT[$n]}" -c "$c" --expect-body "$EXPECT" --timeout 30s ;;
-                    uw*) bench_measure scaling "c=$c" "uWSGI ${n#uw} procs x 1 thread" "$round" "${PIDOF[$n]}" \
+                    uw*) bench_measure scaling "c=$c" "uWSGI ${n#uw} procs x 1 thread" "$round" "${PIDOF[$n]}" "${PORT[$n]}" \
                         --fastcgi "127.0.0.1:${PORT[$n]}" -c "$c" --no-keep-conn --expect-body "$EXPECT" --timeout 30s ;;
                     esac
                 done
@@ -507,7 +541,7 @@ reload_run() { # server path-label url master_pid app_dir daemon_log
         sort | uniq -c | awk '{ n = $1; $1 = ""; printf "%s%d x%s", sep, n, $0; sep = "; " }' || true)
     workers=$(children "$mpid" | wc -l)
     ready=-
-    [[ $server == gatehouse* ]] && ready=$(tail -n +$((log0 + 1)) "$dlog" | grep -ci 'generation' || true)
+    [[ $server == gatehouse* ]] && ready=$(tail -n +$((log0 + 1)) "$dlog" | grep -ci 'reload: generation [0-9]* ready' || true)
     printf 'reload\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$name" "${reqs:-0}" \
         "${non2xx:-0}" "${sock:-none}" "${bad:-?}" "${ng_up:-0}" "${times[*]}" "$workers" "$ready" "${p99:-?}" \
         "${ng_kinds:-}${first_bad:+; first bad: $first_bad}" >>"$WORK/reload.tsv"
@@ -562,7 +596,7 @@ if part reload; then
         rc=0
         wait "${RPID[gh2]}" || rc=$?
         TERM_INFO="gatehouse master: SIGTERM -> exit status $rc after $(awk -v a="$sigterm_t0" -v b="$(date +%s.%N)" \
-            'BEGIN { printf "%.2f", b - a }') s; log lines naming a generation: $(grep -ci generation "${RLOG[gh2]}" || true)"
+            'BEGIN { printf "%.2f", b - a }') s; reloads logged ready: $(grep -ci 'reload: generation [0-9]* ready' "${RLOG[gh2]}" || true)"
         log "$TERM_INFO"
     else
         TERM_INFO="gatehouse rows skipped: no master/worker model in this binary"
@@ -665,7 +699,7 @@ for line in open(path):
     rows.setdefault((part, config, impl), []).append(dict(round=rnd, rps=rps, p99=p99, err=err,
         daemon=d(f[7]), nginx=d(f[8]), client=d(f[9]), others=d(f[10]), split=f[11],
         client_cores=float(extra.get("client_cores", "nan")),
-        daemon_cores=float(extra.get("daemon_cores", "nan"))))
+        daemon_cores=float(extra.get("daemon_cores", "nan")), conns=extra.get("conns", "") or "-"))
 def med(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
@@ -702,6 +736,7 @@ def table(part, title, ref_impl, cols):
                                 + [str(sum(x["err"] for x in r))]) + " |")
 
 splits = lambda r: " ".join(x["split"] for x in r)
+conns = lambda r: " ".join(x["conns"] for x in r)
 table("heavy",
       f"1. Heavy Flask route through nginx (1 worker), wrk -t{wrk_threads} -c{conns} -d{duration} "
       f"(after a {warmup} warm-up), {rounds} rounds, order rotated; ratio = median of per-round ratios "
@@ -712,7 +747,8 @@ table("heavy",
        ("wrk CPU us/req", lambda r: num(med([x["client"] for x in r]))),
        ("daemon cores", lambda r: num(med([x["daemon_cores"] for x in r]), "{:.2f}")),
        ("others (cores)", lambda r: num(med([x["others"] for x in r]), "{:.2f}")),
-       ("worker CPU split % per round", splits)])
+       ("worker CPU split % per round", splits),
+       ("connections per worker, mid-run", conns)])
 table("scaling",
       f"2. Scaling, heavy route straight over FastCGI (gatehouse-bench, no nginx), -d{duration} after a "
       f"{warmup} warm-up, {rounds} rounds; gatehouse kept-alive connections, uWSGI one per request; "
@@ -724,7 +760,8 @@ table("scaling",
        ("client share of a core", lambda r: num(med([x["client_cores"] for x in r]), "{:.2%}")),
        ("daemon cores", lambda r: num(med([x["daemon_cores"] for x in r]), "{:.2f}")),
        ("others (cores)", lambda r: num(med([x["others"] for x in r]), "{:.2f}")),
-       ("worker CPU split % per round", splits)])
+       ("worker CPU split % per round", splits),
+       ("connections per worker, mid-run", conns)])
 PY
 # The scaling ratios need per-server reference rows: printed separately.
 python3 - "$RESULTS" <<'PY'
@@ -761,7 +798,7 @@ if [[ -s $WORK/reload.tsv ]]; then
     echo "3. Reload under load: wrk -t$WRK_THREADS -c$RELOAD_CONNECTIONS -d${RELOAD_SECONDS}s --timeout 5s," \
         "SIGHUP to the master every ${RELOAD_EVERY}s with its hello.py rewritten before each (the peers' own SIGHUP reloads for comparison)"
     echo
-    echo "| server | path | requests | non-2xx | socket errors | wrong bodies | nginx upstream errors | s to new answer, per SIGHUP | workers after | log lines naming a generation | p99 | notes |"
+    echo "| server | path | requests | non-2xx | socket errors | wrong bodies | nginx upstream errors | s to new answer, per SIGHUP | workers after | \"generation G ready\" logged | p99 | notes |"
     echo "|---|---|---:|---:|---|---:|---:|---|---:|---:|---:|---|"
     while IFS=$'\t' read -r _ server name reqs non sock bad ng times workers ready p99 notes; do
         echo "| $server | $name | $reqs | $non | $sock | $bad | $ng | $times | $workers | $ready | $p99 | $notes |"
@@ -777,6 +814,11 @@ if [[ -s $WORK/memory.tsv ]]; then
     while IFS=$'\t' read -r _ impl app m w t p n; do
         echo "| $impl | $app | $m | $w | $t | $p | $n |"
     done <"$WORK/memory.tsv"
+fi
+if [[ -s $WORK/notes ]]; then
+    echo
+    echo "WARNING, daemons that were gone before a measurement (their rows are errors):"
+    sed 's/^/  /' "$WORK/notes"
 fi
 if [[ -s $WORK/heavy-nginx-errors ]]; then
     echo
