@@ -736,7 +736,7 @@ def table(part, title, ref_impl, cols):
                                 + [str(sum(x["err"] for x in r))]) + " |")
 
 splits = lambda r: " ".join(x["split"] for x in r)
-conns = lambda r: " ".join(x["conns"] for x in r)
+conns_of = lambda r: " ".join(x["conns"] for x in r)
 table("heavy",
       f"1. Heavy Flask route through nginx (1 worker), wrk -t{wrk_threads} -c{conns} -d{duration} "
       f"(after a {warmup} warm-up), {rounds} rounds, order rotated; ratio = median of per-round ratios "
@@ -748,7 +748,7 @@ table("heavy",
        ("daemon cores", lambda r: num(med([x["daemon_cores"] for x in r]), "{:.2f}")),
        ("others (cores)", lambda r: num(med([x["others"] for x in r]), "{:.2f}")),
        ("worker CPU split % per round", splits),
-       ("connections per worker, mid-run", conns)])
+       ("connections per worker, mid-run", conns_of)])
 table("scaling",
       f"2. Scaling, heavy route straight over FastCGI (gatehouse-bench, no nginx), -d{duration} after a "
       f"{warmup} warm-up, {rounds} rounds; gatehouse kept-alive connections, uWSGI one per request; "
@@ -761,7 +761,7 @@ table("scaling",
        ("daemon cores", lambda r: num(med([x["daemon_cores"] for x in r]), "{:.2f}")),
        ("others (cores)", lambda r: num(med([x["others"] for x in r]), "{:.2f}")),
        ("worker CPU split % per round", splits),
-       ("connections per worker, mid-run", conns)])
+       ("connections per worker, mid-run", conns_of)])
 PY
 # The scaling ratios need per-server reference rows: printed separately.
 python3 - "$RESULTS" <<'PY'
