@@ -145,17 +145,16 @@ async fn serve_until_signal(
 
     let stop = match &control {
         None => {
-            let hangup = || {
-                tracing::warn!("received SIGHUP: reloading needs a master process (--workers N or --master); ignored");
+            let other = |sig| {
+                tracing::warn!("received {sig}: reloading and upgrading need a master process (--workers N or --master); ignored");
             };
-            signals.recv_stop(hangup).await.to_string()
+            signals.recv_stop(other).await.to_string()
         }
         Some(control) => {
             control.send(Message::Ready);
-            let hangup =
-                || tracing::debug!("received SIGHUP: the master reloads its workers; ignored");
+            let other = |sig| tracing::debug!("received {sig}: the master acts on it; ignored");
             tokio::select! {
-                stop = signals.recv_stop(hangup) => stop.to_string(),
+                stop = signals.recv_stop(other) => stop.to_string(),
                 () = control.master_gone.cancelled() => "no master (its control socket closed)".to_owned(),
             }
         }
@@ -168,7 +167,7 @@ async fn serve_until_signal(
         drain
     );
     tokio::spawn(async move {
-        let again = signals.recv_stop(|| ()).await;
+        let again = signals.recv_stop(|_| ()).await;
         tracing::warn!("received {again} again: exiting at once");
         std::process::exit(again.immediate_exit_status());
     });

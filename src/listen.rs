@@ -282,13 +282,20 @@ pub(crate) struct SocketFile {
 }
 
 impl SocketFile {
-    fn record(path: &Path) -> io::Result<Self> {
+    pub(crate) fn record(path: &Path) -> io::Result<Self> {
         let meta = fs::symlink_metadata(path)?;
         Ok(Self {
             path: path.to_owned(),
             dev: meta.dev(),
             ino: meta.ino(),
         })
+    }
+}
+
+impl SocketFile {
+    /// Leaves the file in place when dropped: another process serves the socket now.
+    pub(crate) fn keep(self) {
+        std::mem::forget(self);
     }
 }
 

@@ -13,6 +13,9 @@
 //!  SIGHUP ──► N workers of generation G+1 ──► all ready ──► the older ones drain
 //!             (one fails before ready ──► the new ones are stopped, the old ones keep serving)
 //!  SIGTERM/SIGINT ──► every worker drains (--drain-timeout), then exit 0; again: at once
+//!  SIGUSR2 ──► a new master from the binary on disk, handed the listeners ──► its workers
+//!              ready ──► it sends this master SIGTERM (the socket files stay); it fails ──►
+//!              this master goes on
 //! ```
 
 use std::collections::BTreeMap;
@@ -30,10 +33,10 @@ use tokio::sync::mpsc;
 use crate::cli::Cli;
 use crate::daemon;
 use crate::error::Error;
-use crate::listen::{Bound, StdListener};
+use crate::listen::{Bound, SocketFile, StdListener};
 use crate::signal::{Received, Signals, Stop};
 use crate::sys;
-use crate::worker::{Message, WorkerInfo, ENV_LISTENERS, ENV_WORKER};
+use crate::worker::{self, Message, WorkerInfo, ENV_LISTENERS, ENV_WORKER};
 
 /// Consecutive failed starts of one worker slot before the master gives up.
 const MAX_START_FAILURES: u32 = 5;
@@ -55,11 +58,26 @@ const MASTER_ONLY_ENV: &[&str] = &[
 
 /// Set while the master re-executes itself under its title.
 const ENV_TITLED: &str = "GATEHOUSE_MASTER_TITLE";
+/// The listeners an old master hands the new one (SIGUSR2), as `KIND FD NAME` lines.
+const ENV_UPGRADE_LISTENERS: &str = "GATEHOUSE_UPGRADE_LISTENERS";
+/// The old master's pid, to stop once the new one serves.
+const ENV_UPGRADE_FROM: &str = "GATEHOUSE_UPGRADE_FROM";
 
 /// Runs the master until it is stopped (Ok: exit 0) or gives up on its workers.
 pub(crate) fn run(cli: &Cli) -> Result<(), Error> {
     retitle();
-    let bound = daemon::bind(cli)?;
+    // The binary on disk now, for SIGUSR2 (a deploy may replace it while we run).
+    let exe = std::env::current_exe().ok();
+    let (bound, old_master) = match from_old_master()? {
+        Some((bound, old)) => {
+            tracing::info!(
+                "took over {} listener(s) from the old master (pid {old})",
+                bound.len()
+            );
+            (bound, Some(old))
+        }
+        None => (daemon::bind(cli)?, None),
+    };
     for b in &bound {
         tracing::info!("listening on {} {}", b.kind.name(), b.name);
     }
@@ -79,8 +97,43 @@ pub(crate) fn run(cli: &Cli) -> Result<(), Error> {
             what: "cannot install signal handlers",
             source,
         })?;
-        Master::new(cli, listeners, signals).run().await
+        let mut master = Master::new(cli, listeners, signals);
+        master.exe = exe;
+        master.old_master = old_master;
+        master.run().await
     })
+}
+
+/// The listeners an old master handed over (SIGUSR2), adopted, and its pid; `None` when this
+/// master was not started by one. Reads and removes the variables (single-threaded start-up).
+fn from_old_master() -> Result<Option<(Vec<Bound>, u32)>, Error> {
+    let Some(table) = std::env::var_os(ENV_UPGRADE_LISTENERS) else {
+        return Ok(None);
+    };
+    let from = std::env::var_os(ENV_UPGRADE_FROM).unwrap_or_default();
+    // Single-threaded start-up: nothing else reads the environment yet.
+    #[allow(clippy::disallowed_methods)]
+    {
+        std::env::remove_var(ENV_UPGRADE_LISTENERS);
+        std::env::remove_var(ENV_UPGRADE_FROM);
+    }
+    let bad = |what: &str| Error::Usage(format!("{what} is not what a gatehouse master sets"));
+    let table = table.to_str().ok_or_else(|| bad(ENV_UPGRADE_LISTENERS))?;
+    let old: u32 = from
+        .to_str()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| bad(ENV_UPGRADE_FROM))?;
+    let listeners = worker::parse_listeners(table).map_err(Error::Usage)?;
+    let mut bound = worker::take_listeners(&listeners, "the old master")?;
+    // This master removes the unix socket files it now serves when it exits.
+    for b in &mut bound {
+        if let (StdListener::Unix(_, file @ None), Some(path)) =
+            (&mut b.listener, b.name.strip_prefix("unix:"))
+        {
+            *file = SocketFile::record(std::path::Path::new(path)).ok();
+        }
+    }
+    Ok(Some((bound, old)))
 }
 
 /// Shows the master as `gatehouse: master` in `ps`: re-executes this binary once with that
@@ -136,9 +189,18 @@ impl Listeners {
         })
     }
 
-    /// Closes the master's copies (workers that still serve keep theirs).
-    fn close(&mut self) {
-        self.bound = None;
+    /// Closes the master's copies (workers that still serve keep theirs). `keep_files`: leave
+    /// the unix socket files, which a new master serves now.
+    fn close(&mut self, keep_files: bool) {
+        if let Some(bound) = self.bound.take() {
+            for b in bound {
+                if let StdListener::Unix(_, Some(file)) = b.listener {
+                    if keep_files {
+                        file.keep();
+                    }
+                }
+            }
+        }
         self.fd0 = None;
     }
 }
@@ -152,6 +214,11 @@ enum Event {
     Said {
         pid: u32,
         msg: Message,
+    },
+    /// The new master of a SIGUSR2 exited (it failed, or this master is long gone).
+    UpgradeExited {
+        pid: u32,
+        status: io::Result<ExitStatus>,
     },
 }
 
@@ -233,6 +300,12 @@ struct Master<'a> {
     stopping: Option<Stop>,
     /// Jitter source for --max-requests-jitter.
     seed: u64,
+    /// The binary to start on SIGUSR2.
+    exe: Option<std::path::PathBuf>,
+    /// The new master started on SIGUSR2, while it runs.
+    upgrade: Option<u32>,
+    /// The master that started this one (SIGUSR2), to stop once this one serves.
+    old_master: Option<u32>,
 }
 
 impl<'a> Master<'a> {
@@ -251,6 +324,9 @@ impl<'a> Master<'a> {
             retries: Vec::new(),
             stopping: None,
             seed: random_seed(),
+            exe: None,
+            upgrade: None,
+            old_master: None,
         }
     }
 
@@ -411,6 +487,16 @@ impl<'a> Master<'a> {
                 Ok(())
             }
             Event::Exited { pid, status } => self.on_exit(pid, &status),
+            Event::UpgradeExited { pid, status } => {
+                self.upgrade = None;
+                if self.stopping.is_none() {
+                    tracing::error!(
+                        "upgrade failed: the new master (pid {pid}) {} (its log is above); this master goes on serving",
+                        Status(&status)
+                    );
+                }
+                Ok(())
+            }
         }
     }
 
@@ -486,6 +572,12 @@ impl<'a> Master<'a> {
                 self.n(),
                 pids.join(", ")
             );
+            if let Some(old) = self.old_master.take() {
+                tracing::info!("stopping the old master (pid {old}): this one serves now");
+                if let Err(e) = sys::kill(old, libc::SIGTERM) {
+                    tracing::warn!("cannot signal the old master (pid {old}): {e}");
+                }
+            }
         } else {
             tracing::info!(
                 "reload: generation {generation} ready ({} worker(s), pids {}); stopping {} old worker(s)",
@@ -640,6 +732,7 @@ impl<'a> Master<'a> {
                 );
                 self.shutdown(stop);
             }
+            Received::Upgrade => self.upgrade_binary(),
             Received::Hangup if self.stopping.is_some() => {
                 tracing::info!("received SIGHUP while stopping; ignored");
             }
@@ -666,11 +759,69 @@ impl<'a> Master<'a> {
         }
     }
 
-    /// Stops every worker and closes the master's listeners.
+    /// SIGUSR2: starts a new master from the binary on disk, handing it the listeners. It
+    /// stops this one once its workers serve.
+    fn upgrade_binary(&mut self) {
+        if self.stopping.is_some() {
+            tracing::info!("received SIGUSR2 while stopping; ignored");
+            return;
+        }
+        if let Some(pid) = self.upgrade {
+            tracing::warn!(
+                "received SIGUSR2: a new master (pid {pid}) is already starting; ignored"
+            );
+            return;
+        }
+        let Some(exe) = self.exe.clone() else {
+            tracing::error!("received SIGUSR2: the path of this binary is unknown; cannot upgrade");
+            return;
+        };
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.args(std::env::args_os().skip(1))
+            .env(
+                ENV_UPGRADE_LISTENERS,
+                worker::listeners_to_env(&self.listeners.table),
+            )
+            .env(ENV_UPGRADE_FROM, std::process::id().to_string())
+            // The systemd sockets are handed over by the variable above; NOTIFY_SOCKET stays:
+            // the new master becomes the service's main process.
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID")
+            .env_remove("LISTEN_FDNAMES");
+        let stdin = match &self.listeners.fd0 {
+            Some(fd) => fd.try_clone().map(Stdio::from),
+            None => Ok(Stdio::null()),
+        };
+        let spawned = stdin.and_then(|stdin| cmd.stdin(stdin).spawn());
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                tracing::error!("received SIGUSR2: cannot start {}: {e}", exe.display());
+                return;
+            }
+        };
+        let Some(pid) = child.id() else {
+            tracing::error!("received SIGUSR2: the new master exited at once");
+            return;
+        };
+        tracing::info!(
+            "received SIGUSR2: started a new master (pid {pid}) from {}; this master stops once it serves",
+            exe.display()
+        );
+        self.upgrade = Some(pid);
+        let tx = self.events_tx.clone();
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            let _ = tx.send(Event::UpgradeExited { pid, status });
+        });
+    }
+
+    /// Stops every worker and closes the master's listeners (their socket files stay when a
+    /// new master, started on SIGUSR2, takes over).
     fn shutdown(&mut self, stop: Stop) {
         self.stopping = Some(stop);
         self.retries.clear();
-        self.listeners.close();
+        self.listeners.close(self.upgrade.is_some());
         let pids: Vec<u32> = self.workers.keys().copied().collect();
         for pid in pids {
             self.stop_worker(pid, "shutting down");

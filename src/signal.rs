@@ -4,6 +4,7 @@
 //! |------------------|-------------------------------------------------------------------------|
 //! | SIGTERM, SIGINT  | stop accepting, let requests in flight finish (at most `--drain-timeout`), exit 0 |
 //! | the same, again  | exit at once, status 128 + the signal number (143 for SIGTERM, 130 for SIGINT) |
+//! | SIGUSR2          | a master starts a new master from the binary on disk, handing it the listeners; others log and ignore it |
 //! | SIGHUP           | a master reloads its workers (`crate::master`); one process logs it and goes on; a worker ignores it (its master reloads) |
 //!
 //! Other signals keep their default meaning (SIGPIPE is ignored by the Rust runtime: a peer
@@ -34,6 +35,16 @@ impl Stop {
     }
 }
 
+impl fmt::Display for Received {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Stop(stop) => stop.fmt(f),
+            Self::Hangup => f.write_str("SIGHUP"),
+            Self::Upgrade => f.write_str("SIGUSR2"),
+        }
+    }
+}
+
 impl fmt::Display for Stop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -50,6 +61,8 @@ pub(crate) enum Received {
     Stop(Stop),
     /// SIGHUP: reload.
     Hangup,
+    /// SIGUSR2: upgrade the binary.
+    Upgrade,
 }
 
 /// The installed handlers. From installation on, SIGTERM, SIGINT and SIGHUP no longer kill the
@@ -59,6 +72,7 @@ pub(crate) struct Signals {
     term: Signal,
     int: Signal,
     hup: Signal,
+    usr2: Signal,
 }
 
 impl Signals {
@@ -68,6 +82,7 @@ impl Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             hup: signal(SignalKind::hangup())?,
+            usr2: signal(SignalKind::user_defined2())?,
         })
     }
 
@@ -80,18 +95,19 @@ impl Signals {
             _ = self.term.recv() => Received::Stop(Stop::Term),
             _ = self.int.recv() => Received::Stop(Stop::Int),
             _ = self.hup.recv() => Received::Hangup,
+            _ = self.usr2.recv() => Received::Upgrade,
         }
     }
 
-    /// Waits for the next stop signal; SIGHUP is answered with `on_hangup` and waited past.
+    /// Waits for the next stop signal; the others are answered with `on_other` and waited past.
     ///
     /// # Cancel safety
     /// Cancel-safe, as [`Self::recv_any`].
-    pub(crate) async fn recv_stop(&mut self, on_hangup: impl Fn()) -> Stop {
+    pub(crate) async fn recv_stop(&mut self, on_other: impl Fn(Received)) -> Stop {
         loop {
             match self.recv_any().await {
                 Received::Stop(stop) => return stop,
-                Received::Hangup => on_hangup(),
+                other => on_other(other),
             }
         }
     }

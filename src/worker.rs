@@ -54,12 +54,7 @@ impl WorkerInfo {
             "{} {} {} {}",
             self.id, self.generation, self.control_fd, self.max_requests
         );
-        let listeners = self
-            .listeners
-            .iter()
-            .map(|(kind, fd, name)| format!("{} {fd} {name}\n", kind.name()))
-            .collect();
-        (worker, listeners)
+        (worker, listeners_to_env(&self.listeners))
     }
 
     /// Parses the two variables' values.
@@ -71,25 +66,7 @@ impl WorkerInfo {
         let generation = next()?.parse().map_err(|_| bad())?;
         let control_fd = next()?.parse().map_err(|_| bad())?;
         let max_requests = next()?.parse().map_err(|_| bad())?;
-        let listeners = listeners
-            .lines()
-            .map(|line| {
-                let bad = || format!("{ENV_LISTENERS}: bad line {line:?}");
-                let mut parts = line.splitn(3, ' ');
-                let kind = match parts.next() {
-                    Some("fastcgi") => Kind::FastCgi,
-                    Some("scgi") => Kind::Scgi,
-                    Some("http") => Kind::Http,
-                    _ => return Err(bad()),
-                };
-                let fd = parts.next().and_then(|f| f.parse().ok()).ok_or_else(bad)?;
-                let name = parts.next().ok_or_else(bad)?.to_owned();
-                Ok((kind, fd, name))
-            })
-            .collect::<Result<Vec<_>, String>>()?;
-        if listeners.is_empty() {
-            return Err(format!("{ENV_LISTENERS} names no listener"));
-        }
+        let listeners = parse_listeners(listeners)?;
         Ok(Self {
             id,
             generation,
@@ -101,24 +78,64 @@ impl WorkerInfo {
 
     /// Adopts the inherited listeners, in the master's order.
     pub(crate) fn take_listeners(&self) -> Result<Vec<Bound>, Error> {
-        self.listeners
-            .iter()
-            .map(|(kind, fd, name)| {
-                let (listener, _) = inherit::take(*fd).map_err(|source| Error::Listen {
-                    addr: format!("{name} (fd {fd} from the master)"),
-                    source,
-                })?;
-                Ok(Bound {
-                    kind: *kind,
-                    name: name.clone(),
-                    listener: match listener {
-                        Inherited::Tcp(l) => StdListener::Tcp(l),
-                        Inherited::Unix(l) => StdListener::Unix(l, None),
-                    },
-                })
-            })
-            .collect()
+        take_listeners(&self.listeners, "the master")
     }
+}
+
+/// A listener table as [`WorkerInfo::to_env`] writes it: `KIND FD NAME` lines.
+pub(crate) fn listeners_to_env(listeners: &[(Kind, RawFd, String)]) -> String {
+    listeners
+        .iter()
+        .map(|(kind, fd, name)| format!("{} {fd} {name}\n", kind.name()))
+        .collect()
+}
+
+/// Parses `KIND FD NAME` lines (at least one).
+pub(crate) fn parse_listeners(text: &str) -> Result<Vec<(Kind, RawFd, String)>, String> {
+    let listeners = text
+        .lines()
+        .map(|line| {
+            let bad = || format!("{ENV_LISTENERS}: bad line {line:?}");
+            let mut parts = line.splitn(3, ' ');
+            let kind = match parts.next() {
+                Some("fastcgi") => Kind::FastCgi,
+                Some("scgi") => Kind::Scgi,
+                Some("http") => Kind::Http,
+                _ => return Err(bad()),
+            };
+            let fd = parts.next().and_then(|f| f.parse().ok()).ok_or_else(bad)?;
+            let name = parts.next().ok_or_else(bad)?.to_owned();
+            Ok((kind, fd, name))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    if listeners.is_empty() {
+        return Err(format!("{ENV_LISTENERS} names no listener"));
+    }
+    Ok(listeners)
+}
+
+/// Adopts inherited listeners, in order; `from` names who handed them over, for errors.
+pub(crate) fn take_listeners(
+    listeners: &[(Kind, RawFd, String)],
+    from: &str,
+) -> Result<Vec<Bound>, Error> {
+    listeners
+        .iter()
+        .map(|(kind, fd, name)| {
+            let (listener, _) = inherit::take(*fd).map_err(|source| Error::Listen {
+                addr: format!("{name} (fd {fd} from {from})"),
+                source,
+            })?;
+            Ok(Bound {
+                kind: *kind,
+                name: name.clone(),
+                listener: match listener {
+                    Inherited::Tcp(l) => StdListener::Tcp(l),
+                    Inherited::Unix(l) => StdListener::Unix(l, None),
+                },
+            })
+        })
+        .collect()
 }
 
 static CURRENT: OnceLock<Result<Option<WorkerInfo>, String>> = OnceLock::new();

@@ -47,3 +47,10 @@ pub use queue::{
     delivery_queue, Delivery, DeliveryReceiver, DeliverySender, QueueChannel, StderrSender,
 };
 pub use tokio_util::sync::CancellationToken;
+
+/// On a graceful shutdown (SIGTERM, a reload, a recycled worker), how long a connection that
+/// was accepted but has not yet sent its first request may take to send it. Closing it at once
+/// would lose that request: the web server is already sending it, and it does not retry on
+/// another connection a request whose fresh connection failed (nginx answers 502). The request
+/// is served, then the connection closes; one that sends nothing in time is closed.
+pub const SHUTDOWN_FIRST_REQUEST_GRACE: std::time::Duration = std::time::Duration::from_secs(1);

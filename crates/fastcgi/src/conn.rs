@@ -33,7 +33,7 @@ use crate::record::{
 use crate::request::{RequestState, StdinStep};
 use crate::response::{OutQueue, APP_STATUS_FAILED, APP_STATUS_OK};
 use crate::server::{Server, Shared};
-use gatehouse_channel_request::Offer;
+use gatehouse_channel_request::{Offer, SHUTDOWN_FIRST_REQUEST_GRACE};
 
 /// Records in a row that carry no request data (management queries, empty records for
 /// inactive requests) allowed before the connection is closed as a flood.
@@ -69,6 +69,11 @@ pub struct Connection {
     /// (`gatehouse_channel_request::hold`): the hold deadlines are looked for only when there
     /// are some.
     holding: usize,
+    /// Whether a `FCGI_BEGIN_REQUEST` came on this connection yet.
+    begun: bool,
+    /// Shut down before its first request: until then that request is still taken
+    /// ([`SHUTDOWN_FIRST_REQUEST_GRACE`]).
+    first_request_grace: Option<Instant>,
 }
 
 impl Connection {
@@ -87,6 +92,8 @@ impl Connection {
             error: None,
             input_unread: false,
             holding: 0,
+            begun: false,
+            first_request_grace: None,
         }
     }
 
@@ -197,6 +204,11 @@ impl Connection {
     /// `Config::idle_timeout`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.handle_hold_timeout(now);
+        if self.first_request_grace.is_some_and(|grace| now >= grace) {
+            tracing::debug!(peer = %self.peer, "closing a connection that sent no request while shutting down");
+            self.first_request_grace = None;
+            self.close_if_drained();
+        }
         match self.idle_deadline() {
             Some(deadline) if now >= deadline => {}
             _ => return,
@@ -211,10 +223,16 @@ impl Connection {
         }
     }
 
-    /// Graceful shutdown: no new request; the connection closes when its requests end.
-    pub fn handle_shutdown(&mut self, _now: Instant) {
+    /// Graceful shutdown: no new request; the connection closes when its requests end. A
+    /// connection that has not sent its first request yet still gets that one, if it comes
+    /// within [`SHUTDOWN_FIRST_REQUEST_GRACE`] (its web server is sending it and would not
+    /// retry it), and closes after it.
+    pub fn handle_shutdown(&mut self, now: Instant) {
         if self.state == State::Open {
             self.state = State::Draining;
+            if !self.begun {
+                self.first_request_grace = Some(now + SHUTDOWN_FIRST_REQUEST_GRACE);
+            }
         }
         self.close_if_drained();
     }
@@ -251,10 +269,14 @@ impl Connection {
     /// for the peer, `Config::idle_timeout` after the last progress; and while a request holds
     /// its response, [`RESPONSE_HOLD_TIMEOUT`] after its input last progressed.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.idle_deadline(), self.poll_hold_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.idle_deadline(),
+            self.poll_hold_timeout(),
+            self.first_request_grace,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn idle_deadline(&self) -> Option<Instant> {
@@ -358,6 +380,9 @@ impl Connection {
         if self.requests.contains_key(&id) {
             return Err(ProtocolError::DuplicateBeginRequest(id).into());
         }
+        // The first request of a connection shut down before it came is still taken.
+        let first = !self.begun && self.first_request_grace.take().is_some();
+        self.begun = true;
         let info = RequestInfo::new(Protocol::FastCgi, self.peer.clone());
         let keep_conn = body.keep_conn();
         if body.role != Role::Responder {
@@ -369,7 +394,7 @@ impl Connection {
             return Ok(());
         }
         let cfg = &self.shared.config;
-        let slot = if self.state != State::Open {
+        let slot = if self.state != State::Open && !first {
             Err(LimitError::Closing)
         } else if self.requests.len() >= cfg.max_reqs_per_conn {
             Err(LimitError::TooManyRequestsOnConnection {
@@ -526,7 +551,8 @@ impl Connection {
     /// nginx does (`FCGI_PARAMS` and `FCGI_STDIN` to the empty record before reading), there is
     /// nothing to drain and the connection closes at once.
     fn close_if_drained(&mut self) {
-        if self.state == State::Draining && self.requests.is_empty() {
+        let waiting_first = self.first_request_grace.is_some();
+        if self.state == State::Draining && self.requests.is_empty() && !waiting_first {
             self.close(self.input_unread);
         }
     }

@@ -382,6 +382,57 @@ fn shutdown_refuses_new_requests_and_closes_when_idle() {
 }
 
 #[test]
+fn shutdown_before_the_first_request_still_takes_it() {
+    let srv = server(Config::default());
+    let now = Instant::now();
+    let mut conn = Connection::new(&srv, Peer::Stdio, now);
+    // Accepted, then shut down before its web server's request was read: closing now would
+    // lose the request (nginx does not retry a fresh connection).
+    conn.handle_shutdown(now);
+    assert!(events(&mut conn).is_empty(), "no close yet");
+    let grace = conn.poll_timeout().unwrap();
+    assert_eq!(
+        grace,
+        now + gatehouse_channel_request::SHUTDOWN_FIRST_REQUEST_GRACE
+    );
+    feed(&mut conn, now, request(1, true, &[], b""));
+    let tag = dispatched(events(&mut conn)).info.id;
+    // A second request on it is refused: the connection is draining.
+    feed(&mut conn, now, vec![begin(2, true)]);
+    let recs = written(&mut conn);
+    assert_eq!(
+        end_of(&recs, 2).unwrap().protocol_status,
+        ProtocolStatus::Overloaded
+    );
+    let mut rx = respond(tag);
+    while let Ok(d) = rx.try_recv() {
+        conn.handle_delivery(now, d);
+    }
+    let evs = events(&mut conn);
+    assert!(
+        matches!(evs[..], [Event::Ended { .. }, Event::Close { .. }]),
+        "{evs:?}"
+    );
+}
+
+#[test]
+fn shutdown_closes_a_connection_that_sends_nothing_after_the_grace() {
+    let srv = server(Config::default());
+    let now = Instant::now();
+    let mut conn = Connection::new(&srv, Peer::Stdio, now);
+    conn.handle_shutdown(now);
+    let grace = conn.poll_timeout().unwrap();
+    conn.handle_timeout(grace - Duration::from_millis(1));
+    assert!(events(&mut conn).is_empty(), "still waiting");
+    conn.handle_timeout(grace);
+    let evs = events(&mut conn);
+    assert!(
+        matches!(evs[..], [Event::Close { linger: false }]),
+        "{evs:?}"
+    );
+}
+
+#[test]
 fn flood_of_management_records_is_cut_off() {
     let srv = server(Config::default());
     let now = Instant::now();

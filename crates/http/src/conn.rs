@@ -63,6 +63,11 @@ impl ConnShared {
         self.lock().poll_timeout()
     }
 
+    /// Whether a request was ever started on this connection.
+    pub(crate) fn started_any(&self) -> bool {
+        self.lock().started()
+    }
+
     /// What expired at the current time, if anything.
     pub(crate) fn expired(&self) -> Option<crate::watchdog::Expired> {
         self.lock().handle_timeout(now())

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_channel_request::{CancellationToken, Peer};
+use gatehouse_channel_request::{CancellationToken, Peer, SHUTDOWN_FIRST_REQUEST_GRACE};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -115,15 +115,29 @@ where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let mut draining = false;
+    // Shut down before its first request: that request is still taken until then.
+    let mut first_request_grace: Option<tokio::time::Instant> = None;
     loop {
         let mut graceful = false;
         let deadline = shared.next_deadline().map(tokio::time::Instant::from_std);
+        let deadline = match (deadline, first_request_grace) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         tokio::select! {
             res = poll_fn(|cx| conn.poll_without_shutdown(cx)) => return Outcome::Done(res),
             () = shared.kill.cancelled() => return Outcome::Killed,
             () = shutdown.cancelled(), if !draining => {
                 draining = true;
-                graceful = true;
+                if shared.started_any() {
+                    graceful = true;
+                } else {
+                    // hyper's graceful shutdown would close the connection before its first
+                    // request, which its client is sending: give it a moment.
+                    first_request_grace = Some(
+                        tokio::time::Instant::now() + SHUTDOWN_FIRST_REQUEST_GRACE,
+                    );
+                }
             }
             () = shared.woken() => graceful = shared.take_close_request(),
             () = sleep_until(deadline) => {
@@ -131,6 +145,12 @@ where
                     return Outcome::Expired(expired);
                 }
             }
+        }
+        let grace_over = first_request_grace
+            .is_some_and(|g| shared.started_any() || tokio::time::Instant::now() >= g);
+        if grace_over {
+            first_request_grace = None;
+            graceful = true;
         }
         if graceful {
             // Closes an idle connection now, or after the response in progress.

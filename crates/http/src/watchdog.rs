@@ -47,6 +47,8 @@ pub(crate) struct Timeouts {
     phase: Phase,
     in_flight: usize,
     write_blocked_since: Option<Instant>,
+    /// Whether a request head was ever complete on this connection.
+    started: bool,
 }
 
 impl Timeouts {
@@ -58,6 +60,7 @@ impl Timeouts {
             phase: Phase::Idle { since: now },
             in_flight: 0,
             write_blocked_since: None,
+            started: false,
         }
     }
 
@@ -73,8 +76,14 @@ impl Timeouts {
     /// A request head is complete and its answer is being made.
     pub(crate) fn handle_request_start(&mut self) -> bool {
         self.in_flight += 1;
+        self.started = true;
         self.phase = Phase::Busy;
         true
+    }
+
+    /// Whether a request was ever started on this connection.
+    pub(crate) fn started(&self) -> bool {
+        self.started
     }
 
     /// A request's response is done (or abandoned).

@@ -41,7 +41,7 @@ use crate::head::RequestHead;
 use crate::reader::{Linger, Reader};
 use crate::response::{error_response, Action, ResponseWriter};
 use crate::server::{Config, Server, RESPONSE_HOLD_TIMEOUT};
-use gatehouse_channel_request::{Hold, Offer};
+use gatehouse_channel_request::{Hold, Offer, SHUTDOWN_FIRST_REQUEST_GRACE};
 
 /// Serves one SCGI connection: reads the request, runs the app, writes the response, closes.
 ///
@@ -132,13 +132,21 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn<IO> {
         let mut dec =
             HeadDecoder::new(self.config.max_header_bytes).with_duplicates(self.config.duplicates);
         let limit = self.config.header_timeout;
-        tokio::select! {
+        let head = timeout(limit, self.reader.next(&mut dec));
+        tokio::pin!(head);
+        let head = tokio::select! {
             biased;
-            () = shutdown.cancelled() => Ok(None),
-            head = timeout(limit, self.reader.next(&mut dec)) => {
-                head.map_err(|_| Error::HeaderTimeout(limit))?
+            () = shutdown.cancelled() => {
+                // Accepted before the shutdown: its web server is sending the request and would
+                // not retry it on another connection. Taken if it comes soon, then answered.
+                match timeout(SHUTDOWN_FIRST_REQUEST_GRACE, &mut head).await {
+                    Ok(head) => head,
+                    Err(_) => return Ok(None),
+                }
             }
-        }
+            head = &mut head => head,
+        };
+        head.map_err(|_| Error::HeaderTimeout(limit))?
     }
 
     /// Answers an unreadable request (or a refused connection) with its status, then closes.

@@ -67,7 +67,8 @@
 //! - The end of input after a complete body is a half-close: the response still goes out. A
 //!   front server that gives up closes its socket, which we see as that same end of input, so
 //!   its app is cancelled when the next write fails, not before.
-//! - `shutdown` closes connections still waiting for their head; running requests finish.
+//! - `shutdown` closes connections still waiting for their head (after giving one that has
+//!   not sent it `SHUTDOWN_FIRST_REQUEST_GRACE` to do so); running requests finish.
 //!   Dropping the connection's future cancels its app (its task is aborted).
 //!
 //! # Wiring (for the binary)
