@@ -13,7 +13,9 @@
 #              gunicorn -w 2 (sync)    proxy_pass over HTTP: gunicorn speaks no FastCGI; its
 #                                      sync workers close after each response
 #              gatehouse --workers 1   today's single process (one CPython, one GIL), keep_conn
-#            Target: gatehouse --workers 2 >= uWSGI 2 processes.
+#            Target: gatehouse --workers 2 >= uWSGI 2 processes. Per round also: each worker's
+#            share of the daemon's CPU, and the established connections each worker held
+#            half-way through the run (`ss -tnp`), which show how the connections were spread.
 # 2. scaling --workers 2 against --workers 1 "without nginx/wrk competing for the cores": the
 #            daemon is driven directly over FastCGI (kept-alive connections) by gatehouse-bench
 #            at -c 2 and -c 4 (no nginx in the path, nginx idle). gatehouse-bench costs ~10-30 us
@@ -32,7 +34,10 @@
 #            Reported: requests, non-2xx, wrk's socket errors, bodies that were not a hello of
 #            some generation (a wrk Lua check), upstream errors in nginx's error log, the workers
 #            alive at the end, and per SIGHUP the seconds until the new answer was served
-#            (polled every 20 ms through the same path).
+#            (polled every 20 ms through the same path). The peers get the same treatment for
+#            comparison: uWSGI 2x1 behind nginx (its SIGHUP: graceful reload of the workers, the
+#            master re-executes itself) and gunicorn -w 2 behind proxy_pass (new workers, then
+#            the old ones stop). At the end the gatehouse master gets SIGTERM: exit status, time.
 # 4. memory  VmRSS (and Pss, which splits shared pages between processes) of the master and of
 #            each worker from /proc/PID/status and smaps_rollup, after 2000 warm-up requests:
 #            hello.py and heavy.py; gatehouse --workers 2 (and 1), uWSGI master + 2 workers,
