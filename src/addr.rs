@@ -1,5 +1,5 @@
 //! Listener addresses as the command line spells them: `HOST:PORT`, `[V6]:PORT`, `unix:/path`,
-//! `fd:N`.
+//! `fd:N`, `systemd:NAME`.
 //!
 //! Parsing happens while the command line is read, so a bad address is a usage error (exit 2)
 //! before anything is bound. Host names are resolved here too: `localhost:9000` binds every
@@ -25,6 +25,9 @@ pub enum ListenAddr {
     Unix(PathBuf),
     /// A listening socket this process inherited on file descriptor `N`.
     Fd(RawFd),
+    /// Every socket systemd passed with `FileDescriptorName=NAME` (socket activation); planning
+    /// turns it into their `Fd`s.
+    Systemd(String),
 }
 
 impl ListenAddr {
@@ -43,6 +46,7 @@ impl fmt::Display for ListenAddr {
             Self::Tcp { text, .. } => f.write_str(text),
             Self::Unix(path) => write!(f, "unix:{}", path.display()),
             Self::Fd(fd) => write!(f, "fd:{fd}"),
+            Self::Systemd(name) => write!(f, "systemd:{name}"),
         }
     }
 }
@@ -59,7 +63,7 @@ impl fmt::Display for AddrError {
 
 impl std::error::Error for AddrError {}
 
-const FORMS: &str = "expected HOST:PORT, [V6]:PORT, unix:/path or fd:N";
+const FORMS: &str = "expected HOST:PORT, [V6]:PORT, unix:/path, fd:N or systemd:NAME";
 
 impl FromStr for ListenAddr {
     type Err = AddrError;
@@ -77,6 +81,19 @@ impl FromStr for ListenAddr {
                 Ok(fd) if fd >= 0 => Ok(Self::Fd(fd)),
                 _ => Err(bad("fd:N takes a file descriptor number (0 or more)")),
             };
+        }
+        if let Some(name) = s.strip_prefix("systemd:") {
+            // systemd's rule for FileDescriptorName=: 1 to 255 printable ASCII characters, no ':'.
+            let valid = !name.is_empty()
+                && name.len() <= 255
+                && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
+            if !valid {
+                return Err(bad(
+                    "systemd:NAME takes a FileDescriptorName= (1 to 255 printable ASCII \
+                     characters, no ':' or space)",
+                ));
+            }
+            return Ok(Self::Systemd(name.to_owned()));
         }
         if let Ok(addr) = s.parse::<SocketAddr>() {
             return Ok(Self::tcp(addr));
@@ -152,6 +169,11 @@ mod tests {
         );
         assert_eq!(parse("fd:0").unwrap(), ListenAddr::Fd(0));
         assert_eq!(parse("fd:3").unwrap().to_string(), "fd:3");
+        assert_eq!(
+            parse("systemd:fastcgi").unwrap(),
+            ListenAddr::Systemd("fastcgi".into())
+        );
+        assert_eq!(parse("systemd:web-1").unwrap().to_string(), "systemd:web-1");
     }
 
     #[test]
@@ -180,6 +202,9 @@ mod tests {
             ("fd:", "file descriptor"),
             ("fd:-1", "file descriptor"),
             ("fd:x", "file descriptor"),
+            ("systemd:", "FileDescriptorName"),
+            ("systemd:a:b", "FileDescriptorName"),
+            ("systemd:a b", "FileDescriptorName"),
             ("no-such-host.invalid:80", "cannot resolve"),
         ] {
             let err = parse(input).unwrap_err();

@@ -2,12 +2,19 @@
 //!
 //! ```text
 //!  Cli ──► listen::plan ──► listen::bind_all ──► runtime ──► serve::start ──► wait for SIGTERM/SIGINT
-//!           (flags, fd 0,     (before the runtime:     (FastCGI, SCGI,          │
-//!            or defaults)      errors exit early)       HTTP front ends)        │
-//!                                                        stop accepting ◄───────┘
+//!           (flags, systemd,  (before the runtime:     (FastCGI, SCGI,   READY=1 │
+//!            fd 0, defaults)   errors exit early)       HTTP front ends)        │
+//!                                                        stop accepting ◄───────┘ STOPPING=1
 //!                                                        drain (≤ --drain-timeout) ──► exit 0
 //!                                                        a second signal ──► exit 128+N at once
 //! ```
+//!
+//! Start-up order: the service manager's variables are taken from the environment first
+//! ([`Activation::from_env`], [`Notifier::from_env`]), while the process has one thread. With
+//! `--user`/`--group` the sockets are bound (not listening yet), `--socket-owner` applied and
+//! privileges dropped before the app is built, so no app code runs as root; otherwise the app is
+//! built first, as before. Either way the sockets listen only once the app is built, so an app
+//! that cannot start exits 2 before anything accepts a connection.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,21 +25,46 @@ use crate::addr::ListenAddr;
 use crate::cli::{Cli, HumanDuration};
 use crate::error::Error;
 use crate::listen::{self, BindOptions, Kind};
+use crate::notify::Notifier;
+use crate::privileges::Privileges;
 use crate::serve::{self, Frontends};
-use crate::signal::Signals;
+use crate::signal::{Received, Signals};
+use crate::systemd::Activation;
 use crate::worker::{self, Control, Message, Recycling, WorkerInfo};
 
 /// Serves `app` (the dispatcher, already holding every mount) as the command line says until a
 /// stop signal, then drains. A worker process (see [`crate::worker`]) serves the listeners its
 /// master handed it instead of binding its own, and also stops when its master goes away.
 pub(crate) fn run(cli: &Cli, app: Arc<dyn Application>) -> Result<(), Error> {
+    run_building(cli, move || Ok(app))
+}
+
+/// Serves the app `build` makes: after binding and dropping privileges when `--user` or
+/// `--group` is given, else before binding (see the module doc).
+pub(crate) fn run_building(
+    cli: &Cli,
+    build: impl FnOnce() -> Result<Arc<dyn Application>, Error>,
+) -> Result<(), Error> {
+    let activation = Activation::from_env()?;
+    let notifier = Notifier::from_env();
+    let privileges = Privileges::from_cli(cli)?;
     let configs = Configs::from_cli(cli)?;
     let worker = worker::current()?;
-    let bound = match worker {
-        Some(info) => info.take_listeners()?,
+    let (app, bound) = match worker {
+        // The master took systemd's sockets and dropped privileges before it started us.
+        Some(info) => (build()?, info.take_listeners()?),
         None => {
             warn_master_options(cli);
-            bind(cli)?
+            let planned = plan_listeners(cli, &activation)?;
+            let (app, bound) = if privileges.changes_identity() {
+                let bound = open_listeners(cli, &planned, &privileges)?;
+                (build()?, bound)
+            } else {
+                let app = build()?;
+                (app, open_listeners(cli, &planned, &privileges)?)
+            };
+            listen::listen_all(&bound, bind_options(cli))?;
+            (app, bound)
         }
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
@@ -47,7 +79,9 @@ pub(crate) fn run(cli: &Cli, app: Arc<dyn Application>) -> Result<(), Error> {
             what: "cannot start the runtime",
             source,
         })?;
-    let result = runtime.block_on(serve_until_signal(cli, app, configs, bound, worker));
+    let result = runtime.block_on(serve_until_signal(
+        cli, app, configs, bound, notifier, worker,
+    ));
     // Connections still open after the drain timeout are dropped here.
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
@@ -85,10 +119,25 @@ fn warn_master_options(cli: &Cli) {
     }
 }
 
-/// Makes the listeners the command line asks for (or fd 0, or the defaults), warning about
-/// options that apply to none of them. Runs before any runtime or thread exists.
-pub(crate) fn bind(cli: &Cli) -> Result<Vec<listen::Bound>, Error> {
-    let planned = listen::plan(&cli.listen)?;
+/// A master's listeners: systemd's or the planned ones, bound, `--socket-owner` applied,
+/// privileges dropped, listening; and its systemd notifier. Runs before any thread exists.
+pub(crate) fn listeners_for_master(cli: &Cli) -> Result<(Vec<listen::Bound>, Notifier), Error> {
+    let activation = Activation::from_env()?;
+    let notifier = Notifier::from_env();
+    let privileges = Privileges::from_cli(cli)?;
+    let planned = plan_listeners(cli, &activation)?;
+    let bound = open_listeners(cli, &planned, &privileges)?;
+    listen::listen_all(&bound, bind_options(cli))?;
+    Ok((bound, notifier))
+}
+
+/// The listeners to make: the options (`systemd:NAME` resolved), systemd's sockets, fd 0 or
+/// the defaults. Usage errors here come before anything is built or bound.
+pub(crate) fn plan_listeners(
+    cli: &Cli,
+    activation: &Activation,
+) -> Result<Vec<listen::Planned>, Error> {
+    let planned = listen::plan(&cli.listen, activation)?;
     if cli.listen.socket_mode.is_some()
         && !planned
             .iter()
@@ -99,13 +148,20 @@ pub(crate) fn bind(cli: &Cli) -> Result<Vec<listen::Bound>, Error> {
     if cli.listen.web_server_addrs.is_some() && !planned.iter().any(|p| p.kind == Kind::FastCgi) {
         tracing::warn!("--web-server-addrs (FCGI_WEB_SERVER_ADDRS) applies to FastCGI listeners, and there is none");
     }
-    listen::bind_all(
-        &planned,
-        BindOptions {
-            backlog: cli.listen.backlog,
-            socket_mode: cli.listen.socket_mode,
-        },
-    )
+    Ok(planned)
+}
+
+/// Binds the planned listeners, not listening yet ([`listen::listen_all`] does that); then
+/// applies `--socket-owner` and drops to `--user`/`--group`.
+pub(crate) fn open_listeners(
+    cli: &Cli,
+    planned: &[listen::Planned],
+    privileges: &Privileges,
+) -> Result<Vec<listen::Bound>, Error> {
+    let bound = listen::bind_all_deferred(planned, bind_options(cli))?;
+    privileges.chown_sockets(&bound)?;
+    privileges.drop()?;
+    Ok(bound)
 }
 
 async fn serve_until_signal(
@@ -113,6 +169,7 @@ async fn serve_until_signal(
     app: Arc<dyn Application>,
     configs: Configs,
     bound: Vec<listen::Bound>,
+    notifier: Notifier,
     worker: Option<&WorkerInfo>,
 ) -> Result<(), Error> {
     let mut signals = Signals::install().map_err(|source| Error::Io {
@@ -135,6 +192,7 @@ async fn serve_until_signal(
         http: gatehouse_http::Server::new(app, configs.http),
     };
     let announce = worker.is_none();
+    let serving = serving_status(&bound);
     let mut accepting =
         serve::start(bound, &frontends, cli.limits.max_conns, announce).map_err(|source| {
             Error::Io {
@@ -142,11 +200,17 @@ async fn serve_until_signal(
                 source,
             }
         })?;
+    notifier.ready(&serving);
+    notifier.spawn_watchdog();
 
     let stop = match &control {
         None => {
             let other = |sig| {
-                tracing::warn!("received {sig}: reloading and upgrading need a master process (--workers N or --master); ignored");
+                let what = match sig {
+                    Received::Upgrade => "upgrading the binary",
+                    _ => "reloading",
+                };
+                tracing::warn!("received {sig}: {what} needs a master process (--workers N or --master); ignored");
             };
             signals.recv_stop(other).await.to_string()
         }
@@ -159,6 +223,7 @@ async fn serve_until_signal(
             }
         }
     };
+    notifier.stopping();
     accepting.stop_accepting().await;
     let drain = cli.run.drain_timeout;
     tracing::info!(
@@ -166,6 +231,10 @@ async fn serve_until_signal(
         accepting.open_connections(),
         drain
     );
+    notifier.status(&format!(
+        "stopping: draining {} connection(s)",
+        accepting.open_connections()
+    ));
     tokio::spawn(async move {
         let again = signals.recv_stop(|_| ()).await;
         tracing::warn!("received {again} again: exiting at once");
@@ -181,6 +250,22 @@ async fn serve_until_signal(
         );
     }
     Ok(())
+}
+
+fn bind_options(cli: &Cli) -> BindOptions {
+    BindOptions {
+        backlog: cli.listen.backlog,
+        socket_mode: cli.listen.socket_mode,
+    }
+}
+
+/// `STATUS=` once serving: `serving fastcgi on 127.0.0.1:9000, http on fd:4 (...)`.
+fn serving_status(bound: &[listen::Bound]) -> String {
+    let each: Vec<String> = bound
+        .iter()
+        .map(|b| format!("{} on {}", b.kind.name(), b.name))
+        .collect();
+    format!("serving {}", each.join(", "))
 }
 
 /// Each front end's configuration, from the command line.

@@ -1,7 +1,8 @@
 //! Listening sockets handed to us by our parent: fd 0 (`FCGI_LISTENSOCK_FILENO`, as spawn-fcgi,
-//! lighttpd's `bin-path` and mod_fcgid pass it) and `fd:N`.
+//! lighttpd's `bin-path` and mod_fcgid pass it), `fd:N`, and systemd's (`crate::systemd`).
 //!
-//! This is the one module of the binary with `unsafe`: a raw descriptor number becomes a socket
+//! One of the two modules of the binary with `unsafe` (the other, `crate::sys`, changes the
+//! process's identity and reads the clock): a raw descriptor number becomes a socket
 //! only here, after it was checked to be an open, listening stream socket, and each number is
 //! taken at most once per process.
 #![allow(
@@ -175,6 +176,18 @@ fn claim(fd: RawFd) -> io::Result<()> {
     }
     taken.push(fd);
     Ok(())
+}
+
+/// Marks inherited descriptor `fd` close-on-exec without taking it (a socket systemd passed
+/// that no listener uses), so CGI scripts do not inherit it. A closed descriptor is left alone.
+pub(crate) fn set_cloexec(fd: RawFd) -> io::Result<()> {
+    if !is_open(fd) {
+        return Ok(());
+    }
+    // SAFETY: `fd` is open (checked just above) and stays open for the borrow, which ends with
+    // this function; we only change its close-on-exec flag.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    SockRef::from(&borrowed).set_cloexec(true)
 }
 
 #[cfg(test)]

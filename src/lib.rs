@@ -51,9 +51,12 @@ mod error;
 mod inherit;
 mod listen;
 mod master;
+mod notify;
+mod privileges;
 mod serve;
 mod signal;
 mod sys;
+mod systemd;
 mod worker;
 
 use std::ffi::OsString;
@@ -124,6 +127,15 @@ pub fn is_master(cli: &Cli) -> bool {
 /// master builds no app: each worker does.
 pub fn run_master(cli: &Cli) -> Result<(), Error> {
     master::run(cli)
+}
+
+/// Builds the app the command line names ([`build_app`]) and serves it as a daemon, as the
+/// `gatehouse` binary does: with `--user`/`--group` the app is built once the sockets are bound
+/// and privileges dropped, so none of its code runs as root. Sets up logging like
+/// [`run_dispatcher`].
+pub fn serve_command_line(cli: &Cli) -> Result<(), Error> {
+    init_logging(cli, Mode::Daemon);
+    daemon::run_building(cli, || build_app(cli, Mode::Daemon))
 }
 
 /// How the process serves: as a CGI program when `--cgi` is given, or when a web server runs it

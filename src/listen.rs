@@ -7,7 +7,11 @@
 //!   a live one is an error, any other file is never touched. `--socket-mode` is applied before
 //!   `listen(2)`, so no client can connect while the mode is still the umask's. The file is removed
 //!   when the listener closes, if it is still ours.
-//! - `fd:N` and fd 0: adopted through [`crate::inherit`].
+//! - `fd:N` and fd 0: adopted through [`crate::inherit`]; `systemd:NAME` and the sockets of
+//!   socket activation: planned by [`crate::systemd`], then adopted the same way.
+//! - [`bind_all_deferred`] binds without `listen(2)`, so `--socket-owner`, dropping privileges
+//!   and building the app happen before anything accepts connections; [`listen_all`] then
+//!   listens.
 //!
 //! Everything here runs before the runtime starts; [`crate::serve`] turns the results into tokio
 //! listeners.
@@ -24,6 +28,7 @@ use crate::addr::ListenAddr;
 use crate::cli::ListenArgs;
 use crate::error::Error;
 use crate::inherit::{self, Inherited, Probe, FCGI_LISTENSOCK_FILENO};
+use crate::systemd::Activation;
 
 /// The protocol served on a listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,9 +93,9 @@ pub(crate) struct Bound {
     pub(crate) listener: StdListener,
 }
 
-/// The listeners to make: the ones given (FastCGI, SCGI, HTTP, each in the order given), else
-/// [`fallback`] for what fd 0 is.
-pub(crate) fn plan(listen: &ListenArgs) -> Result<Vec<Planned>, Error> {
+/// The listeners to make: the ones given (FastCGI, SCGI, HTTP, each in the order given, with
+/// `systemd:NAME` resolved), else the sockets systemd passed, else [`fallback`] for what fd 0 is.
+pub(crate) fn plan(listen: &ListenArgs, systemd: &Activation) -> Result<Vec<Planned>, Error> {
     let given = [
         (Kind::FastCgi, &listen.fastcgi),
         (Kind::Scgi, &listen.scgi),
@@ -108,7 +113,10 @@ pub(crate) fn plan(listen: &ListenArgs) -> Result<Vec<Planned>, Error> {
         .collect();
     listen.check().map_err(Error::Usage)?;
     if !planned.is_empty() {
-        return Ok(planned);
+        return systemd.resolve(planned);
+    }
+    if let Some(passed) = systemd.default_plan() {
+        return Ok(passed);
     }
     let stdin = inherit::probe(FCGI_LISTENSOCK_FILENO).map_err(|source| Error::Io {
         what: "cannot inspect fd 0",
@@ -145,8 +153,13 @@ pub(crate) fn fallback(fd0_listens: bool) -> Result<Vec<Planned>, Error> {
     .collect()
 }
 
-/// Binds every planned listener, in order. A failure leaves nothing bound.
-pub(crate) fn bind_all(planned: &[Planned], opts: BindOptions) -> Result<Vec<Bound>, Error> {
+/// Binds every planned listener, in order, without `listen(2)` on the sockets we create
+/// (connections to them are refused until [`listen_all`]); inherited sockets already listen.
+/// A failure leaves nothing bound.
+pub(crate) fn bind_all_deferred(
+    planned: &[Planned],
+    opts: BindOptions,
+) -> Result<Vec<Bound>, Error> {
     let mut bound = Vec::new();
     for Planned {
         kind,
@@ -169,7 +182,7 @@ pub(crate) fn bind_all(planned: &[Planned], opts: BindOptions) -> Result<Vec<Bou
         match addr {
             ListenAddr::Tcp { addrs, .. } => {
                 for a in addrs {
-                    let l = bind_tcp(*a, opts.backlog).map_err(listen_err)?;
+                    let l = bind_tcp(*a).map_err(listen_err)?;
                     let name = l.local_addr().map_err(listen_err)?.to_string();
                     bound.push(Bound {
                         kind: *kind,
@@ -197,9 +210,44 @@ pub(crate) fn bind_all(planned: &[Planned], opts: BindOptions) -> Result<Vec<Bou
                     },
                 });
             }
+            ListenAddr::Systemd(_) => {
+                return Err(Error::Usage(format!(
+                    "{addr}: not resolved to a socket systemd passed (plan first)"
+                )))
+            }
         }
     }
     Ok(bound)
+}
+
+/// `listen(2)` on each socket of `bound` that does not listen yet (the ones
+/// [`bind_all_deferred`] made; inherited ones keep the backlog their parent chose).
+///
+/// A unix socket bound but not yet listening looks stale to another gatehouse starting on the
+/// same path, which may replace the file meanwhile: once listening, each socket file must
+/// still be ours, or this fails (then the other process has the path).
+pub(crate) fn listen_all(bound: &[Bound], opts: BindOptions) -> Result<(), Error> {
+    for b in bound {
+        let sock = match &b.listener {
+            StdListener::Tcp(l) => socket2::SockRef::from(l),
+            StdListener::Unix(l, _) => socket2::SockRef::from(l),
+        };
+        let listen_err = |source| Error::Listen {
+            addr: b.name.clone(),
+            source,
+        };
+        if !sock.is_listener().map_err(listen_err)? {
+            sock.listen(opts.backlog).map_err(listen_err)?;
+        }
+        if let StdListener::Unix(_, Some(file)) = &b.listener {
+            if !file.is_ours() {
+                return Err(listen_err(io::Error::other(
+                    "another process replaced the socket file while we were starting",
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn describe(p: &Probe) -> String {
@@ -211,14 +259,13 @@ fn describe(p: &Probe) -> String {
     }
 }
 
-fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
+fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     sock.set_reuse_address(true)?;
     if addr.is_ipv6() {
         sock.set_only_v6(true)?;
     }
     sock.bind(&addr.into())?;
-    sock.listen(backlog)?;
     sock.set_nonblocking(true)?;
     Ok(sock.into())
 }
@@ -239,7 +286,6 @@ fn bind_unix(
     if let Some(mode) = opts.socket_mode {
         fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(listen_err)?;
     }
-    sock.listen(opts.backlog).map_err(listen_err)?;
     sock.set_nonblocking(true).map_err(listen_err)?;
     Ok((sock.into(), file))
 }
@@ -282,6 +328,16 @@ pub(crate) struct SocketFile {
 }
 
 impl SocketFile {
+    /// The socket's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the path still names the file we created.
+    fn is_ours(&self) -> bool {
+        fs::symlink_metadata(&self.path).is_ok_and(|m| m.dev() == self.dev && m.ino() == self.ino)
+    }
+
     pub(crate) fn record(path: &Path) -> io::Result<Self> {
         let meta = fs::symlink_metadata(path)?;
         Ok(Self {
@@ -301,9 +357,7 @@ impl SocketFile {
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
-        let ours = fs::symlink_metadata(&self.path)
-            .is_ok_and(|m| m.dev() == self.dev && m.ino() == self.ino);
-        if ours {
+        if self.is_ours() {
             if let Err(e) = fs::remove_file(&self.path) {
                 tracing::warn!(path = %self.path.display(), error = %e, "cannot remove our socket file");
             }
@@ -328,6 +382,7 @@ mod tests {
         assert!(path.exists(), "a dropped std listener leaves its file");
 
         let (live, file) = bind_unix(&path, OPTS).unwrap();
+        socket2::SockRef::from(&live).listen(16).unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         match bind_unix(&path, OPTS) {
@@ -343,6 +398,48 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"precious");
     }
 
+    #[test]
+    fn deferred_sockets_listen_later_and_notice_a_replaced_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("late.sock");
+        let planned = [
+            Planned {
+                kind: Kind::FastCgi,
+                addr: ListenAddr::Unix(path.clone()),
+                default: false,
+            },
+            Planned {
+                kind: Kind::Http,
+                addr: ListenAddr::tcp("127.0.0.1:0".parse().unwrap()),
+                default: false,
+            },
+        ];
+        let bound = bind_all_deferred(&planned, OPTS).unwrap();
+        // Bound, not listening: connections are refused.
+        let refused = std::os::unix::net::UnixStream::connect(&path).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
+        let port = bound[1].name.clone();
+        assert!(std::net::TcpStream::connect(&port).is_err());
+        listen_all(&bound, OPTS).unwrap();
+        std::os::unix::net::UnixStream::connect(&path).unwrap();
+        std::net::TcpStream::connect(&port).unwrap();
+        listen_all(&bound, OPTS).unwrap();
+        drop(bound);
+
+        let bound = bind_all_deferred(&planned[..1], OPTS).unwrap();
+        fs::remove_file(&path).unwrap();
+        let other = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let err = listen_all(&bound, OPTS).unwrap_err().to_string();
+        assert!(err.contains("replaced the socket file"), "{err}");
+        drop(bound);
+        assert!(path.exists(), "the other process's file stays");
+        drop(other);
+    }
+
+    fn plan_cli(listen: &ListenArgs) -> Result<Vec<Planned>, Error> {
+        plan(listen, &Activation::default())
+    }
+
     fn listen_args(args: &[&str]) -> ListenArgs {
         let argv = std::iter::once("gatehouse").chain(args.iter().copied());
         crate::cli::Cli::try_from_args(argv).unwrap().listen
@@ -350,8 +447,8 @@ mod tests {
 
     #[test]
     fn tcp_port_zero() {
-        let planned = plan(&listen_args(&["--http", "127.0.0.1:0"])).unwrap();
-        let bound = bind_all(&planned, OPTS).unwrap();
+        let planned = plan_cli(&listen_args(&["--http", "127.0.0.1:0"])).unwrap();
+        let bound = bind_all_deferred(&planned, OPTS).unwrap();
         assert_eq!(bound.len(), 1);
         assert_eq!(bound[0].kind, Kind::Http);
         assert!(bound[0].name.starts_with("127.0.0.1:"));
@@ -360,7 +457,7 @@ mod tests {
 
     #[test]
     fn plan_takes_the_options_in_protocol_order() {
-        let planned = plan(&listen_args(&[
+        let planned = plan_cli(&listen_args(&[
             "--http",
             "127.0.0.1:1",
             "--scgi",
@@ -387,7 +484,7 @@ mod tests {
         // One descriptor cannot serve two listeners, whatever their protocols.
         let mut twice = listen_args(&["--fastcgi", "fd:5"]);
         twice.http.push(ListenAddr::Fd(5));
-        assert!(matches!(plan(&twice), Err(Error::Usage(_))));
+        assert!(matches!(plan_cli(&twice), Err(Error::Usage(_))));
     }
 
     #[test]
@@ -433,7 +530,7 @@ mod tests {
             addr: ListenAddr::tcp(taken.local_addr().unwrap()),
             default: true,
         }];
-        let err = bind_all(&planned, OPTS).unwrap_err().to_string();
+        let err = bind_all_deferred(&planned, OPTS).unwrap_err().to_string();
         assert!(err.contains("default scgi address"), "{err}");
         assert!(err.contains("--scgi ADDR"), "{err}");
         assert_eq!(err.lines().count(), 1, "{err}");

@@ -25,12 +25,13 @@ fn main() -> ExitCode {
     if master {
         return gatehouse::exit_code(gatehouse::run_master(&cli));
     }
+    if mode == Mode::Daemon {
+        // Builds the app itself: after binding and dropping privileges when --user is given.
+        return gatehouse::exit_code(gatehouse::serve_command_line(&cli));
+    }
     let app = match gatehouse::build_app(&cli, mode) {
         Ok(app) => app,
         Err(e) => return gatehouse::exit_code(Err(e)),
     };
-    match mode {
-        Mode::Cgi => std::process::exit(gatehouse_cgi::run(app)),
-        Mode::Daemon => gatehouse::exit_code(gatehouse::run_dispatcher(&cli, app)),
-    }
+    std::process::exit(gatehouse_cgi::run(app))
 }

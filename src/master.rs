@@ -34,6 +34,7 @@ use crate::cli::Cli;
 use crate::daemon;
 use crate::error::Error;
 use crate::listen::{Bound, SocketFile, StdListener};
+use crate::notify::Notifier;
 use crate::signal::{Received, Signals, Stop};
 use crate::sys;
 use crate::worker::{self, Message, WorkerInfo, ENV_LISTENERS, ENV_WORKER};
@@ -76,7 +77,14 @@ pub(crate) fn run(cli: &Cli) -> Result<(), Error> {
             );
             (bound, Some(old))
         }
-        None => (daemon::bind(cli)?, None),
+        None => (Vec::new(), None),
+    };
+    // Systemd's variables are taken (and removed) in any case; a new master's listeners came
+    // from the old one, so it binds nothing.
+    let (bound, notifier) = if bound.is_empty() {
+        daemon::listeners_for_master(cli)?
+    } else {
+        (bound, Notifier::from_env())
     };
     for b in &bound {
         tracing::info!("listening on {} {}", b.kind.name(), b.name);
@@ -100,6 +108,7 @@ pub(crate) fn run(cli: &Cli) -> Result<(), Error> {
         let mut master = Master::new(cli, listeners, signals);
         master.exe = exe;
         master.old_master = old_master;
+        master.notifier = notifier;
         master.run().await
     })
 }
@@ -240,6 +249,9 @@ struct Worker {
     stop_sent: Option<Instant>,
     /// The worker this one replaces once it is ready (recycling, memory).
     replaces: Option<u32>,
+    /// Over `--max-worker-memory` as soon as it was ready: replacing it would only start
+    /// another like it, again and again.
+    memory_exempt: bool,
 }
 
 /// How a worker process ended, for the log.
@@ -306,6 +318,10 @@ struct Master<'a> {
     upgrade: Option<u32>,
     /// The master that started this one (SIGUSR2), to stop once this one serves.
     old_master: Option<u32>,
+    /// systemd's `NOTIFY_SOCKET`, when it runs us.
+    notifier: Notifier,
+    /// When the last `WATCHDOG=1` went out.
+    watchdog_sent: Option<Instant>,
 }
 
 impl<'a> Master<'a> {
@@ -327,6 +343,8 @@ impl<'a> Master<'a> {
             exe: None,
             upgrade: None,
             old_master: None,
+            notifier: Notifier::default(),
+            watchdog_sent: None,
         }
     }
 
@@ -435,6 +453,7 @@ impl<'a> Master<'a> {
                 started: Instant::now(),
                 stop_sent: None,
                 replaces,
+                memory_exempt: false,
             },
         );
         let tx = self.events_tx.clone();
@@ -512,6 +531,17 @@ impl<'a> Master<'a> {
                     "worker {slot} (pid {pid}, generation {generation}) ready in {} ms",
                     w.started.elapsed().as_millis()
                 );
+                if let Some(limit) = self.cli.process.max_worker_memory {
+                    let rss = resident_bytes(pid).unwrap_or(0);
+                    if rss > limit {
+                        w.memory_exempt = true;
+                        tracing::warn!(
+                            "worker {slot} (pid {pid}) uses {} MiB as soon as it is ready, more than --max-worker-memory ({} MiB): it will not be replaced for its memory",
+                            rss >> 20,
+                            limit >> 20
+                        );
+                    }
+                }
                 self.failures.remove(&slot);
                 if let Some(old) = replaces {
                     self.stop_worker(old, "replaced");
@@ -566,12 +596,21 @@ impl<'a> Master<'a> {
             .filter(|(_, w)| w.generation == generation)
             .map(|(pid, _)| pid.to_string())
             .collect();
+        let status = format!(
+            "serving with {} worker(s), generation {generation} (pids {})",
+            self.n(),
+            pids.join(", ")
+        );
         if first {
             tracing::info!(
                 "{} worker(s) ready (pids {}); serving",
                 self.n(),
                 pids.join(", ")
             );
+            if self.old_master.is_some() {
+                self.notifier.main_pid(std::process::id());
+            }
+            self.notifier.ready(&status);
             if let Some(old) = self.old_master.take() {
                 tracing::info!("stopping the old master (pid {old}): this one serves now");
                 if let Err(e) = sys::kill(old, libc::SIGTERM) {
@@ -585,6 +624,7 @@ impl<'a> Master<'a> {
                 pids.join(", "),
                 old.len()
             );
+            self.notifier.ready(&status);
         }
         for pid in old {
             self.stop_worker(pid, "reloaded");
@@ -672,6 +712,10 @@ impl<'a> Master<'a> {
             for pid in doomed {
                 self.stop_worker(pid, "its generation failed to start");
             }
+            self.notifier.ready(&format!(
+                "reload failed (generation {generation}); generation {} serves",
+                self.serving
+            ));
             return Ok(());
         }
         if self.serving == 0 && matches!(status, Ok(s) if s.code() == Some(2)) {
@@ -752,8 +796,10 @@ impl<'a> Master<'a> {
                     self.n(),
                     self.newest + 1
                 );
+                self.notifier.reloading();
                 if let Err(e) = self.start_generation() {
                     tracing::error!("reload failed: {e}; the old workers keep serving");
+                    self.notifier.ready("reload failed; the old workers serve");
                 }
             }
         }
@@ -783,11 +829,12 @@ impl<'a> Master<'a> {
                 worker::listeners_to_env(&self.listeners.table),
             )
             .env(ENV_UPGRADE_FROM, std::process::id().to_string())
-            // The systemd sockets are handed over by the variable above; NOTIFY_SOCKET stays:
-            // the new master becomes the service's main process.
+            // The systemd sockets are handed over by the variable above; it notifies systemd in
+            // our place (it becomes the service's main process).
             .env_remove("LISTEN_FDS")
             .env_remove("LISTEN_PID")
-            .env_remove("LISTEN_FDNAMES");
+            .env_remove("LISTEN_FDNAMES")
+            .envs(self.notifier.successor_env());
         let stdin = match &self.listeners.fd0 {
             Some(fd) => fd.try_clone().map(Stdio::from),
             None => Ok(Stdio::null()),
@@ -820,6 +867,7 @@ impl<'a> Master<'a> {
     /// new master, started on SIGUSR2, takes over).
     fn shutdown(&mut self, stop: Stop) {
         self.stopping = Some(stop);
+        self.notifier.stopping();
         self.retries.clear();
         self.listeners.close(self.upgrade.is_some());
         let pids: Vec<u32> = self.workers.keys().copied().collect();
@@ -868,6 +916,16 @@ impl<'a> Master<'a> {
         if let Some(limit) = self.cli.process.max_worker_memory {
             self.check_memory(limit);
         }
+        if let Some(every) = self.notifier.watchdog_interval() {
+            // From the master's own loop: a master that hangs stops pinging.
+            if self
+                .watchdog_sent
+                .is_none_or(|at| now.duration_since(at) >= every)
+            {
+                self.notifier.watchdog();
+                self.watchdog_sent = Some(now);
+            }
+        }
         Ok(())
     }
 
@@ -879,7 +937,7 @@ impl<'a> Master<'a> {
         let over: Vec<(u32, u16, u64, u64)> = self
             .workers
             .iter()
-            .filter(|(_, w)| w.state == State::Ready)
+            .filter(|(_, w)| w.state == State::Ready && !w.memory_exempt)
             .filter_map(|(pid, w)| {
                 let rss = resident_bytes(*pid)?;
                 (rss > limit).then_some((*pid, w.slot, w.generation, rss))

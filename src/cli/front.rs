@@ -18,8 +18,9 @@ pub struct ListenArgs {
     /// Serve FastCGI on ADDR (repeatable).
     ///
     /// ADDR is `HOST:PORT` (`127.0.0.1:9000`, `0.0.0.0:9000`), `[V6]:PORT` (`[::1]:9000`),
-    /// `unix:/path/to.sock`, or `fd:N` (a listening socket inherited on descriptor N). Port 0
-    /// picks a free port; the log says which.
+    /// `unix:/path/to.sock`, `fd:N` (a listening socket inherited on descriptor N), or
+    /// `systemd:NAME` (the sockets systemd passed with FileDescriptorName=NAME). Port 0 picks a
+    /// free port; the log says which.
     #[arg(long = "fastcgi", value_name = "ADDR", action = ArgAction::Append)]
     pub fastcgi: Vec<ListenAddr>,
 
@@ -44,6 +45,13 @@ pub struct ListenArgs {
     #[arg(long, value_name = "MODE", value_parser = parse_mode)]
     pub socket_mode: Option<u32>,
 
+    /// Owner of the unix sockets we create: USER, USER:GROUP or :GROUP (names or ids).
+    ///
+    /// Set before the socket accepts anything, as --socket-mode is. Changing the owner needs
+    /// root; with --user, the daemon binds and chowns as root, then drops to that user.
+    #[arg(long, value_name = "USER[:GROUP]", value_parser = parse_owner)]
+    pub socket_owner: Option<String>,
+
     /// Connections that may wait to be accepted (the listen(2) backlog).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_BACKLOG,
           value_parser = clap::value_parser!(i32).range(1..))]
@@ -57,6 +65,10 @@ pub struct ListenArgs {
     #[arg(long, value_name = "IP,IP,...", env = "FCGI_WEB_SERVER_ADDRS",
           value_parser = parse_ip_list, hide_env_values = true)]
     pub web_server_addrs: Option<IpList>,
+
+    /// Who the daemon runs as once its sockets are bound.
+    #[command(flatten, next_help_heading = "Running as another user")]
+    pub privileges: PrivilegeArgs,
 }
 
 impl ListenArgs {
@@ -85,6 +97,46 @@ impl ListenArgs {
             None => Ok(()),
         }
     }
+}
+
+/// `--user` and `--group`: the identity the daemon drops to after binding (as root).
+#[derive(Debug, Clone, Args)]
+pub struct PrivilegeArgs {
+    /// After binding, run as this user (name or uid), with its primary group unless --group.
+    ///
+    /// gatehouse must start as root (or already be this user). It binds its sockets as root,
+    /// then, before any app starts, drops to the user: no supplementary groups, the group, then
+    /// the user, checked (getting root back must fail).
+    #[arg(long, value_name = "USER", value_parser = parse_account)]
+    pub user: Option<String>,
+
+    /// After binding, run with this group (name or gid); without --user only the group changes.
+    #[arg(long, value_name = "GROUP", value_parser = parse_account)]
+    pub group: Option<String>,
+}
+
+/// A user or group name, or a numeric id: only its spelling here; it is looked up at start-up.
+fn parse_account(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.contains(['\0', ':']) || s.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "'{}' is not a user or group name or id",
+            s.escape_default()
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// `USER`, `USER:GROUP` or `:GROUP`.
+fn parse_owner(s: &str) -> Result<String, String> {
+    let (user, group) = s.split_once(':').unwrap_or((s, ""));
+    let ok = |part: &str| part.is_empty() || parse_account(part).is_ok();
+    if (user.is_empty() && group.is_empty()) || !ok(user) || !ok(group) {
+        return Err(format!(
+            "'{}' is not USER, USER:GROUP or :GROUP",
+            s.escape_default()
+        ));
+    }
+    Ok(s.to_owned())
 }
 
 /// The limits: `--max-conns` covers every front end; the others are FastCGI's.

@@ -18,7 +18,7 @@ use std::ffi::{OsStr, OsString};
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser};
 
 pub use app::{AppSpec, CgiScriptArgs, CgiStderr, Mount, WsgiArgs};
-pub use front::{HttpArgs, LimitArgs, ListenArgs, ScgiArgs, DEFAULT_BACKLOG};
+pub use front::{HttpArgs, LimitArgs, ListenArgs, PrivilegeArgs, ScgiArgs, DEFAULT_BACKLOG};
 pub use process::{ProcessArgs, DEFAULT_WORKER_START_TIMEOUT, MAX_WORKERS};
 pub use values::{parse_duration, HumanDuration, IpList};
 

@@ -19,6 +19,7 @@ pub mod lighttpd;
 pub mod netns;
 pub mod nginx;
 pub mod scgi;
+pub mod systemd;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::sys;
+use crate::{nss, sys};
 
 /// The `PATH` every script gets unless the operator passes the daemon's own with `pass_env`.
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -111,20 +111,22 @@ impl User {
     /// database when it has an entry).
     pub fn lookup(spec: &str) -> Result<Self, Error> {
         let unknown = || Error::Config(format!("unknown user \"{}\"", spec.escape_default()));
-        let by_name = sys::user_by_name(spec).map_err(|e| {
+        let by_name = nss::user_by_name(spec).map_err(|e| {
             Error::Config(format!(
                 "cannot look user \"{}\" up: {e}",
                 spec.escape_default()
             ))
         })?;
-        if let Some((uid, gid)) = by_name {
+        if let Some(nss::UserEntry { uid, gid }) = by_name {
             return Ok(Self {
                 uid,
                 gid: Some(gid),
             });
         }
         let uid: u32 = spec.parse().map_err(|_| unknown())?;
-        Ok(Self { uid, gid: None })
+        // The primary group of a numeric uid comes from its entry, when there is one.
+        let gid = nss::user_by_uid(uid).ok().flatten().map(|e| e.gid);
+        Ok(Self { uid, gid })
     }
 }
 
@@ -138,7 +140,7 @@ pub struct Group {
 impl Group {
     /// Looks `spec` up: a group name or a numeric gid.
     pub fn lookup(spec: &str) -> Result<Self, Error> {
-        let by_name = sys::group_by_name(spec).map_err(|e| {
+        let by_name = nss::group_by_name(spec).map_err(|e| {
             Error::Config(format!(
                 "cannot look group \"{}\" up: {e}",
                 spec.escape_default()

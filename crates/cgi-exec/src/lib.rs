@@ -26,7 +26,7 @@
 //! - `spawn`: finding, checking and spawning one run (std's posix_spawn fast path, `setpriv`).
 //! - `guard`: stopping and reaping a script's process group, also when the future is dropped.
 //! - `stderr`: the script's stderr as log lines, or forwarded to the front server.
-//! - `sys`: the few libc calls std lacks (the only `unsafe`).
+//! - `sys`: the few libc calls std lacks; [`nss`]: user and group look-ups (the only `unsafe`).
 //!
 //! # Wiring it into a binary
 //!
@@ -62,7 +62,7 @@
 //! under the root to the first existing file. `DOCUMENT_URI` is read only when the app is driven
 //! without the dispatcher and disagrees with `SCRIPT_NAME` + `PATH_INFO`.
 #![deny(missing_docs)]
-#![deny(unsafe_code)] // allowed in `sys` alone
+#![deny(unsafe_code)] // allowed in `sys` and `nss` alone
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod app;
@@ -70,6 +70,7 @@ mod childenv;
 mod config;
 mod error;
 mod guard;
+pub mod nss;
 mod pump;
 mod resolve;
 mod safety;

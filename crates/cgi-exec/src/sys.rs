@@ -1,13 +1,11 @@
-//! The few system calls that neither std nor tokio offer: signalling a process group, seeing
-//! that a child exited without reaping it, and looking users and groups up through NSS.
+//! The few system calls that neither std nor tokio offer: signalling a process group, and seeing
+//! that a child exited without reaping it (user and group look-ups are in `nss`).
 //!
-//! This is the crate's only `unsafe` code. Each call is a plain libc function whose only
+//! This and `nss` are the crate's only `unsafe` code. Each call is a plain libc function whose only
 //! preconditions are valid pointers, which the safe wrappers here guarantee.
 #![allow(unsafe_code)] // reason: libc calls with no std equivalent; each block has a SAFETY note
 
-use std::ffi::CString;
 use std::io;
-use std::ptr;
 
 /// The signals the crate sends to a script's process group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,68 +69,6 @@ pub(crate) fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Largest buffer we offer getpwnam_r/getgrnam_r before giving up on ERANGE.
-const MAX_NSS_BUFFER: usize = 1 << 20;
-
-/// Looks user `name` up (files, LDAP, whatever NSS is configured with): `(uid, primary gid)`.
-pub(crate) fn user_by_name(name: &str) -> io::Result<Option<(u32, u32)>> {
-    let cname = CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
-    let mut buf = vec![0u8; 1024];
-    loop {
-        // SAFETY: passwd is a plain C struct; all-zero is a valid value (null pointers, zeros).
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut found: *mut libc::passwd = ptr::null_mut();
-        // SAFETY: every pointer is valid for the call: a NUL-terminated name, a writable struct,
-        // a writable buffer of exactly `buf.len()` bytes, and a writable result pointer.
-        let rc = unsafe {
-            libc::getpwnam_r(
-                cname.as_ptr(),
-                &mut pwd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut found,
-            )
-        };
-        if rc == libc::ERANGE && buf.len() < MAX_NSS_BUFFER {
-            buf.resize(buf.len() * 2, 0);
-            continue;
-        }
-        if rc != 0 {
-            return Err(io::Error::from_raw_os_error(rc));
-        }
-        return Ok((!found.is_null()).then_some((pwd.pw_uid, pwd.pw_gid)));
-    }
-}
-
-/// Looks group `name` up through NSS: its gid.
-pub(crate) fn group_by_name(name: &str) -> io::Result<Option<u32>> {
-    let cname = CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
-    let mut buf = vec![0u8; 1024];
-    loop {
-        // SAFETY: group is a plain C struct; all-zero is a valid value.
-        let mut grp: libc::group = unsafe { std::mem::zeroed() };
-        let mut found: *mut libc::group = ptr::null_mut();
-        // SAFETY: as in `user_by_name`: valid name, struct, buffer of `buf.len()` bytes, result.
-        let rc = unsafe {
-            libc::getgrnam_r(
-                cname.as_ptr(),
-                &mut grp,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut found,
-            )
-        };
-        if rc == libc::ERANGE && buf.len() < MAX_NSS_BUFFER {
-            buf.resize(buf.len() * 2, 0);
-            continue;
-        }
-        if rc != 0 {
-            return Err(io::Error::from_raw_os_error(rc));
-        }
-        return Ok((!found.is_null()).then_some(grp.gr_gid));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,15 +78,6 @@ mod tests {
         assert!(signal_group(0, Signal::Term).is_err());
         assert!(signal_group(1, Signal::Kill).is_err());
         assert!(signal_group(u32::MAX, Signal::Kill).is_err());
-    }
-
-    #[test]
-    fn looks_up_root() {
-        assert_eq!(user_by_name("root").unwrap(), Some((0, 0)));
-        assert_eq!(group_by_name("root").unwrap(), Some(0));
-        assert_eq!(user_by_name("no-such-user-gatehouse").unwrap(), None);
-        assert_eq!(group_by_name("no-such-group-gatehouse").unwrap(), None);
-        assert!(user_by_name("a\0b").is_err());
     }
 
     #[test]
