@@ -4,7 +4,7 @@
 # temp dir and stopped by its PID at the end.
 #
 # 1. heavy   A CPU-bound Flask route (fixtures/apps/heavy.py `/`: 300 rows through a Jinja
-#            template, ~5-6 ms of Python per request on this machine) behind one nginx (1
+#            template, ~6.5 ms of CPU per request on this machine) behind one nginx (1
 #            worker), wrk -t$WRK_THREADS -c$CONNECTIONS, rounds alternating (order rotated):
 #              gatehouse --workers 2   fastcgi_keep_conn on + upstream keepalive (keep_conn),
 #                                      and the same daemon with plain fastcgi_pass (plain)
@@ -18,14 +18,17 @@
 #            half-way through the run (`ss -tnp`), which show how the connections were spread.
 # 2. scaling --workers 2 against --workers 1 "without nginx/wrk competing for the cores": the
 #            daemon is driven directly over FastCGI (kept-alive connections) by gatehouse-bench
-#            at -c 2 and -c 4 (no nginx in the path, nginx idle). gatehouse-bench costs ~10-30 us
-#            of CPU per request, against ~5-6 ms of Python, so the load generator takes well
-#            under 1% of a core: the table shows its CPU share, and also the CPU the rest of the
-#            machine (other users' compiles) took during each run, from /proc/stat, so a ratio
+#            at -c 2 and -c 4 (no nginx in the path, nginx idle). gatehouse-bench costs ~0.1-0.2
+#            ms of CPU per request (it also compares each 91 KB body with the expected one),
+#            against ~6.5 ms of Python, so the load generator takes 1-4% of one core: the table
+#            shows its CPU share, and also the CPU the rest of the machine (other users'
+#            compiles and benchmarks) took during each run, from /proc/stat, so a ratio
 #            under 2 can be told apart from stolen cores. uWSGI 2x1 vs 1x1 driven the same way
 #            (one connection per request, as uWSGI closes anyway) is the control: what two
-#            processes can get out of this machine at that moment. Ratio = median of the paired
-#            per-round ratios (2 workers / 1 worker, same round). Target: >= 1.8x.
+#            processes can get out of this machine at that moment. gatehouse --workers 2 is also
+#            driven one connection per request (the kernel then picks a worker per request).
+#            Ratio = median of the paired per-round ratios (2 workers / 1 worker, same round).
+#            Target: >= 1.8x.
 # 3. reload  Zero-downtime reload under load: wrk for $RELOAD_SECONDS s while the master gets
 #            SIGHUP every $RELOAD_EVERY s, with a copy of fixtures/apps/hello.py in the temp dir
 #            rewritten before each SIGHUP so the answer changes ("Hello, generation G!").
@@ -58,18 +61,19 @@
 # Usage: benches/workers.sh        (as root: installs nginx, wrk, uwsgi, uwsgi-plugin-python3
 #                                    with apt and gunicorn, flask with pip when missing; builds
 #                                    gatehouse and gatehouse-bench --release)
-# Env:   ROUNDS=3 DURATION=10s WARMUP=2s CONNECTIONS=8 WRK_THREADS=1 DIRECT_CONNS="2 4"
+# Env:   ROUNDS=6 DURATION=6s WARMUP=1s CONNECTIONS=8 WRK_THREADS=1 DIRECT_CONNS="2 4"
 #        RELOAD_SECONDS=20 RELOAD_EVERY=3 RELOAD_CONNECTIONS=16 PARTS="heavy scaling reload memory"
 #        UWSGI_PYTHON=same|system GATEHOUSE=path BENCH=path (skip the build) KEEP_WORK=1
 # Before the master/worker model is in the binary (no --runtime-threads in --help), the rows
 # that need it are skipped with a note, and `--workers 1` is today's single process.
+# A whole run takes ~15 minutes (6 rounds).
 set -Eeuo pipefail
 
 cd "$(dirname "$0")/.."
 . benches/lib.sh
-ROUNDS=${ROUNDS:-3}
-DURATION=${DURATION:-10s}
-WARMUP=${WARMUP:-2s}
+ROUNDS=${ROUNDS:-6}
+DURATION=${DURATION:-6s}
+WARMUP=${WARMUP:-1s}
 CONNECTIONS=${CONNECTIONS:-8}
 WRK_THREADS=${WRK_THREADS:-1}
 DIRECT_CONNS=${DIRECT_CONNS:-"2 4"}
