@@ -69,9 +69,7 @@ pub struct Connection {
     /// (`gatehouse_channel_request::hold`): the hold deadlines are looked for only when there
     /// are some.
     holding: usize,
-    /// Whether a `FCGI_BEGIN_REQUEST` came on this connection yet.
-    begun: bool,
-    /// Shut down before its first request: until then that request is still taken
+    /// Shut down while idle: until then one more request is still taken
     /// ([`SHUTDOWN_FIRST_REQUEST_GRACE`]).
     first_request_grace: Option<Instant>,
 }
@@ -92,7 +90,6 @@ impl Connection {
             error: None,
             input_unread: false,
             holding: 0,
-            begun: false,
             first_request_grace: None,
         }
     }
@@ -223,14 +220,16 @@ impl Connection {
         }
     }
 
-    /// Graceful shutdown: no new request; the connection closes when its requests end. A
-    /// connection that has not sent its first request yet still gets that one, if it comes
-    /// within [`SHUTDOWN_FIRST_REQUEST_GRACE`] (its web server is sending it and would not
-    /// retry it), and closes after it.
+    /// Graceful shutdown: no new request; the connection closes when its requests end. An idle
+    /// connection (a new one, or a kept-alive one between requests) still gets one more
+    /// request if it comes within [`SHUTDOWN_FIRST_REQUEST_GRACE`], and closes after answering
+    /// it: its web server may be sending it already, and a request written into a connection we
+    /// close is lost (nginx does not retry a fresh connection, nor a POST); closed after a
+    /// response, nginx sees the end of the connection with the response and does not reuse it.
     pub fn handle_shutdown(&mut self, now: Instant) {
         if self.state == State::Open {
             self.state = State::Draining;
-            if !self.begun {
+            if self.requests.is_empty() {
                 self.first_request_grace = Some(now + SHUTDOWN_FIRST_REQUEST_GRACE);
             }
         }
@@ -380,9 +379,8 @@ impl Connection {
         if self.requests.contains_key(&id) {
             return Err(ProtocolError::DuplicateBeginRequest(id).into());
         }
-        // The first request of a connection shut down before it came is still taken.
-        let first = !self.begun && self.first_request_grace.take().is_some();
-        self.begun = true;
+        // The one request an idle connection still takes after a shutdown (see handle_shutdown).
+        let first = self.first_request_grace.take().is_some();
         let info = RequestInfo::new(Protocol::FastCgi, self.peer.clone());
         let keep_conn = body.keep_conn();
         if body.role != Role::Responder {

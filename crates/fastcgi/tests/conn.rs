@@ -416,6 +416,36 @@ fn shutdown_before_the_first_request_still_takes_it() {
 }
 
 #[test]
+fn shutdown_of_an_idle_kept_alive_connection_still_takes_one_request() {
+    let srv = server(Config::default());
+    let now = Instant::now();
+    let mut conn = Connection::new(&srv, Peer::Stdio, now);
+    // One request answered on a kept-alive connection (FCGI_KEEP_CONN): then it is idle.
+    feed(&mut conn, now, request(1, true, &[], b""));
+    let tag = dispatched(events(&mut conn)).info.id;
+    let mut rx = respond(tag);
+    while let Ok(d) = rx.try_recv() {
+        conn.handle_delivery(now, d);
+    }
+    events(&mut conn);
+    written(&mut conn);
+    // Shut down between requests: nginx may be writing the next one into it right now.
+    conn.handle_shutdown(now);
+    assert!(events(&mut conn).is_empty(), "no close yet");
+    feed(&mut conn, now, request(1, true, &[], b""));
+    let tag = dispatched(events(&mut conn)).info.id;
+    let mut rx = respond(tag);
+    while let Ok(d) = rx.try_recv() {
+        conn.handle_delivery(now, d);
+    }
+    let evs = events(&mut conn);
+    assert!(
+        matches!(evs[..], [Event::Ended { .. }, Event::Close { .. }]),
+        "answered, then closed: {evs:?}"
+    );
+}
+
+#[test]
 fn shutdown_closes_a_connection_that_sends_nothing_after_the_grace() {
     let srv = server(Config::default());
     let now = Instant::now();

@@ -63,9 +63,9 @@ impl ConnShared {
         self.lock().poll_timeout()
     }
 
-    /// Whether a request was ever started on this connection.
-    pub(crate) fn started_any(&self) -> bool {
-        self.lock().started()
+    /// How many requests were started on this connection, and how many are in progress.
+    pub(crate) fn requests(&self) -> (u64, usize) {
+        self.lock().requests()
     }
 
     /// What expired at the current time, if anything.

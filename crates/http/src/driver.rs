@@ -115,12 +115,15 @@ where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let mut draining = false;
-    // Shut down before its first request: that request is still taken until then.
-    let mut first_request_grace: Option<tokio::time::Instant> = None;
+    // Shut down while idle (a new connection, or a kept-alive one between requests): one more
+    // request is still taken until then, answered with `Connection: close`. Closing at once
+    // would lose a request the client is sending (hyper's graceful shutdown closes an idle
+    // connection, one before its first request included).
+    let mut idle_grace: Option<(tokio::time::Instant, u64)> = None;
     loop {
         let mut graceful = false;
         let deadline = shared.next_deadline().map(tokio::time::Instant::from_std);
-        let deadline = match (deadline, first_request_grace) {
+        let deadline = match (deadline, idle_grace.map(|g| g.0)) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -129,14 +132,12 @@ where
             () = shared.kill.cancelled() => return Outcome::Killed,
             () = shutdown.cancelled(), if !draining => {
                 draining = true;
-                if shared.started_any() {
-                    graceful = true;
-                } else {
-                    // hyper's graceful shutdown would close the connection before its first
-                    // request, which its client is sending: give it a moment.
-                    first_request_grace = Some(
-                        tokio::time::Instant::now() + SHUTDOWN_FIRST_REQUEST_GRACE,
-                    );
+                match shared.requests() {
+                    (_, 0) if !shared.is_closing() => {
+                        let until = tokio::time::Instant::now() + SHUTDOWN_FIRST_REQUEST_GRACE;
+                        idle_grace = Some((until, shared.requests().0));
+                    }
+                    _ => graceful = true,
                 }
             }
             () = shared.woken() => graceful = shared.take_close_request(),
@@ -146,10 +147,11 @@ where
                 }
             }
         }
-        let grace_over = first_request_grace
-            .is_some_and(|g| shared.started_any() || tokio::time::Instant::now() >= g);
+        let grace_over = idle_grace.is_some_and(|(until, started)| {
+            shared.requests().0 > started || tokio::time::Instant::now() >= until
+        });
         if grace_over {
-            first_request_grace = None;
+            idle_grace = None;
             graceful = true;
         }
         if graceful {

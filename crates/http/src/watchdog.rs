@@ -47,8 +47,8 @@ pub(crate) struct Timeouts {
     phase: Phase,
     in_flight: usize,
     write_blocked_since: Option<Instant>,
-    /// Whether a request head was ever complete on this connection.
-    started: bool,
+    /// Request heads completed on this connection.
+    started: u64,
 }
 
 impl Timeouts {
@@ -60,7 +60,7 @@ impl Timeouts {
             phase: Phase::Idle { since: now },
             in_flight: 0,
             write_blocked_since: None,
-            started: false,
+            started: 0,
         }
     }
 
@@ -76,14 +76,14 @@ impl Timeouts {
     /// A request head is complete and its answer is being made.
     pub(crate) fn handle_request_start(&mut self) -> bool {
         self.in_flight += 1;
-        self.started = true;
+        self.started += 1;
         self.phase = Phase::Busy;
         true
     }
 
-    /// Whether a request was ever started on this connection.
-    pub(crate) fn started(&self) -> bool {
-        self.started
+    /// How many requests were started on this connection, and how many are in progress.
+    pub(crate) fn requests(&self) -> (u64, usize) {
+        (self.started, self.in_flight)
     }
 
     /// A request's response is done (or abandoned).
