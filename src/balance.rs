@@ -120,20 +120,15 @@ impl Balancer {
         }
     }
 
-    /// A connection was accepted.
+    /// A connection was accepted (published with the next [`Self::wait_turn`]: one write per
+    /// connection, not two).
     pub(crate) fn opened(&self) {
-        let n = self.open.fetch_add(1, Ordering::AcqRel) + 1;
-        if !self.draining.load(Ordering::Acquire) {
-            self.publish(n);
-        }
+        self.open.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// A connection closed.
+    /// A connection closed (published with the next [`Self::wait_turn`]).
     pub(crate) fn closed(&self) {
-        let n = self.open.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
-        if !self.draining.load(Ordering::Acquire) {
-            self.publish(n);
-        }
+        self.open.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// No more accepting: the others stop waiting for this worker.
@@ -145,7 +140,12 @@ impl Balancer {
 
     /// Waits while another accepting worker has fewer connections open than this one (at most
     /// [`MAX_TURN_WAITS`] × [`TURN_WAIT`]), so that one takes the next connection.
+    /// Publishes this worker's count first: the others see it as of its last look.
     pub(crate) fn wait_turn(&self) {
+        if self.draining.load(Ordering::Acquire) {
+            return;
+        }
+        self.publish(self.open.load(Ordering::Acquire));
         for _ in 0..MAX_TURN_WAITS {
             let Ok(cells) = self.table.read() else {
                 return;
@@ -158,12 +158,14 @@ impl Balancer {
     }
 }
 
-/// Whether some accepting worker other than `index` has fewer than `mine` connections open.
+/// Whether some accepting worker other than `index` has at least two connections fewer open
+/// than `mine` (one apart is as even as an odd count allows, and connections that come and go
+/// one per request keep the counts one apart all the time).
 fn behind_another(cells: &[u64], index: usize, mine: u64) -> bool {
     cells
         .iter()
         .enumerate()
-        .any(|(i, &n)| i != index && n != NOT_ACCEPTING && n < mine)
+        .any(|(i, &n)| i != index && n != NOT_ACCEPTING && n.saturating_add(1) < mine)
 }
 
 #[cfg(test)]
@@ -196,10 +198,19 @@ mod tests {
         a.opened();
         a.opened();
         b.opened();
+        assert_eq!(
+            master.read().unwrap(),
+            [0, NOT_ACCEPTING, 0],
+            "not yet published"
+        );
+        a.wait_turn();
+        b.wait_turn();
         assert_eq!(master.read().unwrap(), [2, NOT_ACCEPTING, 1]);
         a.closed();
+        a.wait_turn();
         b.drain();
         b.opened();
+        b.wait_turn();
         assert_eq!(master.read().unwrap(), [1, NOT_ACCEPTING, NOT_ACCEPTING]);
         assert_eq!(master.cells(), 3);
         assert!(master.set(3, 0).is_err());

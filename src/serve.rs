@@ -246,15 +246,7 @@ fn accept_blocking(
         if let Some(b) = balance {
             b.wait_turn();
         }
-        let accepted = match listener {
-            StdListener::Tcp(l) => l.accept().map(|(s, a)| (StdConn::Tcp(s), Peer::Tcp(a))),
-            StdListener::Unix(l, _) => l.accept().map(|(s, a)| {
-                (
-                    StdConn::Unix(s),
-                    Peer::Unix(a.as_pathname().map(Into::into)),
-                )
-            }),
-        };
+        let accepted = accept_shared(listener);
         let (conn, peer) = match accepted {
             Ok(c) => {
                 pause = Duration::from_millis(10);
@@ -285,10 +277,6 @@ fn accept_blocking(
             continue;
         }
         tracing::debug!(%peer, listener = %ctx.name, "accepted a connection");
-        if let Err(e) = conn.set_nonblocking() {
-            tracing::debug!(%peer, error = %e, "cannot make an accepted connection non-blocking");
-            continue;
-        }
         let frontends = ctx.frontends.clone();
         let shutdown = ctx.shutdown.clone();
         let kind = ctx.kind;
@@ -326,21 +314,33 @@ impl Drop for Counted {
     }
 }
 
-/// A connection accepted by a blocking `accept(2)`, before the runtime takes it.
+/// A connection accepted from a shared listener, before the runtime takes it.
 enum StdConn {
     Tcp(std::net::TcpStream),
     Unix(std::os::unix::net::UnixStream),
 }
 
-impl StdConn {
-    /// Accepted sockets do not inherit the listener's (blocking) mode.
-    fn set_nonblocking(&self) -> io::Result<()> {
-        match self {
-            Self::Tcp(s) => s.set_nonblocking(true),
-            Self::Unix(s) => s.set_nonblocking(true),
-        }
-    }
+/// One connection from a shared (blocking) listener, accepted non-blocking.
+fn accept_shared(listener: &StdListener) -> io::Result<(StdConn, Peer)> {
+    use std::os::fd::AsFd;
 
+    Ok(match listener {
+        StdListener::Tcp(l) => {
+            let (fd, addr) = crate::sys::accept_nonblocking(l.as_fd())?;
+            let addr = addr
+                .as_socket()
+                .ok_or_else(|| io::Error::other("a TCP peer without an IP address"))?;
+            (StdConn::Tcp(fd.into()), Peer::Tcp(addr))
+        }
+        StdListener::Unix(l, _) => {
+            let (fd, addr) = crate::sys::accept_nonblocking(l.as_fd())?;
+            let path = addr.as_pathname().map(Into::into);
+            (StdConn::Unix(fd.into()), Peer::Unix(path))
+        }
+    })
+}
+
+impl StdConn {
     /// Registers the socket with the runtime; must run on it.
     fn into_tokio(self) -> io::Result<Conn> {
         Ok(match self {

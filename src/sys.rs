@@ -6,7 +6,7 @@
 //! Each function is one plain libc call on integers or on memory owned by the function.
 #![allow(
     unsafe_code,
-    reason = "setgroups/setgid/setuid, getres[ug]id, getgroups, clock_gettime and kill have no std equivalent"
+    reason = "setgroups/setgid/setuid, getres[ug]id, getgroups, clock_gettime, kill and accept4 have no std equivalent"
 )]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -119,6 +119,33 @@ pub(crate) fn kill(pid: u32, sig: libc::c_int) -> io::Result<()> {
     // SAFETY: kill(2) takes two integers and touches no memory of ours; `pid` is a single
     // process (> 1, checked above).
     check(unsafe { libc::kill(pid, sig) })
+}
+
+/// `accept4(2)` on `listener` with `SOCK_NONBLOCK | SOCK_CLOEXEC`: the accepted connection,
+/// ready for the runtime and kept from child processes, and its peer's address, in one system
+/// call (std's accept would need a second one to make the socket non-blocking).
+pub(crate) fn accept_nonblocking(
+    listener: std::os::fd::BorrowedFd<'_>,
+) -> io::Result<(std::os::fd::OwnedFd, socket2::SockAddr)> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+
+    let raw = listener.as_raw_fd();
+    let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    // SAFETY: `try_init` hands us a zeroed address buffer and its length, both valid for the
+    // call, which is what accept4(2) writes the peer's address into; `raw` is a descriptor the
+    // borrow keeps open.
+    let (fd, addr) = unsafe {
+        socket2::SockAddr::try_init(|storage, len| {
+            let fd = libc::accept4(raw, storage.cast(), len, flags);
+            if fd < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(fd)
+            }
+        })
+    }?;
+    // SAFETY: accept4 returned a new descriptor that nothing else owns.
+    Ok((unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }, addr))
 }
 
 #[cfg(test)]
