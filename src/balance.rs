@@ -160,12 +160,12 @@ impl Balancer {
 
 /// Whether some accepting worker other than `index` has at least two connections fewer open
 /// than `mine` (one apart is as even as an odd count allows, and connections that come and go
-/// one per request keep the counts one apart all the time).
+/// one per request keep the counts one apart all the time), or has none while this one has
+/// some (two kept-alive connections must not both land on one worker).
 fn behind_another(cells: &[u64], index: usize, mine: u64) -> bool {
-    cells
-        .iter()
-        .enumerate()
-        .any(|(i, &n)| i != index && n != NOT_ACCEPTING && n.saturating_add(1) < mine)
+    cells.iter().enumerate().any(|(i, &n)| {
+        i != index && n != NOT_ACCEPTING && (n.saturating_add(1) < mine || (n == 0 && mine > 0))
+    })
 }
 
 #[cfg(test)]
