@@ -26,8 +26,8 @@ use std::time::Duration;
 pub(crate) const NOT_ACCEPTING: u64 = u64::MAX;
 /// How long a worker with more connections than another waits before it looks again.
 pub(crate) const TURN_WAIT: Duration = Duration::from_micros(200);
-/// How many times it waits before it accepts anyway (the other may be stuck: 2 ms in all).
-pub(crate) const MAX_TURN_WAITS: u32 = 10;
+/// How many times it waits before it accepts anyway (the other may be stuck: 5 ms in all).
+pub(crate) const MAX_TURN_WAITS: u32 = 25;
 
 /// The table of open connections, one cell per worker.
 #[derive(Debug)]
@@ -120,15 +120,19 @@ impl Balancer {
         }
     }
 
-    /// A connection was accepted (published with the next [`Self::wait_turn`]: one write per
-    /// connection, not two).
+    /// A connection was accepted (published by the next [`Self::wait_turn`], which the acceptor
+    /// calls at once).
     pub(crate) fn opened(&self) {
         self.open.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// A connection closed (published with the next [`Self::wait_turn`]).
+    /// A connection closed: published at once (an acceptor blocked in `accept(2)` would leave
+    /// the others looking at its old count).
     pub(crate) fn closed(&self) {
-        self.open.fetch_sub(1, Ordering::AcqRel);
+        let n = self.open.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
+        if !self.draining.load(Ordering::Acquire) {
+            self.publish(n);
+        }
     }
 
     /// No more accepting: the others stop waiting for this worker.
@@ -207,7 +211,11 @@ mod tests {
         b.wait_turn();
         assert_eq!(master.read().unwrap(), [2, NOT_ACCEPTING, 1]);
         a.closed();
-        a.wait_turn();
+        assert_eq!(
+            master.read().unwrap(),
+            [1, NOT_ACCEPTING, 1],
+            "a close is published"
+        );
         b.drain();
         b.opened();
         b.wait_turn();

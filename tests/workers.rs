@@ -114,15 +114,19 @@ fn slot_of(d: &Daemon, pid: u32) -> u16 {
 }
 
 /// Connections opened all at once, as nginx fills its upstream keepalive pool, are spread over
-/// the workers (before the connection table, the worker that accepted the first one took
-/// nearly all: 8/0 and 7/1 were the common splits).
+/// the workers. Before the connection table, the worker that accepted the first one took nearly
+/// all (8/0 and 7/1 were the common splits: the other worker got ~5 % of them). The spreading
+/// is bounded in time (a worker waits at most 5 ms for another), so on a loaded machine a burst
+/// can still land on one worker: the test asks for the less used worker to get at least one in
+/// eight of the 40 connections of five bursts.
 #[test]
-fn a_burst_of_kept_alive_connections_is_spread_over_the_workers() {
+fn bursts_of_kept_alive_connections_are_spread_over_the_workers() {
     use std::io::{Read, Write};
 
     let (mut d, addr, first) = two_workers(&pid_app(), &[]);
     let mut splits = Vec::new();
-    for _ in 0..3 {
+    let mut total = std::collections::BTreeMap::<u32, usize>::new();
+    for _ in 0..5 {
         let mut conns: Vec<std::net::TcpStream> = (0..8)
             .map(|_| std::net::TcpStream::connect(&addr).expect("connect"))
             .collect();
@@ -140,13 +144,18 @@ fn a_burst_of_kept_alive_connections_is_spread_over_the_workers() {
                 .unwrap_or_else(|| panic!("no pid in {text:?}"));
             assert!(first.contains(&pid), "{pid} is not a worker");
             *count.entry(pid).or_default() += 1;
+            *total.entry(pid).or_default() += 1;
         }
         splits.push(count.values().copied().collect::<Vec<_>>());
     }
-    eprintln!("connections per worker, three bursts of 8: {splits:?}");
+    eprintln!("connections per worker, five bursts of 8: {splits:?}");
+    let fewest = first
+        .iter()
+        .map(|p| total.get(p).copied().unwrap_or(0))
+        .min();
     assert!(
-        splits.iter().all(|s| s.len() == 2),
-        "every burst reached both workers: {splits:?}"
+        fewest >= Some(5),
+        "the less used worker got {fewest:?} of 40 connections: {splits:?}"
     );
     assert_eq!(d.stop().code(), Some(0));
 }
