@@ -211,6 +211,12 @@ async fn serve_until_signal(
             let other = |sig| {
                 let what = match sig {
                     Received::Upgrade => "upgrading the binary",
+                    Received::Reopen => {
+                        tracing::info!(
+                            "received {sig}: logs go to stderr, nothing to reopen; ignored"
+                        );
+                        return;
+                    }
                     _ => "reloading",
                 };
                 tracing::warn!("received {sig}: {what} needs a master process (--workers N or --master); ignored");

@@ -2,9 +2,10 @@
 //!
 //! | signal           | meaning                                                                 |
 //! |------------------|-------------------------------------------------------------------------|
-//! | SIGTERM, SIGINT  | stop accepting, let requests in flight finish (at most `--drain-timeout`), exit 0 |
+//! | SIGTERM, SIGINT, SIGQUIT | stop accepting, let requests in flight finish (at most `--drain-timeout`), exit 0 |
 //! | the same, again  | exit at once, status 128 + the signal number (143 for SIGTERM, 130 for SIGINT) |
 //! | SIGUSR2          | a master starts a new master from the binary on disk, handing it the listeners; others log and ignore it |
+//! | SIGUSR1          | logged and ignored (logs go to stderr: nothing to reopen) |
 //! | SIGHUP           | a master reloads its workers (`crate::master`); one process logs it and goes on; a worker ignores it (its master reloads) |
 //!
 //! Other signals keep their default meaning (SIGPIPE is ignored by the Rust runtime: a peer
@@ -22,15 +23,23 @@ pub(crate) enum Stop {
     Term,
     /// SIGINT: Ctrl-C in a terminal.
     Int,
+    /// SIGQUIT: nginx's graceful stop (`nginx -s quit`), the same here.
+    Quit,
 }
 
 impl Stop {
     /// The exit status when this signal comes a second time: 128 + its number, as shells report
     /// a process killed by it.
     pub(crate) fn immediate_exit_status(self) -> i32 {
-        128 + match self {
+        128 + self.raw()
+    }
+
+    /// The signal's number.
+    pub(crate) fn raw(self) -> i32 {
+        match self {
             Self::Term => libc::SIGTERM,
             Self::Int => libc::SIGINT,
+            Self::Quit => libc::SIGQUIT,
         }
     }
 }
@@ -41,6 +50,7 @@ impl fmt::Display for Received {
             Self::Stop(stop) => stop.fmt(f),
             Self::Hangup => f.write_str("SIGHUP"),
             Self::Upgrade => f.write_str("SIGUSR2"),
+            Self::Reopen => f.write_str("SIGUSR1"),
         }
     }
 }
@@ -50,6 +60,7 @@ impl fmt::Display for Stop {
         f.write_str(match self {
             Self::Term => "SIGTERM",
             Self::Int => "SIGINT",
+            Self::Quit => "SIGQUIT",
         })
     }
 }
@@ -63,6 +74,9 @@ pub(crate) enum Received {
     Hangup,
     /// SIGUSR2: upgrade the binary.
     Upgrade,
+    /// SIGUSR1: nginx's "reopen the log files"; there is no log file to reopen yet (logs go
+    /// to stderr), so it is logged and ignored rather than left to kill the process.
+    Reopen,
 }
 
 /// The installed handlers. From installation on, SIGTERM, SIGINT and SIGHUP no longer kill the
@@ -71,7 +85,9 @@ pub(crate) enum Received {
 pub(crate) struct Signals {
     term: Signal,
     int: Signal,
+    quit: Signal,
     hup: Signal,
+    usr1: Signal,
     usr2: Signal,
 }
 
@@ -81,7 +97,9 @@ impl Signals {
         Ok(Self {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
+            quit: signal(SignalKind::quit())?,
             hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
             usr2: signal(SignalKind::user_defined2())?,
         })
     }
@@ -94,7 +112,9 @@ impl Signals {
         tokio::select! {
             _ = self.term.recv() => Received::Stop(Stop::Term),
             _ = self.int.recv() => Received::Stop(Stop::Int),
+            _ = self.quit.recv() => Received::Stop(Stop::Quit),
             _ = self.hup.recv() => Received::Hangup,
+            _ = self.usr1.recv() => Received::Reopen,
             _ = self.usr2.recv() => Received::Upgrade,
         }
     }
@@ -122,5 +142,6 @@ mod tests {
         assert_eq!(Stop::Term.immediate_exit_status(), 143);
         assert_eq!(Stop::Int.immediate_exit_status(), 130);
         assert_eq!(Stop::Term.to_string(), "SIGTERM");
+        assert_eq!(Stop::Quit.immediate_exit_status(), 131);
     }
 }

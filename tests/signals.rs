@@ -129,3 +129,17 @@ fn idle_kept_alive_connections_do_not_hold_up_shutdown() {
     assert_eq!(d.wait_exit().code(), Some(0));
     d.wait_log("all connections finished");
 }
+
+#[test]
+fn sigusr1_is_ignored_and_sigquit_stops_gracefully() {
+    let mut d = Daemon::fastcgi_tcp("hello", &[]);
+    d.signal(libc::SIGUSR1);
+    d.wait_log("received SIGUSR1: logs go to stderr, nothing to reopen; ignored");
+    assert!(d.is_running(), "SIGUSR1 must not end the daemon");
+    let addr = d.addr();
+    assert!(Client::try_connect(&addr).is_ok(), "still serving");
+    // nginx's graceful stop (`nginx -s quit`): the same drain as SIGTERM, exit 0.
+    d.signal(libc::SIGQUIT);
+    d.wait_log("received SIGQUIT: stopped accepting");
+    assert_eq!(d.wait_exit().code(), Some(0));
+}

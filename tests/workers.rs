@@ -383,6 +383,23 @@ fn a_second_sigterm_stops_master_and_workers_at_once() {
 }
 
 #[test]
+fn the_master_ignores_sigusr1_and_stops_gracefully_on_sigquit() {
+    let (mut d, addr, first) = two_workers(&pid_app(), &[]);
+    d.signal(libc::SIGUSR1);
+    d.wait_log("received SIGUSR1: logs go to stderr, nothing to reopen; ignored");
+    assert!(
+        first.contains(&http_pid(&addr)),
+        "still served by the same workers"
+    );
+    d.signal(libc::SIGQUIT);
+    d.wait_log("received SIGQUIT: stopping 2 worker(s)");
+    assert_eq!(d.wait_exit().code(), Some(0));
+    for pid in &first {
+        d.wait_log(&format!("(pid {pid}, generation 1) exited with status 0"));
+    }
+}
+
+#[test]
 fn the_master_removes_its_unix_socket_file_when_it_exits() {
     let dir = tempfile::tempdir().expect("temp dir");
     let sock = dir.path().join("gh.sock");

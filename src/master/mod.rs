@@ -679,10 +679,7 @@ impl<'a> Master<'a> {
         match sig {
             Received::Stop(stop) if self.stopping.is_some() => {
                 tracing::warn!("received {stop} again: stopping the workers at once and exiting");
-                let raw = match stop {
-                    Stop::Term => libc::SIGTERM,
-                    Stop::Int => libc::SIGINT,
-                };
+                let raw = stop.raw();
                 for pid in self.workers.keys() {
                     let _ = sys::kill(*pid, raw);
                 }
@@ -697,6 +694,9 @@ impl<'a> Master<'a> {
                 self.shutdown(stop);
             }
             Received::Upgrade => self.upgrade_binary(),
+            Received::Reopen => {
+                tracing::info!("received SIGUSR1: logs go to stderr, nothing to reopen; ignored");
+            }
             Received::Hangup if self.stopping.is_some() => {
                 tracing::info!("received SIGHUP while stopping; ignored");
             }
