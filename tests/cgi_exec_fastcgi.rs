@@ -138,3 +138,47 @@ fn statuses_redirects_and_refusals() {
         assert_eq!(resp.status, want, "{target}: {}", resp.text());
     }
 }
+
+/// FastCGI params a front server may send that would make the script's loader, shell or
+/// interpreter run other code (`LD_PRELOAD`, `BASH_ENV`, `PYTHONPATH`, ...) never reach the
+/// script; ordinary server variables (`GIT_PROJECT_ROOT`, `HTTPS`, `REMOTE_USER`) do.
+#[test]
+fn dangerous_params_from_the_front_server_do_not_reach_scripts() {
+    let tree = cgi_tree();
+    let app = format!("cgi:{}", tree.cgi_bin.display());
+    let d = Daemon::fastcgi_tcp(&app, &["--log-level", "debug"]);
+    let mut c = support::fcgi::Client::connect(&d.addr());
+    let params: Vec<(String, String)> = [
+        ("REQUEST_METHOD", "GET"),
+        ("SCRIPT_NAME", "/env.sh"),
+        ("LD_PRELOAD", "/tmp/evil.so"),
+        ("BASH_ENV", "/tmp/evil.sh"),
+        ("ENV", "/tmp/evil.sh"),
+        ("IFS", "x"),
+        ("PYTHONPATH", "/tmp/evil"),
+        ("PERL5OPT", "-Mevil"),
+        ("GIT_PROJECT_ROOT", "/srv/git"),
+        ("HTTPS", "on"),
+        ("REMOTE_USER", "ada"),
+    ]
+    .iter()
+    .map(|(n, v)| (n.to_string(), v.to_string()))
+    .collect();
+    c.send(&support::fcgi::request(1, 0, &params, b""));
+    let answer = c.answer(1);
+    let text = answer.cgi().text();
+    for bad in [
+        "LD_PRELOAD=",
+        "BASH_ENV=",
+        "\nENV=",
+        "IFS=x",
+        "PYTHONPATH=",
+        "PERL5OPT=",
+    ] {
+        assert!(!text.contains(bad), "{bad} reached the script:\n{text}");
+    }
+    for good in ["GIT_PROJECT_ROOT=/srv/git", "HTTPS=on", "REMOTE_USER=ada"] {
+        assert!(text.contains(good), "{good} is missing:\n{text}");
+    }
+    d.wait_log("request variables that could make the script run other code were not passed");
+}

@@ -195,8 +195,17 @@ impl CgiApp {
             stderr,
             program,
             dropped,
+            refused,
         } = started?;
         *script = Some(program.clone());
+        if !refused.is_empty() {
+            let names: Vec<String> = refused
+                .iter()
+                .map(|n| n.escape_ascii().to_string())
+                .collect();
+            tracing::debug!(peer = %info.peer, request_id = info.id, script = %program.display(),
+                refused = ?names, "request variables that could make the script run other code were not passed");
+        }
         if !dropped.is_empty() {
             let names: Vec<String> = dropped
                 .iter()

@@ -5,8 +5,12 @@
 //! 1. the request's meta-variables as the front end gave them (RFC 3875 section 4.1, the
 //!    `HTTP_*` headers of section 4.1.18, and whatever the front server adds with `fastcgi_param`,
 //!    such as `GIT_PROJECT_ROOT`), except `HTTP_PROXY` (httpoxy: a client's `Proxy:` header must
-//!    never look like proxy configuration), `LD_*` (loader injection), an empty `CONTENT_LENGTH` or
-//!    `CONTENT_TYPE` (section 4.1.2: only set with a body), and the variables computed below;
+//!    never look like proxy configuration), the variables that make a loader, a shell or an
+//!    interpreter run code of someone else's choosing ([`is_dangerous`]: `LD_*`, `BASH_ENV`,
+//!    `ENV`, `IFS`, `PYTHON*`, `PERL5*`, `RUBY*`, ...; a misconfigured or exposed front server
+//!    could send them as FastCGI/SCGI params, as suEXEC's safe list guards against; refused and
+//!    logged at debug), an empty `CONTENT_LENGTH` or `CONTENT_TYPE` (section 4.1.2: only set with
+//!    a body), and the variables computed below;
 //! 2. the fixed `PATH`;
 //! 3. the daemon variables the operator listed (`pass_env`), read once at start-up;
 //! 4. the computed ones: `SCRIPT_NAME`, `PATH_INFO` and `PATH_TRANSLATED` (only with path info,
@@ -76,6 +80,8 @@ pub(crate) struct ChildEnv<'a> {
     pub(crate) vars: Vec<Var<'a>>,
     /// Names of request variables dropped because the C environment cannot carry them.
     pub(crate) dropped: Vec<Bytes>,
+    /// Names of request variables refused as dangerous ([`is_dangerous`]).
+    pub(crate) refused: Vec<Bytes>,
 }
 
 /// Builds the environment for one run of a script.
@@ -88,9 +94,14 @@ pub(crate) fn build<'a>(
     let mut out = ChildEnv {
         vars: Vec::with_capacity(req.len() + daemon.len() + 8),
         dropped: Vec::new(),
+        refused: Vec::new(),
     };
     for (name, value) in req.iter() {
         if !passes(name, value) {
+            continue;
+        }
+        if is_dangerous(name) {
+            out.refused.push(name.clone());
             continue;
         }
         if !is_env_name(name) || value.contains(&0) {
@@ -109,9 +120,55 @@ pub(crate) fn build<'a>(
     out
 }
 
+/// Variables that make the dynamic loader, a shell or a script interpreter load or run code
+/// or change how they parse (exact names).
+const DANGEROUS: &[&str] = &[
+    "BASH_ENV",
+    "ENV",
+    "IFS",
+    "CDPATH",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "PS4",
+    "GLOBIGNORE",
+    "GCONV_PATH",
+    "LOCPATH",
+    "NLSPATH",
+    "HOSTALIASES",
+    "RESOLV_HOST_CONF",
+    "PERLLIB",
+    "RUBYLIB",
+    "RUBYOPT",
+    "NODE_OPTIONS",
+    "NODE_PATH",
+    "JAVA_TOOL_OPTIONS",
+    "GIT_CONFIG_PARAMETERS",
+];
+
+/// The same, by prefix.
+const DANGEROUS_PREFIXES: &[&str] = &[
+    "LD_",
+    "BASH_FUNC_",
+    "PYTHON",
+    "PERL5",
+    "RUBY",
+    "MALLOC_",
+    "GLIBC_TUNABLES",
+];
+
+/// Whether a request variable may make the script's loader, shell or interpreter run code of
+/// the sender's choosing (`LD_PRELOAD`, `BASH_ENV`, `PYTHONSTARTUP`, `PERL5OPT`, ...). `HTTP_*`
+/// names (headers) never are: a client cannot send these, only a front server.
+pub(crate) fn is_dangerous(name: &[u8]) -> bool {
+    DANGEROUS.iter().any(|d| d.as_bytes() == name)
+        || DANGEROUS_PREFIXES
+            .iter()
+            .any(|p| name.starts_with(p.as_bytes()))
+}
+
 /// Whether a request variable is passed through (before the well-formedness check).
 fn passes(name: &[u8], value: &[u8]) -> bool {
-    if name == b"HTTP_PROXY" || name.starts_with(b"LD_") {
+    if name == b"HTTP_PROXY" {
         return false;
     }
     if value.is_empty() && (name == CONTENT_LENGTH.as_bytes() || name == CONTENT_TYPE.as_bytes()) {
@@ -230,6 +287,7 @@ mod tests {
         assert_eq!(m["QUERY_STRING"], "");
         assert_eq!(m["GIT_PROJECT_ROOT"], "/srv/git");
         assert_eq!(m["HTTP_USER_AGENT"], "t");
+        assert_eq!(c.refused, [Bytes::from_static(b"LD_PRELOAD")]);
         assert_eq!(
             c.vars
                 .iter()
@@ -237,6 +295,52 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn refuses_loader_shell_and_interpreter_variables() {
+        let names = [
+            "LD_PRELOAD",
+            "LD_LIBRARY_PATH",
+            "BASH_ENV",
+            "ENV",
+            "IFS",
+            "PYTHONPATH",
+            "PYTHONSTARTUP",
+            "PERL5OPT",
+            "PERL5LIB",
+            "RUBYOPT",
+            "BASH_FUNC_x%%",
+            "GLIBC_TUNABLES",
+            "NODE_OPTIONS",
+        ];
+        let mut pairs: Vec<(&'static str, &'static str)> =
+            names.iter().map(|n| (*n, "x")).collect();
+        pairs.extend([
+            ("GIT_PROJECT_ROOT", "/srv/git"),
+            ("GIT_HTTP_EXPORT_ALL", "1"),
+            ("HTTPS", "on"),
+            ("SSL_CLIENT_S_DN", "CN=a"),
+            ("REMOTE_USER", "ada"),
+            ("HTTP_ENV", "a header is fine"),
+        ]);
+        let req = env(&pairs);
+        let c = build(&req, script(), OsStr::new("/usr/bin:/bin"), &[]);
+        let m = last_wins(&c);
+        for n in names {
+            assert!(!m.contains_key(n), "{n} must not reach the script");
+        }
+        assert_eq!(c.refused.len(), names.len());
+        for kept in [
+            "GIT_PROJECT_ROOT",
+            "GIT_HTTP_EXPORT_ALL",
+            "HTTPS",
+            "SSL_CLIENT_S_DN",
+            "REMOTE_USER",
+            "HTTP_ENV",
+        ] {
+            assert!(m.contains_key(kept), "{kept} is passed");
+        }
     }
 
     #[test]

@@ -136,6 +136,8 @@ pub(crate) struct Started {
     pub(crate) program: Arc<Path>,
     /// Request variables the environment could not carry.
     pub(crate) dropped: Vec<Bytes>,
+    /// Request variables refused as dangerous (`childenv::is_dangerous`).
+    pub(crate) refused: Vec<Bytes>,
 }
 
 impl Spawner {
@@ -155,8 +157,11 @@ impl Spawner {
             script_name: &script_name,
             path_info: &path_info,
         };
-        let childenv::ChildEnv { vars, dropped } =
-            childenv::build(env, vars, &self.path_env, &self.daemon_env);
+        let childenv::ChildEnv {
+            vars,
+            dropped,
+            refused,
+        } = childenv::build(env, vars, &self.path_env, &self.daemon_env);
         let mut cmd = self.launch.command(&program);
         cmd.env_clear()
             .envs(vars.iter().map(|(n, v)| (n, v)))
@@ -188,6 +193,7 @@ impl Spawner {
             stderr,
             program: Arc::from(program),
             dropped,
+            refused,
         })
     }
 
