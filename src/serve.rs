@@ -213,11 +213,9 @@ async fn accept_loop(listener: Listener, ctx: LoopCtx) {
         let Some((conn, peer)) = accept_one(&listener, &ctx).await else {
             return;
         };
-        if !allowed(&ctx, &peer) {
-            tracing::warn!(%peer, listener = %ctx.name, "connection refused: peer is not in the web server addresses (FCGI_WEB_SERVER_ADDRS / --web-server-addrs)");
+        if !admit(&ctx, &peer) {
             continue;
         }
-        tracing::debug!(%peer, listener = %ctx.name, "accepted a connection");
         let frontends = ctx.frontends.clone();
         let shutdown = ctx.shutdown.clone();
         let kind = ctx.kind;
@@ -272,11 +270,9 @@ fn accept_blocking(
                 continue;
             }
         };
-        if !allowed(ctx, &peer) {
-            tracing::warn!(%peer, listener = %ctx.name, "connection refused: peer is not in the web server addresses (FCGI_WEB_SERVER_ADDRS / --web-server-addrs)");
+        if !admit(ctx, &peer) {
             continue;
         }
-        tracing::debug!(%peer, listener = %ctx.name, "accepted a connection");
         let frontends = ctx.frontends.clone();
         let shutdown = ctx.shutdown.clone();
         let kind = ctx.kind;
@@ -411,6 +407,17 @@ fn is_per_connection(e: &io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::ECONNABORTED | libc::ECONNRESET | libc::EPROTO | libc::EPERM | libc::EINTR)
     )
+}
+
+/// Whether an accepted connection is served: logs it, or its refusal (a FastCGI peer missing
+/// from the web server addresses).
+fn admit(ctx: &LoopCtx, peer: &Peer) -> bool {
+    if !allowed(ctx, peer) {
+        tracing::warn!(%peer, listener = %ctx.name, "connection refused: peer is not in the web server addresses (FCGI_WEB_SERVER_ADDRS / --web-server-addrs)");
+        return false;
+    }
+    tracing::debug!(%peer, listener = %ctx.name, "accepted a connection");
+    true
 }
 
 /// `FCGI_WEB_SERVER_ADDRS` concerns FastCGI alone.
