@@ -238,8 +238,18 @@ fn accept_blocking(
     let mut warned_full: Option<Instant> = None;
     let mut pause = Duration::from_millis(10);
     while !ctx.shutdown.is_cancelled() {
-        let Some(permit) = rt.block_on(acquire(ctx, &mut warned_full)) else {
-            break;
+        // A free permit needs no trip through the runtime; waiting for one (or, for SCGI, for
+        // the front end's slot) does.
+        let free = match ctx.kind {
+            Kind::Scgi => None,
+            _ => ctx.limit.clone().try_acquire_owned().ok(),
+        };
+        let permit = match free {
+            Some(permit) => permit,
+            None => match rt.block_on(acquire(ctx, &mut warned_full)) {
+                Some(permit) => permit,
+                None => break,
+            },
         };
         if let Some(b) = balance {
             b.wait_turn();
