@@ -126,6 +126,14 @@ fn respond(tag: u64) -> DeliveryReceiver {
     rx
 }
 
+/// Hands the connection the whole answer of [`respond`] for request `tag`.
+fn answer(conn: &mut Connection, now: Instant, tag: u64) {
+    let mut rx = respond(tag);
+    while let Ok(d) = rx.try_recv() {
+        conn.handle_delivery(now, d);
+    }
+}
+
 #[test]
 fn app_outputs_become_stdout_and_end_request() {
     let srv = server(Config::default());
@@ -370,10 +378,7 @@ fn shutdown_refuses_new_requests_and_closes_when_idle() {
         end_of(&recs, 2).unwrap().protocol_status,
         ProtocolStatus::Overloaded
     );
-    let mut rx = respond(tag);
-    while let Ok(d) = rx.try_recv() {
-        conn.handle_delivery(now, d);
-    }
+    answer(&mut conn, now, tag);
     let evs = events(&mut conn);
     assert!(matches!(
         evs[..],
@@ -404,10 +409,7 @@ fn shutdown_before_the_first_request_still_takes_it() {
         end_of(&recs, 2).unwrap().protocol_status,
         ProtocolStatus::Overloaded
     );
-    let mut rx = respond(tag);
-    while let Ok(d) = rx.try_recv() {
-        conn.handle_delivery(now, d);
-    }
+    answer(&mut conn, now, tag);
     let evs = events(&mut conn);
     assert!(
         matches!(evs[..], [Event::Ended { .. }, Event::Close { .. }]),
@@ -423,10 +425,7 @@ fn shutdown_of_an_idle_kept_alive_connection_still_takes_one_request() {
     // One request answered on a kept-alive connection (FCGI_KEEP_CONN): then it is idle.
     feed(&mut conn, now, request(1, true, &[], b""));
     let tag = dispatched(events(&mut conn)).info.id;
-    let mut rx = respond(tag);
-    while let Ok(d) = rx.try_recv() {
-        conn.handle_delivery(now, d);
-    }
+    answer(&mut conn, now, tag);
     events(&mut conn);
     written(&mut conn);
     // Shut down between requests: nginx may be writing the next one into it right now.
@@ -434,10 +433,7 @@ fn shutdown_of_an_idle_kept_alive_connection_still_takes_one_request() {
     assert!(events(&mut conn).is_empty(), "no close yet");
     feed(&mut conn, now, request(1, true, &[], b""));
     let tag = dispatched(events(&mut conn)).info.id;
-    let mut rx = respond(tag);
-    while let Ok(d) = rx.try_recv() {
-        conn.handle_delivery(now, d);
-    }
+    answer(&mut conn, now, tag);
     let evs = events(&mut conn);
     assert!(
         matches!(evs[..], [Event::Ended { .. }, Event::Close { .. }]),
