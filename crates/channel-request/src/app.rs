@@ -15,6 +15,7 @@ use crate::body::RequestBody;
 use crate::channel::{BoxFuture, Response};
 use crate::env::Env;
 use crate::error::{BodyError, Error};
+use crate::observe::{self, End, Observer, Outcome, RequestRecord};
 
 /// The protocol a request arrived over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -134,9 +135,62 @@ impl<A: Application + ?Sized> Application for Arc<A> {
 ///
 /// # Cancel safety
 /// Dropping this future drops the app's future: that is how requests are cancelled.
-pub async fn serve_request(app: &dyn Application, req: Request, mut resp: Response) {
+pub async fn serve_request(app: &dyn Application, mut req: Request, resp: Response) {
+    let Some(observers) = observe::active() else {
+        let mut resp = resp;
+        return serve(app, req, &mut resp).await;
+    };
+    let mut watch = Watch {
+        record: Arc::new(RequestRecord::new(&req.env, &req.info)),
+        tally: req.body.tally(),
+        observers,
+        resp,
+        served: false,
+    };
+    for o in observers {
+        o.started(&watch.record);
+    }
+    serve(app, req, &mut watch.resp).await;
+    watch.served = true;
+}
+
+/// A request being observed: tells the observers how it ended when dropped, which is also what
+/// happens to a request cancelled mid-way (its future dropped).
+struct Watch {
+    record: Arc<RequestRecord>,
+    tally: observe::Tally,
+    observers: &'static [Arc<dyn Observer>],
+    resp: Response,
+    served: bool,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let resp = &self.resp;
+        let end = if !self.served || !resp.is_done() {
+            End::Cancelled
+        } else if resp.is_aborted() {
+            End::Aborted
+        } else {
+            End::Finished
+        };
+        let outcome = Outcome {
+            status: resp.status(),
+            bytes_sent: resp.bytes_sent(),
+            request_bytes: observe::tally_value(&self.tally),
+            duration: self.record.started.elapsed(),
+            end,
+            app: resp.app_label().cloned(),
+        };
+        for o in self.observers {
+            o.ended(&self.record, &outcome);
+        }
+    }
+}
+
+async fn serve(app: &dyn Application, req: Request, resp: &mut Response) {
     let info = req.info.clone();
-    let outcome = CatchUnwind(AssertUnwindSafe(app.call(req, &mut resp))).await;
+    let outcome = CatchUnwind(AssertUnwindSafe(app.call(req, resp))).await;
     let error: AppError = match outcome {
         Ok(Ok(())) => {
             if !resp.head_sent() {

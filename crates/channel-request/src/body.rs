@@ -77,6 +77,7 @@ pub fn body_channel(capacity: usize, content_length: Option<u64>) -> (BodySender
         expected: content_length,
         received: 0,
         pending_error: None,
+        tally: None,
     };
     (sender, body)
 }
@@ -174,6 +175,7 @@ pub struct RequestBody {
     expected: Option<u64>,
     received: u64,
     pending_error: Option<BodyError>,
+    tally: Option<crate::observe::Tally>,
 }
 
 impl RequestBody {
@@ -186,6 +188,7 @@ impl RequestBody {
             expected: Some(0),
             received: 0,
             pending_error: None,
+            tally: None,
         }
     }
 
@@ -209,6 +212,11 @@ impl RequestBody {
     /// Bytes handed to the app so far.
     pub fn bytes_read(&self) -> u64 {
         self.received
+    }
+
+    /// A count of the bytes handed to the app from now on, readable after the body is gone.
+    pub(crate) fn tally(&mut self) -> crate::observe::Tally {
+        self.tally.get_or_insert_with(Default::default).clone()
     }
 
     /// Whether the whole body has been read (a later [`RequestBody::chunk`] returns `Ok(None)`).
@@ -303,6 +311,9 @@ impl RequestBody {
             }
         }
         self.received += chunk.len() as u64;
+        if let Some(tally) = &self.tally {
+            tally.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        }
         if self.expected == Some(self.received) && self.pending_error.is_none() {
             // All announced bytes are here: the body is over whatever the peer does next.
             self.close();

@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -84,6 +85,10 @@ pub struct Response {
     chan: Box<dyn ResponseChannel>,
     state: State,
     omit_body: bool,
+    aborted: bool,
+    status: u16,
+    bytes_sent: u64,
+    app_label: Option<Arc<str>>,
 }
 
 impl Response {
@@ -93,6 +98,10 @@ impl Response {
             chan: Box::new(chan),
             state: State::Start,
             omit_body: false,
+            aborted: false,
+            status: 0,
+            bytes_sent: 0,
+            app_label: None,
         }
     }
 
@@ -116,6 +125,7 @@ impl Response {
             return Err(Error::ApiMisuse("final head with a 1xx status"));
         }
         self.state = State::HeadSent;
+        self.status = head.status();
         self.chan.send(Output::Head(head)).await
     }
 
@@ -146,7 +156,10 @@ impl Response {
         if chunk.is_empty() || self.omit_body {
             return Ok(());
         }
-        self.chan.send(Output::Body(chunk)).await
+        let len = chunk.len() as u64;
+        self.chan.send(Output::Body(chunk)).await?;
+        self.bytes_sent += len;
+        Ok(())
     }
 
     /// Completes the response.
@@ -165,6 +178,7 @@ impl Response {
     pub async fn abort(&mut self) {
         if self.state != State::Done {
             self.state = State::Done;
+            self.aborted = true;
             let _ = self.chan.send(Output::Abort).await;
         }
     }
@@ -205,6 +219,32 @@ impl Response {
     /// Whether the response was finished or aborted.
     pub fn is_done(&self) -> bool {
         self.state == State::Done
+    }
+
+    /// Whether the response was aborted.
+    pub fn is_aborted(&self) -> bool {
+        self.aborted
+    }
+
+    /// The status of the final head sent, `0` before it.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// Body bytes accepted by the front end so far (none when the body is omitted).
+    pub fn bytes_sent(&self) -> u64 {
+        self.bytes_sent
+    }
+
+    /// Names the app serving this response (its mount point), for logs and metrics: the
+    /// dispatcher sets it when it routes the request.
+    pub fn set_app_label(&mut self, label: Arc<str>) {
+        self.app_label = Some(label);
+    }
+
+    /// The label set by [`Response::set_app_label`].
+    pub fn app_label(&self) -> Option<&Arc<str>> {
+        self.app_label.as_ref()
     }
 }
 

@@ -22,6 +22,7 @@
 //! - [`hold`]: [`Hold`], a response held back while its request body still arrives (front ends
 //!   whose front server stops sending the body once it has a response head).
 //! - [`app`]: [`Application`] and [`serve_request`], which turns errors and panics into answers.
+//! - [`observe`]: [`observe::Observer`]s of every request (the access log, the metrics).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -33,6 +34,7 @@ pub mod env;
 pub mod error;
 pub mod head;
 pub mod hold;
+pub mod observe;
 pub mod queue;
 
 pub use app::{serve_request, AppError, Application, Peer, Protocol, Request, RequestInfo};

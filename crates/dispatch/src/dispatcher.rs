@@ -29,7 +29,15 @@ use crate::path::{request_path, RequestPath};
 #[derive(Clone, Default)]
 pub struct Dispatcher {
     /// Sorted by prefix length, longest first.
-    mounts: Vec<(Vec<u8>, Arc<dyn Application>)>,
+    mounts: Vec<Mount>,
+}
+
+#[derive(Clone)]
+struct Mount {
+    prefix: Vec<u8>,
+    /// The mount point as logs and metrics name it (`/` for the root).
+    label: Arc<str>,
+    app: Arc<dyn Application>,
 }
 
 impl Dispatcher {
@@ -47,26 +55,29 @@ impl Dispatcher {
     /// dropped). A later mount at the same prefix replaces the earlier one.
     pub fn mount(mut self, prefix: &str, app: Arc<dyn Application>) -> Self {
         let prefix = normalise(prefix);
-        self.mounts.retain(|(p, _)| *p != prefix);
-        self.mounts.push((prefix, app));
-        self.mounts.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        self.mounts.retain(|m| m.prefix != prefix);
+        let label = match std::str::from_utf8(&prefix) {
+            Ok("") => "/".into(),
+            Ok(p) => p.into(),
+            Err(_) => String::from_utf8_lossy(&prefix).into(),
+        };
+        self.mounts.push(Mount { prefix, label, app });
+        self.mounts
+            .sort_by_key(|m| std::cmp::Reverse(m.prefix.len()));
         self
     }
 
     /// The mount points, longest first (`""` is the root).
     pub fn prefixes(&self) -> impl Iterator<Item = &[u8]> {
-        self.mounts.iter().map(|(p, _)| p.as_slice())
+        self.mounts.iter().map(|m| m.prefix.as_slice())
     }
 
     /// The app for `path` and where its `PATH_INFO` starts.
-    fn route(&self, path: &[u8]) -> Option<(&[u8], &Arc<dyn Application>)> {
-        self.mounts
-            .iter()
-            .find(|(prefix, _)| {
-                path.starts_with(prefix)
-                    && (path.len() == prefix.len() || path[prefix.len()] == b'/')
-            })
-            .map(|(prefix, app)| (prefix.as_slice(), app))
+    fn route(&self, path: &[u8]) -> Option<&Mount> {
+        self.mounts.iter().find(|m| {
+            path.starts_with(&m.prefix)
+                && (path.len() == m.prefix.len() || path[m.prefix.len()] == b'/')
+        })
     }
 }
 
@@ -111,13 +122,14 @@ impl Application for Dispatcher {
                 });
             }
         };
-        let Some((mount, app)) = self.route(&path.full) else {
+        let Some(mount) = self.route(&path.full) else {
             return Box::pin(async move {
                 resp.send_full(404, "text/plain", "Not Found\n").await?;
                 Ok(())
             });
         };
-        let (script_name, path_info) = split(path, mount.len());
+        resp.set_app_label(mount.label.clone());
+        let (script_name, path_info) = split(path, mount.prefix.len());
         req.env.set(SCRIPT_NAME, script_name);
         req.env.set(PATH_INFO, path_info);
         let removed = remove_shadowing_vars(&mut req.env);
@@ -129,7 +141,7 @@ impl Application for Dispatcher {
             // RFC 3875 section 4.3.2: no message-body for HEAD, whatever the app writes.
             resp.omit_body();
         }
-        app.call(req, resp)
+        mount.app.call(req, resp)
     }
 }
 
