@@ -7,10 +7,12 @@
 //! - `values`: durations, modes, IP lists, log filters.
 //! - `front`: listeners and the limits of each front end.
 //! - `app`: APP, `--mount`, and the options of WSGI and CGI-script apps.
+//! - `spool`: which apps get their request body read first, and its limits.
 
 mod app;
 mod front;
 mod process;
+mod spool;
 mod values;
 
 use std::ffi::{OsStr, OsString};
@@ -20,6 +22,7 @@ use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser};
 pub use app::{AppSpec, CgiScriptArgs, CgiStderr, Mount, WsgiArgs};
 pub use front::{HttpArgs, LimitArgs, ListenArgs, PrivilegeArgs, ScgiArgs, DEFAULT_BACKLOG};
 pub use process::{ProcessArgs, DEFAULT_WORKER_START_TIMEOUT, MAX_WORKERS};
+pub use spool::{SpoolApps, SpoolArgs};
 pub use values::{parse_duration, HumanDuration, IpList};
 
 /// `--drain-timeout` default, as written on the command line.
@@ -137,6 +140,10 @@ pub struct Cli {
     #[command(flatten, next_help_heading = "Limits")]
     pub limits: LimitArgs,
 
+    /// Request bodies.
+    #[command(flatten, next_help_heading = "Request bodies")]
+    pub spool: SpoolArgs,
+
     /// SCGI limits.
     #[command(flatten, next_help_heading = "SCGI")]
     pub scgi: ScgiArgs,
@@ -197,6 +204,10 @@ const APP_OPTIONS: &[&str] = &[
     "cgi_allow_world_writable",
     "cgi_extensions",
     "cgi_stderr",
+    "spool_request_body",
+    "spool_dir",
+    "spool_memory",
+    "max_spool_bytes",
 ];
 
 impl Cli {
