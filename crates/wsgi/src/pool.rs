@@ -32,6 +32,7 @@ use pyo3::prelude::*;
 use crate::config::Config;
 use crate::environ::{Flags, Template};
 use crate::error::Error;
+use crate::stats;
 use crate::worker::{self, Job};
 
 /// The running pool; dropping it lets the threads finish their jobs and exit.
@@ -115,6 +116,7 @@ impl Queue {
     fn take_or_sit(&self, seat: &Arc<Seat>) -> Result<Option<Job>, ()> {
         let mut state = lock(&self.state);
         if let Some(job) = state.jobs.pop_front() {
+            stats::dequeued(1);
             return Ok(Some(job));
         }
         if state.closed {
@@ -156,6 +158,7 @@ impl Pool {
         let previous = self.admitted.fetch_add(1, Ordering::AcqRel);
         let permit = Permit(self.admitted.clone());
         if previous >= limit {
+            stats::rejected();
             return Err(Error::Overloaded {
                 threads: self.threads,
                 queue: self.queue_len,
@@ -176,7 +179,10 @@ impl Pool {
                 drop(state);
                 seat.hand(SeatState::Job(job));
             }
-            None => state.jobs.push_back(job),
+            None => {
+                state.jobs.push_back(job);
+                stats::queued();
+            }
         }
         Ok(())
     }
@@ -219,7 +225,9 @@ fn work(queue: &Queue, app: &Py<PyAny>, flags: Flags) {
                 return;
             }
         };
+        stats::thread_started();
         serve_jobs(py, queue, &seat, app, &template);
+        stats::thread_ended();
     });
 }
 
@@ -241,6 +249,7 @@ fn serve_jobs(
             Err(()) => return,
         };
         let info = job.req.info.clone();
+        stats::job_started();
         // A panic is a bug of ours: the job's reply is dropped (its request gets a 500) and
         // the thread keeps serving, so the pool does not shrink.
         if catch_unwind(AssertUnwindSafe(|| worker::run(py, app, template, job))).is_err() {
@@ -250,5 +259,6 @@ fn serve_jobs(
                 "wsgi worker panicked while serving the request"
             );
         }
+        stats::job_ended();
     }
 }
