@@ -257,6 +257,8 @@ mod wsgi {
             pythonpath: cli.wsgi.pythonpath.clone(),
             venv: cli.wsgi.venv.clone(),
             multiprocess: false,
+            request_timeout: cli.time_limits.request_timeout.map(|d| d.0),
+            slow_log_timeout: cli.time_limits.slow_log_timeout.map(|d| d.0),
         };
         let app = WsgiApp::load(&parsed, config).map_err(|e| match e {
             gatehouse_wsgi::Error::Import { traceback, .. } => {
@@ -275,6 +277,11 @@ mod wsgi {
     /// The interpreter's version, prefix and library, once, at start-up.
     pub(super) fn log_interpreter() {
         tracing::info!("python: {}", gatehouse_wsgi::interpreter_info());
+    }
+
+    /// Runs `hook` whenever a WSGI thread is stuck past `--request-timeout`.
+    pub(crate) fn on_stuck_thread(hook: impl Fn() + Send + Sync + 'static) {
+        gatehouse_wsgi::on_stuck_thread(hook);
     }
 }
 
@@ -297,7 +304,12 @@ mod wsgi {
     }
 
     pub(super) fn log_interpreter() {}
+
+    /// No WSGI threads, nothing to watch.
+    pub(crate) fn on_stuck_thread(_hook: impl Fn() + Send + Sync + 'static) {}
 }
+
+pub(crate) use wsgi::on_stuck_thread;
 
 #[cfg(test)]
 mod tests {
