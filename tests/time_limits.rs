@@ -33,10 +33,7 @@ fn app() -> String {
 
 /// The fixture's absolute path, as tracebacks name it.
 fn app_file() -> String {
-    fixtures()
-        .join("apps/time_limits.py")
-        .display()
-        .to_string()
+    fixtures().join("apps/time_limits.py").display().to_string()
 }
 
 /// A daemon serving the fixture with `extra` options over HTTP; its address.
@@ -100,7 +97,10 @@ fn a_request_spinning_in_python_gets_504_and_its_thread_serves_the_next() {
     assert!(rec.contains(&format!("File \"{}\"", app_file())), "{rec}");
     assert!(rec.contains("in spin_forever"), "{rec}");
     assert!(rec.contains("in application"), "{rec}");
-    assert!(rec.contains("method=GET") && rec.contains("uri=/spin"), "{rec}");
+    assert!(
+        rec.contains("method=GET") && rec.contains("uri=/spin"),
+        "{rec}"
+    );
     assert!(rec.contains("request_id="), "{rec}");
     // The exception ends the app call: the thread comes back (normally well within the grace;
     // on a very loaded machine it may be declared stuck first and then exit when it returns).
@@ -184,7 +184,10 @@ fn with_workers_a_stuck_thread_recycles_its_worker_and_requests_keep_being_serve
     for _ in 0..20 {
         let r = get(&addr, "/ok");
         assert_eq!(r.status, 200, "{r:?}");
-        assert_ne!(r.body.split_whitespace().nth(1), Some(old.to_string().as_str()));
+        assert_ne!(
+            r.body.split_whitespace().nth(1),
+            Some(old.to_string().as_str())
+        );
     }
 }
 
@@ -198,8 +201,14 @@ fn the_slow_log_has_the_traceback_once_and_the_request_completes() {
     let rec = record(&d, SLOW);
     assert!(rec.contains("in nap"), "{rec}");
     assert!(rec.contains("time.sleep(seconds)"), "{rec}");
-    assert!(rec.contains("uri=/nap?2") && rec.contains("running_ms="), "{rec}");
-    assert!(d.log().iter().any(|l| l.contains(SLOW) && l.contains("WARN")));
+    assert!(
+        rec.contains("uri=/nap?2") && rec.contains("running_ms="),
+        "{rec}"
+    );
+    assert!(d
+        .log()
+        .iter()
+        .any(|l| l.contains(SLOW) && l.contains("WARN")));
     // Once per request, and a fast one is not logged.
     assert_eq!(get(&addr, "/ok").status, 200);
     assert_eq!(d.count_log(SLOW), 1, "{}", d.log().join("\n"));
@@ -234,7 +243,10 @@ fn a_cgi_script_past_the_request_timeout_is_killed_with_504() {
     let r = get(&addr, "/sleepy.sh");
     assert_eq!(r.status, 504, "{r:?}");
     let line = d.wait_log("after the request timeout");
-    assert!(line.contains("sleepy.sh") && line.contains("killed"), "{line}");
+    assert!(
+        line.contains("sleepy.sh") && line.contains("killed"),
+        "{line}"
+    );
     let pid: u32 = std::fs::read_to_string(&pid_file)
         .unwrap()
         .trim()
@@ -258,7 +270,12 @@ fn answered_503(s: &mut TcpStream, wait: Duration) -> Option<bool> {
     match s.read(&mut buf) {
         Ok(n) if n > 0 => Some(buf[..n].starts_with(b"HTTP/1.1 503")),
         Ok(_) => Some(false),
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
             None
         }
         Err(e) => panic!("read: {e}"),
@@ -292,7 +309,11 @@ fn queued_requests_whose_clients_leave_give_their_place_back() {
         let queued = admitted(&addr, "/ok", &format!("round {round}"));
         // ...and holds the queue's one place: the next is refused...
         let mut probe = send_only(&addr, "/ok");
-        assert_eq!(answered_503(&mut probe, TIMEOUT), Some(true), "round {round}");
+        assert_eq!(
+            answered_503(&mut probe, TIMEOUT),
+            Some(true),
+            "round {round}"
+        );
         // ...until it leaves.
         drop(queued);
     }
