@@ -257,15 +257,15 @@ fn a_cgi_script_past_the_request_timeout_is_killed_with_504() {
 
 /// Sends `GET target` on a new connection and leaves it open.
 fn send_only(addr: &str, target: &str) -> TcpStream {
-    let mut s = TcpStream::connect(addr).unwrap();
+    let mut s = TcpStream::connect(addr).expect("connect");
     let req = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(req.as_bytes()).expect("send the request");
     s
 }
 
 /// Whether the answer on `s` (if any arrives within `wait`) is a 503. `None`: no answer yet.
 fn answered_503(s: &mut TcpStream, wait: Duration) -> Option<bool> {
-    s.set_read_timeout(Some(wait)).unwrap();
+    s.set_read_timeout(Some(wait)).expect("read timeout");
     let mut buf = [0u8; 64];
     match s.read(&mut buf) {
         Ok(n) if n > 0 => Some(buf[..n].starts_with(b"HTTP/1.1 503")),

@@ -617,7 +617,7 @@ mod tests {
         assert_eq!(expired.len(), 1);
         assert!(matches!(poll(&mut out_b), Poll::Pending));
         for job in expired {
-            crate::watchdog::expire_queued(job, Duration::from_secs(5));
+            watchdog::expire_queued(job, Duration::from_secs(5));
         }
         assert!(matches!(poll(&mut out_b), Poll::Ready(Next::TimedOut)));
         assert_eq!(admitted.load(Ordering::Acquire), 1);
