@@ -463,14 +463,16 @@ impl<'a> Master<'a> {
                 self.maybe_generation_ready(generation);
             }
             Message::Ready => {}
-            Message::Recycle => {
+            Message::Recycle | Message::RecycleStuck => {
                 let (slot, generation, state) = (w.slot, w.generation, w.state);
                 if state != State::Ready || self.stopping.is_some() || self.replacing(pid) {
                     return;
                 }
-                tracing::info!(
-                    "worker {slot} (pid {pid}) reached --max-requests: starting its replacement"
-                );
+                let why = match msg {
+                    Message::Recycle => "reached --max-requests",
+                    _ => "has a wsgi thread stuck past --request-timeout",
+                };
+                tracing::info!("worker {slot} (pid {pid}) {why}: starting its replacement");
                 if let Err(e) = self.spawn(slot, generation, Some(pid)) {
                     tracing::error!("cannot start a replacement for worker {slot}: {e}");
                 }

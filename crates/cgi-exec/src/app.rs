@@ -31,6 +31,7 @@ use crate::pump::{self, Ctl, Outcome};
 use crate::resolve::{self, RequestPath};
 use crate::safety::Policy;
 use crate::spawn::{check_file_root, Launch, Root, Spawner, Started, SETPRIV_PATHS};
+use crate::stats::{self, Kill};
 use crate::stderr;
 
 /// Runs CGI programs (RFC 3875) for requests from any front end.
@@ -146,11 +147,36 @@ impl CgiApp {
             body,
             info,
         } = req;
+        // Wall-clock limit, counted from now: the wait for a slot counts.
+        let deadline = self
+            .inner
+            .config
+            .request_timeout
+            .map(|limit| (limit, tokio::time::Instant::now() + limit));
         let mut body = Some(body);
         let mut script: Option<Arc<Path>> = None;
         for _ in 0..=MAX_LOCAL_REDIRECTS {
             let body = body.take().unwrap_or_else(RequestBody::empty);
-            match self.run(&env, body, resp, &info, &mut script).await {
+            let mut live = false;
+            let run = self.run(&env, body, resp, &info, &mut script, &mut live);
+            let ran = match deadline {
+                None => run.await,
+                Some((limit, at)) => match tokio::time::timeout_at(at, run).await {
+                    Ok(ran) => ran,
+                    // The run is dropped: its guard stops the script's process group.
+                    Err(_) => {
+                        stats::timed_out();
+                        if live {
+                            stats::killed(Kill::Wallclock);
+                        }
+                        Err(Error::RequestTimeout {
+                            limit,
+                            killed: live,
+                        })
+                    }
+                },
+            };
+            match ran {
                 Ok(Outcome::Complete(_)) => return Ok(()),
                 Ok(Outcome::LocalRedirect(location)) => {
                     tracing::debug!(peer = %info.peer, request_id = info.id,
@@ -174,12 +200,19 @@ impl CgiApp {
         resp: &mut Response,
         info: &RequestInfo,
         script: &mut Option<Arc<Path>>,
+        live: &mut bool,
     ) -> Result<Outcome, Error> {
         let mut gone = resp.client_gone();
         let permit = match &self.inner.slots {
-            Some(slots) => tokio::select! {
-                permit = slots.clone().acquire_owned() => permit.ok(),
-                () = &mut gone => return Err(Error::ClientGone),
+            Some(slots) => match slots.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    let _waiting = SlotWait::start();
+                    tokio::select! {
+                        permit = slots.clone().acquire_owned() => permit.ok(),
+                        () = &mut gone => return Err(Error::ClientGone),
+                    }
+                }
             },
             None => None,
         };
@@ -198,6 +231,8 @@ impl CgiApp {
             refused,
         } = started?;
         *script = Some(program.clone());
+        // Until this run returns, dropping it (the request timeout) kills a live script.
+        *live = true;
         if !refused.is_empty() {
             let names: Vec<String> = refused
                 .iter()
@@ -236,6 +271,16 @@ impl CgiApp {
             forwarding.as_ref(),
         )
         .await;
+        if let Err(e) = &answered {
+            if guard.is_running() {
+                match e {
+                    Error::Timeout { .. } => stats::killed(Kill::Idle),
+                    e if e.is_client_gone() => stats::killed(Kill::ClientGone),
+                    _ => {}
+                }
+            }
+        }
+        *live = false;
         let outcome = match (answered, forwarding) {
             (Ok(outcome), _) => outcome,
             (Err(e), Some(forwarding)) if !e.is_client_gone() => {
@@ -256,6 +301,22 @@ impl CgiApp {
             }
         }
         Ok(outcome)
+    }
+}
+
+/// A request waiting for a `max_children` slot, for [`stats`]: counted while it lives.
+struct SlotWait;
+
+impl SlotWait {
+    fn start() -> Self {
+        stats::slot_wait_started();
+        Self
+    }
+}
+
+impl Drop for SlotWait {
+    fn drop(&mut self) {
+        stats::slot_wait_ended();
     }
 }
 
@@ -470,5 +531,41 @@ mod tests {
         ];
         let want = (200, "/prefixed|/repo.git/info/refs".to_owned());
         assert_eq!(ask(app.as_ref(), &raw).await, want);
+    }
+
+    /// `--request-timeout`: a script past it is killed with 504, also one whose request waited
+    /// for a `--cgi-max` slot; the counters say so (process-wide: other tests of this binary
+    /// add to them too, hence the "at least").
+    #[tokio::test]
+    async fn the_request_timeout_kills_scripts_and_counts_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let program = dir.path().join("sleepy.sh");
+        fs::write(&program, "#!/bin/sh\nexec sleep 3600\n").unwrap();
+        fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
+        let config = Config {
+            request_timeout: Some(std::time::Duration::from_millis(300)),
+            max_children: 1,
+            ..Config::default()
+        };
+        let app = Arc::new(CgiApp::new(program, config).unwrap());
+        let before = crate::stats();
+        let (first, second) = tokio::join!(ask(&*app, &[]), ask(&*app, &[]));
+        assert_eq!((first.0, second.0), (504, 504));
+        let after = crate::stats();
+        assert!(
+            after.timeouts_total >= before.timeouts_total + 2,
+            "{after:?}"
+        );
+        // At least the first was running (killed); the second may have waited for the slot.
+        assert!(
+            after.killed_total_wallclock > before.killed_total_wallclock,
+            "{after:?}"
+        );
+        assert!(after.started_total > before.started_total, "{after:?}");
+        assert!(
+            after.max_children_reached_total > before.max_children_reached_total,
+            "{after:?}"
+        );
+        assert_eq!(after.killed_by_reason()[1].0, "wallclock");
     }
 }
