@@ -40,7 +40,8 @@ use crate::signal::{Received, Signals, Stop};
 use crate::sys;
 use crate::worker::{self, Message, WorkerInfo, ENV_LISTENERS, ENV_LOAD, ENV_WORKER};
 
-use handover::{from_old_master, retitle, Listeners, ENV_UPGRADE_FROM, ENV_UPGRADE_LISTENERS};
+use handover::{from_old_master, retitle, Listeners};
+pub(crate) use handover::{ENV_TITLED, ENV_UPGRADE_FROM, ENV_UPGRADE_LISTENERS};
 use process::{random_seed, resident_bytes, Status};
 
 /// Consecutive failed starts of one worker slot before the master gives up.
