@@ -20,14 +20,13 @@ use super::settings::{Given, Layer, Source};
 /// parser. `Err` is the one-line message.
 pub(crate) fn parse(path: &Path, text: &str, keys: &[Key]) -> Result<Layer, String> {
     let at = |offset: usize| format!("{}:{}", path.display(), line_of(text, offset));
-    let table: BTreeMap<Spanned<String>, Spanned<Value>> =
-        toml::from_str(text).map_err(|e| {
-            let offset = e.span().map_or(0, |s| s.start);
-            let key = key_on_line(text, offset)
-                .map(|k| format!("key '{k}': "))
-                .unwrap_or_default();
-            format!("{}: {key}invalid TOML: {}", at(offset), e.message())
-        })?;
+    let table: BTreeMap<Spanned<String>, Spanned<Value>> = toml::from_str(text).map_err(|e| {
+        let offset = e.span().map_or(0, |s| s.start);
+        let key = key_on_line(text, offset)
+            .map(|k| format!("key '{k}': "))
+            .unwrap_or_default();
+        format!("{}: {key}invalid TOML: {}", at(offset), e.message())
+    })?;
     // In the file's order, so the first error reported is the first in the file.
     let mut entries: Vec<_> = table.into_iter().collect();
     entries.sort_by_key(|(name, _)| name.span().start);
@@ -110,7 +109,11 @@ fn describe(v: &Value) -> String {
 /// The 1-based line of byte `offset`.
 pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// The bare key at the start of the line holding `offset`, when the line reads `key = ...`.

@@ -112,7 +112,10 @@ fn describe(e: &clap::Error, value: &str) -> String {
 
 /// The variable of the option with long name `long`.
 pub(crate) fn var_name(long: &str) -> String {
-    format!("{ENV_PREFIX}{}", long.replace('-', "_").to_ascii_uppercase())
+    format!(
+        "{ENV_PREFIX}{}",
+        long.replace('-', "_").to_ascii_uppercase()
+    )
 }
 
 /// Every option of `cmd` with a key or a variable, in `--help` order.
@@ -121,9 +124,16 @@ pub(crate) fn keys(cmd: &Command) -> Vec<Key> {
     built.build();
     built
         .get_arguments()
-        .filter(|a| !matches!(a.get_action(), ArgAction::Help | ArgAction::HelpShort | ArgAction::HelpLong | ArgAction::Version))
+        .filter(|a| {
+            !matches!(
+                a.get_action(),
+                ArgAction::Help | ArgAction::HelpShort | ArgAction::HelpLong | ArgAction::Version
+            )
+        })
         .filter_map(|a| {
-            let name = a.get_long().map_or_else(|| a.get_id().to_string(), str::to_owned);
+            let name = a
+                .get_long()
+                .map_or_else(|| a.get_id().to_string(), str::to_owned);
             if ACTIONS.contains(&name.as_str()) {
                 return None;
             }

@@ -344,7 +344,9 @@ fn embedded_command(args: &[OsString]) -> clap::Command {
     let mut cmd = Cli::command()
         .name(name.clone())
         .bin_name(name)
-        .about("A Rust app served by gatehouse: web servers reach it over FastCGI, SCGI, HTTP or CGI")
+        .about(
+            "A Rust app served by gatehouse: web servers reach it over FastCGI, SCGI, HTTP or CGI",
+        )
         .long_about(None)
         .after_help(
             "With no listener option it serves FastCGI on the listening socket inherited \

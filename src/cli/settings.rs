@@ -171,7 +171,10 @@ impl Settings {
             Some(path) => writeln!(out, "# effective settings; config file {}", path.display())?,
             None => writeln!(out, "# effective settings; no config file")?,
         }
-        writeln!(out, "# key = value  # from: cli, env VARIABLE, file FILE:LINE or default")?;
+        writeln!(
+            out,
+            "# key = value  # from: cli, env VARIABLE, file FILE:LINE or default"
+        )?;
         let lines: Vec<(String, &Source)> = self
             .entries
             .iter()
@@ -180,7 +183,12 @@ impl Settings {
                 None => (format!("# {}: not set", s.key), &s.source),
             })
             .collect();
-        let width = lines.iter().map(|(l, _)| l.len()).max().unwrap_or(0).min(48);
+        let width = lines
+            .iter()
+            .map(|(l, _)| l.len())
+            .max()
+            .unwrap_or(0)
+            .min(48);
         for (line, source) in lines {
             writeln!(out, "{line:width$}  # {source}")?;
         }
@@ -320,7 +328,10 @@ fn check_conflicts(cmd: &Command, settings: &Settings) -> Result<(), Failure> {
     let mut built = cmd.clone();
     built.build();
     for arg in built.get_arguments() {
-        let Some(a) = settings.by_id(arg.get_id().as_str()).filter(|s| s.is_used()) else {
+        let Some(a) = settings
+            .by_id(arg.get_id().as_str())
+            .filter(|s| s.is_used())
+        else {
             continue;
         };
         for other in built.get_arg_conflicts_with(arg) {
