@@ -238,10 +238,11 @@ pub(crate) fn parse(cmd: Command, inputs: &Inputs<'_>) -> Result<(ArgMatches, Se
         .try_get_matches_from(&inputs.args)
         .map_err(Failure::Clap)?;
     let keys = keys::keys(&cmd);
-    let worker = inputs.vars.iter().any(|(n, _)| n == ENV_WORKER);
+    let has = |name: &str| inputs.vars.iter().any(|(n, _)| n == name);
+    let worker = has(ENV_WORKER);
     let (from_env, mut unknown_env) = env::parse(&inputs.vars, &keys).map_err(Failure::Usage)?;
-    if worker {
-        // The master warned about them already.
+    if worker || has(crate::master::ENV_TITLED) {
+        // The master warned about them already (before it re-executed itself under its title).
         unknown_env.clear();
     }
     let path = match plain.value_source("config") {
