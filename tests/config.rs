@@ -283,3 +283,31 @@ fn sighup_rereads_the_file_and_a_broken_file_keeps_the_workers() {
     assert_eq!(d.count_log("generation 3"), 0, "no new generation");
     assert_eq!(d.stop().code(), Some(0));
 }
+
+#[test]
+fn the_example_config_checks_and_names_only_options() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/gatehouse.toml");
+    let path = example.to_str().expect("utf-8");
+    let (status, out, err) = check(&["--config", path], &[]);
+    assert_eq!(status, Some(0), "{err}");
+    let text = std::fs::read_to_string(&example).expect("read the example");
+    let line = 1 + text
+        .lines()
+        .position(|l| l.starts_with("workers = "))
+        .expect("the example sets workers");
+    assert_eq!(effective(&out, "workers").1, format!("file {path}:{line}"));
+    // The commented-out settings name options too (`# key = value` lines).
+    let commented: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# ")?.split_once(" = "))
+        .map(|(key, _)| key.trim())
+        .filter(|key| key.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'))
+        .collect();
+    assert!(commented.len() > 20, "{commented:?}");
+    for key in commented {
+        let listed = out
+            .lines()
+            .any(|l| l.starts_with(&format!("{key} = ")) || l.starts_with(&format!("# {key}: ")));
+        assert!(listed, "the example names `{key}`, which is no option");
+    }
+}

@@ -101,7 +101,14 @@ fn describe(e: &clap::Error, value: &str) -> String {
     use std::error::Error as _;
 
     if let Some(cause) = e.source() {
-        return cause.to_string();
+        let cause = cause.to_string();
+        // Some parsers name the value ("'5 parsecs': unknown unit"), some do not ("invalid
+        // digit found in string").
+        return if cause.contains(value) {
+            cause
+        } else {
+            format!("invalid value '{value}': {cause}")
+        };
     }
     let mut msg = format!("invalid value '{value}'");
     if let Some(ContextValue::Strings(valid)) = e.get(ContextKind::ValidValue) {
