@@ -102,6 +102,26 @@ fn spooled(
     Ok(Arc::new(Spooled::new(app, config)))
 }
 
+/// What `--check-config` checks of the apps, as [`build_app`] would, without starting any: the
+/// mount table, built-in names, CGI roots and users, the spool directory. A `wsgi:` app is not imported (only its
+/// spelling was checked, by the command line).
+pub(crate) fn check(cli: &Cli, mode: Mode) -> Result<(), Error> {
+    for Mount { app, .. } in &mounts(cli, mode)? {
+        match app {
+            AppSpec::Builtin(name) => {
+                builtin::by_name(name)
+                    .ok_or_else(|| Error::Usage(format!("unknown app '{name}'")))?;
+            }
+            AppSpec::Wsgi(_) => {}
+            AppSpec::Cgi(path) => {
+                cgi_scripts(path, cli)?;
+            }
+        }
+        spooled(Arc::new(Dispatcher::new()), app, cli)?;
+    }
+    Ok(())
+}
+
 /// `app` mounted where a CGI program's requests arrive (`SCRIPT_NAME`): for a program that
 /// embeds gatehouse and runs as a CGI program.
 pub(crate) fn cgi_dispatcher(app: Arc<dyn Application>) -> Dispatcher {
