@@ -87,19 +87,41 @@ fn spooled(
     if !wanted {
         return Ok(app);
     }
-    let dir = args.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let config = SpoolConfig {
+        dir: spool_dir(cli)?,
+        memory: usize::try_from(args.spool_memory).unwrap_or(usize::MAX),
+        max_bytes: args.max_spool_bytes,
+    };
+    Ok(Arc::new(Spooled::new(app, config)))
+}
+
+/// `--spool-dir`, or the system's temp dir; it must be a directory.
+fn spool_dir(cli: &Cli) -> Result<std::path::PathBuf, Error> {
+    let dir = cli
+        .spool
+        .spool_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir);
     if !dir.is_dir() {
         return Err(Error::Usage(format!(
             "--spool-dir {}: not a directory (request bodies are spooled there)",
             dir.display()
         )));
     }
-    let config = SpoolConfig {
-        dir,
-        memory: usize::try_from(args.spool_memory).unwrap_or(usize::MAX),
-        max_bytes: args.max_spool_bytes,
-    };
-    Ok(Arc::new(Spooled::new(app, config)))
+    Ok(dir)
+}
+
+/// For a WSGI app, where the rest of its body goes when it answers while still reading it
+/// (unless `--spool-request-body off`; with `all` the whole body is read before the app runs).
+fn late_spool(cli: &Cli) -> Result<Option<gatehouse_wsgi::LateSpool>, Error> {
+    if cli.spool.spool_request_body == SpoolApps::Off {
+        return Ok(None);
+    }
+    Ok(Some(gatehouse_wsgi::LateSpool {
+        dir: spool_dir(cli)?,
+        memory: usize::try_from(cli.spool.spool_memory).unwrap_or(usize::MAX),
+        max_bytes: cli.spool.max_spool_bytes,
+    }))
 }
 
 /// What `--check-config` checks of the apps, as [`build_app`] would, without starting any: the
@@ -311,6 +333,7 @@ mod wsgi {
             multiprocess: false,
             request_timeout: cli.time_limits.request_timeout.map(|d| d.0),
             slow_log_timeout: cli.time_limits.slow_log_timeout.map(|d| d.0),
+            late_spool: super::late_spool(cli)?,
         };
         let app = WsgiApp::load(&parsed, config).map_err(|e| match e {
             gatehouse_wsgi::Error::Import { traceback, .. } => {

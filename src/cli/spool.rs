@@ -17,8 +17,9 @@ pub struct SpoolArgs {
     /// echoes, a WSGI app yielding as it reads) would wait forever for the rest. A spooled body
     /// is read first (memory, then an unlinked temp file), so that cannot happen at any size,
     /// and a slow upload holds no CGI slot or Python thread. `cgi` (the default): CGI scripts,
-    /// which commonly answer while reading; `all`: also WSGI and built-in apps (uWSGI's
-    /// post-buffering; WSGI apps otherwise stream wsgi.input as it arrives); `off`: none.
+    /// which commonly answer while reading (WSGI apps stream wsgi.input, and spool the rest of
+    /// it only when they start answering mid-body); `all`: every app (uWSGI's post-buffering);
+    /// `off`: none, not even the rest.
     #[arg(long, value_name = "APPS", value_enum, default_value_t = SpoolApps::Cgi)]
     pub spool_request_body: SpoolApps,
 

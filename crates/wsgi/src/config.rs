@@ -47,6 +47,27 @@ pub struct Config {
     /// `--slow-log-timeout`: a request still running this long after it was admitted has the
     /// traceback of its thread logged, once. `None`: off.
     pub slow_log_timeout: Option<Duration>,
+    /// Where the rest of a request body goes when the app starts its answer while it is still
+    /// reading the body (see [`LateSpool`]); `None`: nowhere, the body keeps streaming.
+    pub late_spool: Option<LateSpool>,
+}
+
+/// The rest of a request body, read whole as soon as an app that has read part of its body
+/// starts its answer (a WSGI app yielding each piece it reads, an echo).
+///
+/// Web servers' upstream modules (nginx `fastcgi_pass`, `scgi_pass`, `proxy_pass`) stop sending
+/// the body once the response head is back, so such an app would wait forever for the rest.
+/// Read into memory up to `memory` bytes, then an unlinked temp file in `dir`; `wsgi.input`
+/// then reads from there. Apps that read their whole body first (the usual case), or answer
+/// without reading it, never spool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LateSpool {
+    /// Directory of the temp files.
+    pub dir: PathBuf,
+    /// Bytes kept in memory before the rest goes to a temp file.
+    pub memory: usize,
+    /// At most this many bytes are spooled; the rest of a longer body keeps streaming.
+    pub max_bytes: u64,
 }
 
 impl Default for Config {
@@ -59,6 +80,7 @@ impl Default for Config {
             multiprocess: false,
             request_timeout: None,
             slow_log_timeout: None,
+            late_spool: None,
         }
     }
 }

@@ -8,13 +8,20 @@
 //! returns a byte past the length). Without `CONTENT_LENGTH` it ends where the front end says the
 //! body ends (chunked uploads): `wsgi.input_terminated` is true.
 
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+
 use bytes::BytesMut;
 use gatehouse_channel_request::{BodyError, RequestBody};
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use crate::config::LateSpool;
 use crate::sink::ClientDisconnected;
+
+/// Size of the reads from a spool file.
+const SPOOL_READ: usize = 64 << 10;
 
 /// The `wsgi.input` object of one request.
 #[pyclass(module = "gatehouse", name = "Input")]
@@ -24,6 +31,18 @@ pub(crate) struct Input {
     /// Announced bytes not yet pulled from the body.
     remaining: Option<u64>,
     eof: bool,
+    /// The rest of the body, once spooled ([`Input::spool_rest`]): read from here first.
+    spool: Option<Spool>,
+}
+
+/// A spooled rest of the body: bytes in memory, then a temp file, then (when the file failed)
+/// the chunk it could not take, then how the body ended.
+struct Spool {
+    memory: BytesMut,
+    file: Option<File>,
+    tail: BytesMut,
+    /// The body's error, reported once the spooled bytes are read.
+    ending: Option<BodyError>,
 }
 
 impl Input {
@@ -33,7 +52,31 @@ impl Input {
             body,
             buf: BytesMut::new(),
             eof: false,
+            spool: None,
         }
+    }
+
+    /// When the app has read part of its body but not all, reads the rest now (memory up to
+    /// `limits.memory`, then an unlinked temp file, at most `limits.max_bytes`), so that the
+    /// front server has sent the whole body before the answer starts (see [`LateSpool`]).
+    /// Later reads of `wsgi.input` come from the spool. The GIL is released meanwhile.
+    pub(crate) fn spool_rest(&mut self, py: Python<'_>, limits: &LateSpool) {
+        if self.spool.is_some()
+            || self.eof
+            || self.remaining == Some(0)
+            || self.body.bytes_read() == 0
+            || self.body.is_end()
+        {
+            return;
+        }
+        let Self {
+            body, remaining, ..
+        } = self;
+        let (spool, error) = py.detach(|| fill_spool(body, remaining, limits));
+        if let Some(error) = error {
+            tracing::error!(dir = %limits.dir.display(), %error, "cannot spool the rest of a request body: it keeps streaming");
+        }
+        self.spool = spool;
     }
 
     /// Drops the body at the end of the request, even if the app keeps `wsgi.input` alive: the
@@ -47,6 +90,38 @@ impl Input {
 
     /// Pulls one chunk into the buffer; `false` at the end of the body.
     fn fill(&mut self, py: Python<'_>) -> PyResult<bool> {
+        if let Some(spool) = self.spool.as_mut() {
+            if !spool.memory.is_empty() {
+                self.buf.unsplit(std::mem::take(&mut spool.memory));
+                return Ok(true);
+            }
+            if let Some(file) = spool.file.as_mut() {
+                let mut chunk = vec![0; SPOOL_READ];
+                match py.detach(|| file.read(&mut chunk)) {
+                    Ok(0) => spool.file = None,
+                    Ok(n) => {
+                        self.buf.extend_from_slice(&chunk[..n]);
+                        return Ok(true);
+                    }
+                    Err(e) => {
+                        return Err(PyOSError::new_err(format!(
+                            "request body: reading it back from the spool: {e}"
+                        )))
+                    }
+                }
+            }
+            if !spool.tail.is_empty() {
+                self.buf.unsplit(std::mem::take(&mut spool.tail));
+                return Ok(true);
+            }
+            let ending = spool.ending.take();
+            self.spool = None;
+            if let Some(e) = ending {
+                return Err(body_error(e));
+            }
+            // The spool held everything that was left unless it stopped at its limit: then
+            // the body goes on streaming.
+        }
         if self.eof || self.remaining == Some(0) {
             self.eof = true;
             return Ok(false);
@@ -71,10 +146,7 @@ impl Input {
                 self.eof = true;
                 Ok(false)
             }
-            Err(BodyError::Aborted) => Err(ClientDisconnected::new_err(
-                "the client went away while sending the body",
-            )),
-            Err(e) => Err(PyOSError::new_err(format!("request body: {e}"))),
+            Err(e) => Err(body_error(e)),
         }
     }
 
@@ -102,6 +174,112 @@ impl Input {
             }
         }
     }
+}
+
+/// The Python exception for a failed body.
+fn body_error(e: BodyError) -> PyErr {
+    match e {
+        BodyError::Aborted => {
+            ClientDisconnected::new_err("the client went away while sending the body")
+        }
+        e => PyOSError::new_err(format!("request body: {e}")),
+    }
+}
+
+/// Reads what is left of `body` into a [`Spool`] (without the GIL). Stops at the end of the
+/// body, at its error (kept for the reader), or at `limits.max_bytes`. An I/O error of the temp
+/// file is returned beside what was spooled until then (which is still read first).
+fn fill_spool(
+    body: &mut RequestBody,
+    remaining: &mut Option<u64>,
+    limits: &LateSpool,
+) -> (Option<Spool>, Option<std::io::Error>) {
+    let mut spool = Spool {
+        memory: BytesMut::new(),
+        file: None,
+        tail: BytesMut::new(),
+        ending: None,
+    };
+    let mut total: u64 = 0;
+    let mut failure = None;
+    while remaining.is_none_or(|r| r > 0) && total < limits.max_bytes {
+        let mut chunk = match body.blocking_chunk() {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => {
+                *remaining = Some(0);
+                break;
+            }
+            Err(e) => {
+                spool.ending = Some(e);
+                break;
+            }
+        };
+        if let Some(r) = remaining.as_mut() {
+            chunk.truncate(usize::try_from(*r).unwrap_or(usize::MAX));
+            *r -= chunk.len() as u64;
+        }
+        total += chunk.len() as u64;
+        if spool.file.is_none() && spool.memory.len() + chunk.len() <= limits.memory {
+            spool.memory.extend_from_slice(&chunk);
+            continue;
+        }
+        if spool.file.is_none() {
+            match temp_file(limits) {
+                Ok(file) => spool.file = Some(file),
+                Err(e) => {
+                    // Nothing in a file yet: the chunk stays in memory, the rest streams.
+                    spool.memory.extend_from_slice(&chunk);
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(Err(e)) = spool.file.as_mut().map(|f| append(f, &chunk)) {
+            // The file holds what it took before this chunk; the chunk is read after it.
+            spool.tail.extend_from_slice(&chunk);
+            failure = Some(e);
+            break;
+        }
+    }
+    if let Some(file) = spool.file.as_mut() {
+        if let Err(e) = file.rewind() {
+            spool.ending = Some(BodyError::Malformed(format!(
+                "the spooled body cannot be read back: {e}"
+            )));
+            failure = Some(e);
+        }
+    }
+    (Some(spool), failure)
+}
+
+/// Appends a whole chunk to the spool file; on failure the file is cut back to where it was,
+/// so that the chunk can be kept elsewhere whole.
+fn append(file: &mut File, chunk: &[u8]) -> std::io::Result<()> {
+    let at = file.stream_position()?;
+    file.write_all(chunk).inspect_err(|_| {
+        let _ = file.set_len(at);
+        let _ = file.seek(std::io::SeekFrom::Start(at));
+    })
+}
+
+/// A new temp file in the spool directory, unlinked at once.
+fn temp_file(limits: &LateSpool) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let path = limits.dir.join(format!(
+        "gatehouse-wsgi-spool-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    std::fs::remove_file(&path)?;
+    Ok(file)
 }
 
 /// `None` or a negative size means "no limit", as for Python files.

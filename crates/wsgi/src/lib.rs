@@ -62,7 +62,7 @@ mod watchdog;
 mod worker;
 
 pub use app::WsgiApp;
-pub use config::{Config, WsgiSpec};
+pub use config::{Config, LateSpool, WsgiSpec};
 pub use error::Error;
 pub use file_wrapper::{FILE_WRAPPER_MAX_BLOCK, FILE_WRAPPER_MIN_BLOCK};
 pub use interpreter::{built_for, interpreter_info, BuildInfo};

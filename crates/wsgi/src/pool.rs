@@ -70,6 +70,8 @@ pub(crate) struct Shared {
     pub(crate) stuck: AtomicUsize,
     /// Numbers the threads' names (`wsgi-N`).
     next_thread: AtomicUsize,
+    /// Where a body goes when the app answers while reading it ([`crate::LateSpool`]).
+    late_spool: Option<crate::LateSpool>,
 }
 
 /// `--request-timeout` and `--slow-log-timeout`, at least one set.
@@ -214,6 +216,7 @@ impl Pool {
             slots: Mutex::new(Vec::new()),
             stuck: AtomicUsize::new(0),
             next_thread: AtomicUsize::new(0),
+            late_spool: config.late_spool.clone(),
         });
         for _ in 0..threads {
             shared.spawn_thread().map_err(Error::Io)?;
@@ -539,7 +542,8 @@ fn serve_one(
     // A panic is a bug of ours: the job's reply is dropped (its request gets a 500) and the
     // thread keeps serving, so the pool does not shrink.
     let run = catch_unwind(AssertUnwindSafe(|| {
-        worker::run(py, &shared.app, template, req, reply, release);
+        let late_spool = shared.late_spool.as_ref();
+        worker::run(py, &shared.app, template, late_spool, req, reply, release);
     }));
     if run.is_err() {
         tracing::error!(

@@ -13,6 +13,7 @@ use gatehouse_channel_request::{Env, Request, RequestInfo};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
+use crate::config::LateSpool;
 use crate::environ::{self, Template};
 use crate::error::Error;
 use crate::input::Input;
@@ -41,11 +42,12 @@ pub(crate) fn run(
     py: Python<'_>,
     app: &Py<PyAny>,
     template: &Template,
+    late_spool: Option<&LateSpool>,
     req: Request,
     reply: Reply,
     release: impl FnOnce(Python<'_>),
 ) {
-    let outcome = serve(py, app, template, req, reply.sender());
+    let outcome = serve(py, app, template, late_spool, req, reply.sender());
     release(py);
     reply.finish(outcome);
 }
@@ -54,6 +56,7 @@ fn serve(
     py: Python<'_>,
     app: &Py<PyAny>,
     template: &Template,
+    late_spool: Option<&LateSpool>,
     req: Request,
     out: OutSender,
 ) -> Result<(), Error> {
@@ -61,7 +64,7 @@ fn serve(
     let head_request = env.method() == b"HEAD";
     let sink: SharedSink = Arc::new(Mutex::new(Sink::new(out, info.clone(), head_request)));
     let input = Bound::new(py, Input::new(body)).map_err(|e| failure(py, &sink, &e))?;
-    let outcome = call_app(py, app, template, &env, &info, &input, &sink);
+    let outcome = call_app(py, app, template, &env, &info, (&input, late_spool), &sink);
     // However long Python keeps these objects, the request is over for the front end.
     if let Ok(mut input) = input.try_borrow_mut() {
         input.release();
@@ -86,7 +89,7 @@ fn call_app(
     template: &Template,
     env: &Env,
     info: &RequestInfo,
-    input: &Bound<'_, Input>,
+    (input, late_spool): (&Bound<'_, Input>, Option<&LateSpool>),
     sink: &SharedSink,
 ) -> Result<(), Error> {
     let environ =
@@ -97,7 +100,8 @@ fn call_app(
         .bind(py)
         .call1((environ, start_response))
         .map_err(|e| failure(py, sink, &e))?;
-    let iterated = drive(py, &result, sink);
+    let spool = late_spool.map(|limits| (input, limits));
+    let iterated = drive(py, &result, sink, spool);
     let closed = close(&result, sink).map_err(|e| failure(py, sink, &e));
     match (iterated, closed) {
         (Err(Error::App(first)), Err(Error::App(second))) => Err(Error::App(format!(
@@ -109,10 +113,28 @@ fn call_app(
 }
 
 /// Iterates the app's result into the sink, stopping early when the client is gone or the
-/// `Content-Length` is reached.
-fn drive(py: Python<'_>, result: &Bound<'_, PyAny>, sink: &SharedSink) -> Result<(), Error> {
+/// `Content-Length` is reached. Before the first body bytes (and so the head) go out, the rest
+/// of a body the app has started reading is spooled, with `spool` ([`LateSpool`]).
+fn drive(
+    py: Python<'_>,
+    result: &Bound<'_, PyAny>,
+    sink: &SharedSink,
+    mut spool: Option<(&Bound<'_, Input>, &LateSpool)>,
+) -> Result<(), Error> {
+    let mut spool_before_head = |py: Python<'_>, bytes: &[u8]| {
+        if bytes.is_empty() {
+            return;
+        }
+        if let Some((input, limits)) = spool.take() {
+            // Not while another thread of the app reads the input: it then is not waiting.
+            if let Ok(mut input) = input.try_borrow_mut() {
+                input.spool_rest(py, limits);
+            }
+        }
+    };
     if let Some(only) = single_item(result) {
         let bytes = as_bytes(&only)?;
+        spool_before_head(py, bytes.as_bytes());
         let mut s = sink_guard(sink)?;
         s.set_known_length(bytes.as_bytes().len() as u64);
         return s
@@ -130,6 +152,7 @@ fn drive(py: Python<'_>, result: &Bound<'_, PyAny>, sink: &SharedSink) -> Result
         };
         let item = item.map_err(|e| failure(py, sink, &e))?;
         let bytes = as_bytes(&item)?;
+        spool_before_head(py, bytes.as_bytes());
         let mut s = sink_guard(sink)?;
         s.write(py, bytes.as_bytes())
             .map_err(|e| write_failure(e, "yielded"))?;
