@@ -38,7 +38,9 @@ use crate::error::Error;
 use crate::notify::Notifier;
 use crate::signal::{Received, Signals, Stop};
 use crate::sys;
+use crate::metrics::{self, Restart};
 use crate::worker::{self, Message, WorkerInfo, ENV_LISTENERS, ENV_LOAD, ENV_WORKER};
+use tokio_util::sync::CancellationToken;
 
 use handover::{from_old_master, retitle, Listeners, ENV_UPGRADE_FROM, ENV_UPGRADE_LISTENERS};
 use process::{random_seed, resident_bytes, Status};
@@ -78,6 +80,9 @@ pub(crate) fn run(cli: &Cli) -> Result<(), Error> {
     };
     // Systemd's variables are taken (and removed) in any case; a new master's listeners came
     // from the old one, so it binds nothing.
+    // Bound before privileges are dropped, like the front ends' listeners.
+    let metrics_listener = metrics::bind(cli)?;
+    let metrics = metrics::Master::create(cli, 3 * usize::from(cli.process.workers) + 1)?;
     let (bound, notifier) = if bound.is_empty() {
         daemon::listeners_for_master(cli)?
     } else {
@@ -102,7 +107,12 @@ pub(crate) fn run(cli: &Cli) -> Result<(), Error> {
             what: "cannot install signal handlers",
             source,
         })?;
+        if let (Some(listener), Some(m)) = (metrics_listener, &metrics) {
+            let mode = format!("master (workers: {})", cli.process.workers);
+            listener.serve(metrics::Source::Master(m.clone()), mode, CancellationToken::new())?;
+        }
         let mut master = Master::new(cli, listeners, signals);
+        master.metrics = metrics;
         master.exe = exe;
         master.old_master = old_master;
         master.notifier = notifier;
@@ -150,6 +160,8 @@ struct Worker {
     memory_exempt: bool,
     /// Its cell in the connection table ([`crate::balance`]).
     cell: Option<usize>,
+    /// Its block of the metrics region ([`crate::metrics`]).
+    block: Option<usize>,
 }
 
 /// The connection table the workers balance new connections with, and its file (removed when
@@ -222,6 +234,8 @@ struct Master<'a> {
     watchdog_sent: Option<Instant>,
     /// The connection table, when it could be made.
     load: Option<Load>,
+    /// The workers' figures (`--metrics`).
+    metrics: Option<std::sync::Arc<metrics::Master>>,
 }
 
 impl<'a> Master<'a> {
@@ -246,6 +260,7 @@ impl<'a> Master<'a> {
             notifier: Notifier::default(),
             watchdog_sent: None,
             load: Load::create(cli.process.workers),
+            metrics: None,
         }
     }
 
@@ -286,6 +301,7 @@ impl<'a> Master<'a> {
                     fatal = Some(e);
                 }
             }
+            self.publish_workers();
             if self.stopping.is_some() && self.workers.is_empty() {
                 return match fatal {
                     Some(e) => Err(e),
@@ -317,6 +333,11 @@ impl<'a> Master<'a> {
         let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(io_err)?;
         SockRef::from(&theirs).set_cloexec(false).map_err(io_err)?;
         let cell = self.free_cell();
+        let block = self.free_block();
+        let metrics_env = match (&self.metrics, block) {
+            (Some(m), Some(b)) => Some(m.for_worker(b).map_err(io_err)?),
+            _ => None,
+        };
         let info = WorkerInfo {
             id: slot,
             generation,
@@ -327,6 +348,7 @@ impl<'a> Master<'a> {
                 (Some(load), Some(cell)) => Some((cell, load.table.cells(), load.path.clone())),
                 _ => None,
             },
+            metrics: None,
         };
         let (worker_env, listeners_env) = info.to_env();
         let mut cmd = tokio::process::Command::new("/proc/self/exe");
@@ -335,6 +357,7 @@ impl<'a> Master<'a> {
             .env(ENV_WORKER, worker_env)
             .env(ENV_LISTENERS, listeners_env)
             .envs(info.load_to_env().map(|v| (ENV_LOAD, v)))
+            .envs(metrics_env.as_ref().map(|(v, _)| (metrics::ENV_METRICS, v)))
             // A worker of its own process group: a terminal's Ctrl-C reaches the master only,
             // which stops the workers in order.
             .process_group(0)
@@ -347,6 +370,7 @@ impl<'a> Master<'a> {
         }
         let mut child = cmd.spawn().map_err(io_err)?;
         drop(theirs);
+        drop(metrics_env);
         let Some(pid) = child.id() else {
             return Err(io_err(io::Error::other("the new worker exited at once")));
         };
@@ -362,6 +386,7 @@ impl<'a> Master<'a> {
                 replaces,
                 memory_exempt: false,
                 cell,
+                block,
             },
         );
         let tx = self.events_tx.clone();
@@ -394,6 +419,40 @@ impl<'a> Master<'a> {
     fn free_cell(&self) -> Option<usize> {
         let cells = self.load.as_ref()?.table.cells();
         (0..cells).find(|c| self.workers.values().all(|w| w.cell != Some(*c)))
+    }
+
+    /// A block of the metrics region no live worker has.
+    fn free_block(&self) -> Option<usize> {
+        let blocks = self.metrics.as_ref()?.blocks();
+        (0..blocks).find(|b| self.workers.values().all(|w| w.block != Some(*b)))
+    }
+
+    /// The workers as `/status` shows them.
+    fn publish_workers(&self) {
+        let Some(m) = &self.metrics else { return };
+        let views = self
+            .workers
+            .iter()
+            .map(|(pid, w)| metrics::WorkerView {
+                pid: *pid,
+                slot: w.slot,
+                generation: w.generation,
+                state: match w.state {
+                    State::Starting => "starting",
+                    State::Ready => "ready",
+                    State::Stopping => "stopping",
+                },
+                block: w.block,
+            })
+            .collect();
+        m.set_workers(views);
+    }
+
+    /// Counts a worker replaced (`gatehouse_worker_restarts_total`).
+    fn restarted(&self, why: Restart) {
+        if let Some(m) = &self.metrics {
+            m.restarted(why);
+        }
     }
 
     /// `--max-requests` plus this worker's share of `--max-requests-jitter`.
@@ -471,6 +530,7 @@ impl<'a> Master<'a> {
                 tracing::info!(
                     "worker {slot} (pid {pid}) reached --max-requests: starting its replacement"
                 );
+                self.restarted(Restart::MaxRequests);
                 if let Err(e) = self.spawn(slot, generation, Some(pid)) {
                     tracing::error!("cannot start a replacement for worker {slot}: {e}");
                 }
@@ -539,6 +599,9 @@ impl<'a> Master<'a> {
                 old.len()
             );
             self.notifier.ready(&status);
+            for _ in &old {
+                self.restarted(Restart::Reload);
+            }
         }
         for pid in old {
             self.stop_worker(pid, "reloaded");
@@ -571,6 +634,9 @@ impl<'a> Master<'a> {
         if let Some(load) = &self.load {
             load.clear(w.cell);
         }
+        if let (Some(m), Some(block)) = (&self.metrics, w.block) {
+            m.retire(block);
+        }
         let (slot, generation) = (w.slot, w.generation);
         let status_text = Status(status);
         match w.state {
@@ -597,6 +663,8 @@ impl<'a> Master<'a> {
                 if replaced || generation < self.serving {
                     return Ok(());
                 }
+                let killed = matches!(status, Ok(s) if std::os::unix::process::ExitStatusExt::signal(s).is_some());
+                self.restarted(if killed { Restart::Signal } else { Restart::Exit });
                 self.spawn(slot, generation, None)
             }
             State::Starting => self.on_failed_start(slot, generation, pid, w.replaces, status),
@@ -876,6 +944,7 @@ impl<'a> Master<'a> {
                 rss >> 20,
                 limit >> 20
             );
+            self.restarted(Restart::Memory);
             if let Err(e) = self.spawn(slot, generation, Some(pid)) {
                 tracing::error!("cannot start a replacement for worker {slot}: {e}");
             }
