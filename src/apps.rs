@@ -170,6 +170,7 @@ fn cgi_scripts(path: &std::path::Path, cli: &Cli) -> Result<Arc<dyn Application>
     };
     let config = Config {
         timeout: args.cgi_timeout.map(|d| d.0),
+        request_timeout: cli.time_limits.request_timeout.map(|d| d.0),
         max_children: args.cgi_max,
         pass_env: args.cgi_env.iter().map(Into::into).collect(),
         user: args
@@ -199,10 +200,18 @@ fn warn_unused_options(cli: &Cli, mounts: &[Mount]) {
     let has = |f: fn(&AppSpec) -> bool| mounts.iter().any(|m| f(&m.app));
     let w = &cli.wsgi;
     let wsgi_options = w.threads.is_some() || !w.pythonpath.is_empty() || w.venv.is_some();
-    if wsgi_options && !has(|a| matches!(a, AppSpec::Wsgi(_))) {
+    let has_wsgi = has(|a| matches!(a, AppSpec::Wsgi(_)));
+    if wsgi_options && !has_wsgi {
         tracing::warn!(
             "--threads, --pythonpath and --venv apply to wsgi: apps, and none is served"
         );
+    }
+    let t = &cli.time_limits;
+    if t.slow_log_timeout.is_some() && !has_wsgi {
+        tracing::warn!("--slow-log-timeout applies to wsgi: apps, and none is served");
+    }
+    if t.request_timeout.is_some() && !has_wsgi && !has(|a| matches!(a, AppSpec::Cgi(_))) {
+        tracing::warn!("--request-timeout applies to wsgi: and cgi: apps, and none is served");
     }
     let c = &cli.cgi_scripts;
     let cgi_options = c.cgi_timeout.is_some()
@@ -248,6 +257,8 @@ mod wsgi {
             pythonpath: cli.wsgi.pythonpath.clone(),
             venv: cli.wsgi.venv.clone(),
             multiprocess: false,
+            request_timeout: cli.time_limits.request_timeout.map(|d| d.0),
+            slow_log_timeout: cli.time_limits.slow_log_timeout.map(|d| d.0),
         };
         let app = WsgiApp::load(&parsed, config).map_err(|e| match e {
             gatehouse_wsgi::Error::Import { traceback, .. } => {
@@ -266,6 +277,11 @@ mod wsgi {
     /// The interpreter's version, prefix and library, once, at start-up.
     pub(super) fn log_interpreter() {
         tracing::info!("python: {}", gatehouse_wsgi::interpreter_info());
+    }
+
+    /// Runs `hook` whenever a WSGI thread is stuck past `--request-timeout`.
+    pub(crate) fn on_stuck_thread(hook: impl Fn() + Send + Sync + 'static) {
+        gatehouse_wsgi::on_stuck_thread(hook);
     }
 }
 
@@ -288,7 +304,12 @@ mod wsgi {
     }
 
     pub(super) fn log_interpreter() {}
+
+    /// No WSGI threads, nothing to watch.
+    pub(crate) fn on_stuck_thread(_hook: impl Fn() + Send + Sync + 'static) {}
 }
+
+pub(crate) use wsgi::on_stuck_thread;
 
 #[cfg(test)]
 mod tests {

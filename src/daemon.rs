@@ -194,6 +194,15 @@ async fn serve_until_signal(
         source,
     })?;
     let control = worker.map(Control::start).transpose()?;
+    if let Some(control) = &control {
+        // A WSGI thread blocked in native code past --request-timeout: a fresh worker takes
+        // over while this one drains (the master ignores repeats while it replaces us).
+        let control = control.clone();
+        crate::apps::on_stuck_thread(move || {
+            tracing::warn!("a wsgi thread is stuck: asking the master to recycle this worker");
+            control.send(Message::RecycleStuck);
+        });
+    }
     let app: Arc<dyn Application> = match (worker, &control) {
         (Some(info), Some(control)) if info.max_requests > 0 => Arc::new(Recycling::new(
             app,

@@ -6,7 +6,8 @@
 //!     env GATEHOUSE_WORKER           "ID GENERATION CONTROL_FD MAX_REQUESTS"
 //!     env GATEHOUSE_WORKER_LISTENERS one line per listener: "KIND FD NAME"
 //!     the listening sockets and one end of a unix socket pair, inherited at those fds
-//!  worker ──► control socket: "ready\n" once it serves, "recycle\n" after --max-requests
+//!  worker ──► control socket: "ready\n" once it serves, "recycle\n" after --max-requests,
+//!             "recycle stuck\n" when a WSGI thread is stuck past --request-timeout
 //!  master ──► SIGTERM: stop accepting, drain, exit 0 (as a single process does)
 //!  control socket closed (the master died) ──► the worker drains and exits too
 //! ```
@@ -247,6 +248,9 @@ pub(crate) enum Message {
     Ready,
     /// Served `--max-requests`: please start a replacement, then stop me.
     Recycle,
+    /// A WSGI thread is stuck past `--request-timeout` (blocked in native code): please start a
+    /// replacement, then stop me (gracefully: the other requests finish).
+    RecycleStuck,
 }
 
 impl Message {
@@ -254,6 +258,7 @@ impl Message {
         match self {
             Self::Ready => "ready\n",
             Self::Recycle => "recycle\n",
+            Self::RecycleStuck => "recycle stuck\n",
         }
     }
 
@@ -261,6 +266,7 @@ impl Message {
         match line.trim_end() {
             "ready" => Some(Self::Ready),
             "recycle" => Some(Self::Recycle),
+            "recycle stuck" => Some(Self::RecycleStuck),
             _ => None,
         }
     }
@@ -403,7 +409,7 @@ mod tests {
 
     #[test]
     fn messages() {
-        for m in [Message::Ready, Message::Recycle] {
+        for m in [Message::Ready, Message::Recycle, Message::RecycleStuck] {
             assert_eq!(Message::parse(m.line()), Some(m));
         }
         assert_eq!(Message::parse("hello\n"), None);

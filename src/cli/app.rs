@@ -72,6 +72,28 @@ pub struct WsgiArgs {
     pub venv: Option<PathBuf>,
 }
 
+/// The time limits of `wsgi:` and `cgi:` apps (uWSGI's harakiri, php-fpm's
+/// `request_terminate_timeout` and `request_slowlog_timeout`).
+#[derive(Debug, Clone, Args)]
+pub struct TimeLimitArgs {
+    /// Answer 504 to a request still running after this long, and free its thread or process
+    /// [default: no limit].
+    ///
+    /// Counted from when the app admits the request: time waiting in the queue counts, and a
+    /// request whose time runs out while queued is answered without running. WSGI: the Python
+    /// traceback of the thread is logged and an exception is raised in it; a thread blocked in
+    /// native code (time.sleep, a socket read) is replaced by a fresh one (at most --threads
+    /// of them) and, with --workers, the worker is recycled. CGI scripts: the process group is
+    /// killed (--cgi-timeout stays the limit on idle time). A response already begun is cut.
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub request_timeout: Option<HumanDuration>,
+
+    /// Log the Python traceback of a WSGI request still running after this long, once, and let
+    /// it go on [default: off].
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub slow_log_timeout: Option<HumanDuration>,
+}
+
 /// The options of `cgi:PATH` apps (CGI scripts run per request, as fcgiwrap does).
 #[derive(Debug, Clone, Args)]
 pub struct CgiScriptArgs {

@@ -19,7 +19,7 @@ use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser};
 
 use crate::addr::ListenAddr;
 
-pub use app::{AppSpec, CgiScriptArgs, CgiStderr, Mount, WsgiArgs};
+pub use app::{AppSpec, CgiScriptArgs, CgiStderr, Mount, TimeLimitArgs, WsgiArgs};
 pub use front::{HttpArgs, LimitArgs, ListenArgs, PrivilegeArgs, ScgiArgs, DEFAULT_BACKLOG};
 pub use process::{ProcessArgs, DEFAULT_WORKER_START_TIMEOUT, MAX_WORKERS};
 pub use values::{parse_duration, HumanDuration, IpList};
@@ -126,6 +126,10 @@ pub struct Cli {
     #[command(flatten, next_help_heading = "CGI scripts (cgi:PATH)")]
     pub cgi_scripts: CgiScriptArgs,
 
+    /// Time limits of WSGI apps and CGI scripts.
+    #[command(flatten, next_help_heading = "Time limits (wsgi: and cgi: apps)")]
+    pub time_limits: TimeLimitArgs,
+
     /// Answer one request as a CGI program (RFC 3875), then exit.
     ///
     /// The request comes from the environment and stdin, the answer goes to stdout. Implied
@@ -207,6 +211,8 @@ const APP_OPTIONS: &[&str] = &[
     "cgi_allow_world_writable",
     "cgi_extensions",
     "cgi_stderr",
+    "request_timeout",
+    "slow_log_timeout",
 ];
 
 impl Cli {

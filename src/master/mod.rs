@@ -522,15 +522,20 @@ impl<'a> Master<'a> {
                 self.maybe_generation_ready(generation);
             }
             Message::Ready => {}
-            Message::Recycle => {
+            Message::Recycle | Message::RecycleStuck => {
                 let (slot, generation, state) = (w.slot, w.generation, w.state);
                 if state != State::Ready || self.stopping.is_some() || self.replacing(pid) {
                     return;
                 }
-                tracing::info!(
-                    "worker {slot} (pid {pid}) reached --max-requests: starting its replacement"
-                );
-                self.restarted(Restart::MaxRequests);
+                let why = match msg {
+                    Message::Recycle => "reached --max-requests",
+                    _ => "has a wsgi thread stuck past --request-timeout",
+                };
+                tracing::info!("worker {slot} (pid {pid}) {why}: starting its replacement");
+                self.restarted(match msg {
+                    Message::Recycle => Restart::MaxRequests,
+                    _ => Restart::StuckThread,
+                });
                 if let Err(e) = self.spawn(slot, generation, Some(pid)) {
                     tracing::error!("cannot start a replacement for worker {slot}: {e}");
                 }

@@ -134,7 +134,28 @@ fn publish_stats(b: Block<'_>) {
     if let Some(cpu) = process::cpu_us(std::process::id()) {
         b.0[table::CPU_US].fetch_max(cpu, Ordering::Relaxed);
     }
-    let _ = b;
+    let cgi = gatehouse_cgi_exec::stats();
+    let mut timeouts = cgi.timeouts_total;
+    #[cfg(feature = "wsgi")]
+    {
+        let w = gatehouse_wsgi::stats();
+        b.set(table::WSGI_THREADS, w.threads as u64);
+        b.set(table::WSGI_BUSY, w.busy as u64);
+        b.set(table::WSGI_QUEUE, w.queued as u64);
+        b.set(table::WSGI_QUEUE_MAX, w.queue_max_seen as u64);
+        b.set(table::WSGI_STUCK, w.stuck_threads as u64);
+        b.set(table::WSGI_REJECTED, w.rejected_total);
+        b.set(table::SLOW_REQUESTS, w.slow_total);
+        timeouts += w.timeouts_total;
+    }
+    b.set(table::REQUEST_TIMEOUTS, timeouts);
+    b.set(table::CGI_RUNNING, cgi.running as u64);
+    b.set(table::CGI_QUEUE, cgi.queued as u64);
+    b.set(table::CGI_MAX_CHILDREN_REACHED, cgi.max_children_reached_total);
+    b.set(table::CGI_STARTED, cgi.started_total);
+    for (i, (_, n)) in cgi.killed_by_reason().into_iter().enumerate() {
+        b.set(table::CGI_KILLED + i, n);
+    }
 }
 
 /// The observer of every request: counts it in this process's block.
@@ -234,10 +255,19 @@ pub(crate) enum Restart {
     Memory,
     /// SIGHUP.
     Reload,
+    /// A WSGI thread stuck past `--request-timeout` (blocked in native code).
+    StuckThread,
 }
 
 /// Label values of [`Restart`], in its order.
-pub(crate) const RESTART_REASONS: [&str; 5] = ["exit", "signal", "max-requests", "memory", "reload"];
+pub(crate) const RESTART_REASONS: [&str; 6] = [
+    "exit",
+    "signal",
+    "max-requests",
+    "memory",
+    "reload",
+    "stuck-thread",
+];
 
 /// What `/status` shows of one worker.
 #[derive(Debug, Clone)]

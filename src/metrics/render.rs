@@ -142,8 +142,26 @@ impl Collector for Figures {
         }
         counter(
             &mut enc,
+            "gatehouse_cgi_started",
+            "CGI scripts started",
+            t.get(table::CGI_STARTED),
+        )?;
+        counter(
+            &mut enc,
+            "gatehouse_cgi_max_children_reached",
+            "CGI requests that found every --cgi-max slot taken and waited",
+            t.get(table::CGI_MAX_CHILDREN_REACHED),
+        )?;
+        gauge(
+            &mut enc,
+            "gatehouse_wsgi_stuck_threads",
+            "WSGI threads stuck in native code past --request-timeout (replaced)",
+            t.gauge(table::WSGI_STUCK),
+        )?;
+        counter(
+            &mut enc,
             "gatehouse_request_timeouts",
-            "Requests stopped by --request-timeout",
+            "Requests stopped by --request-timeout (WSGI and CGI)",
             t.get(table::REQUEST_TIMEOUTS),
         )?;
         counter(
@@ -271,7 +289,9 @@ pub(crate) fn status_json(s: &Snapshot, mode: &str, full: bool) -> serde_json::V
         "total_threads": threads,
         "queue_length": t.gauge(table::WSGI_QUEUE),
         "max_queue_length": t.get(table::WSGI_QUEUE_MAX),
-        "max_children_reached": t.get(table::WSGI_REJECTED),
+        "max_children_reached": t.get(table::CGI_MAX_CHILDREN_REACHED) + t.get(table::WSGI_REJECTED),
+        "wsgi_rejected": t.get(table::WSGI_REJECTED),
+        "request_timeouts": t.get(table::REQUEST_TIMEOUTS),
         "slow_requests": t.get(table::SLOW_REQUESTS),
         "cgi_running": t.gauge(table::CGI_RUNNING),
         "cgi_queue_length": t.gauge(table::CGI_QUEUE),
@@ -328,6 +348,8 @@ pub(crate) fn status_text(s: &Snapshot, mode: &str, full: bool) -> String {
         "max_queue_length",
         "max_children_reached",
         "slow_requests",
+        "wsgi_rejected",
+        "request_timeouts",
         "cgi_running",
         "cgi_queue_length",
         "worker_processes",

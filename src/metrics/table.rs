@@ -29,8 +29,8 @@ pub(crate) const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other
 pub(crate) const BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
-/// Reasons a CGI script is killed, in cell order.
-pub(crate) const CGI_KILL_REASONS: [&str; 2] = ["timeout", "shutdown"];
+/// Reasons a CGI script is killed, in cell order (`gatehouse_cgi_exec::CgiStats::killed_by_reason`'s).
+pub(crate) const CGI_KILL_REASONS: [&str; 3] = ["timeout", "wallclock", "client_gone"];
 
 const P: usize = PROTOCOLS.len();
 const C: usize = CLASSES.len();
@@ -46,9 +46,10 @@ pub(crate) const WSGI_REJECTED: usize = ACCEPTED + P;
 pub(crate) const REQUEST_TIMEOUTS: usize = WSGI_REJECTED + 1;
 pub(crate) const CGI_KILLED: usize = REQUEST_TIMEOUTS + 1;
 pub(crate) const SLOW_REQUESTS: usize = CGI_KILLED + CGI_KILL_REASONS.len();
-pub(crate) const WSGI_QUEUED: usize = SLOW_REQUESTS + 1;
+pub(crate) const CGI_MAX_CHILDREN_REACHED: usize = SLOW_REQUESTS + 1;
+pub(crate) const CGI_STARTED: usize = CGI_MAX_CHILDREN_REACHED + 1;
 /// CPU time of the process, in microseconds (the largest value seen: `fetch_max`).
-pub(crate) const CPU_US: usize = WSGI_QUEUED + 1;
+pub(crate) const CPU_US: usize = CGI_STARTED + 1;
 /// Cells below this are counters.
 pub(crate) const COUNTERS: usize = CPU_US + 1;
 // Gauges.
@@ -59,8 +60,9 @@ pub(crate) const WSGI_THREADS: usize = WSGI_BUSY + 1;
 pub(crate) const WSGI_QUEUE: usize = WSGI_THREADS + 1;
 pub(crate) const CGI_RUNNING: usize = WSGI_QUEUE + 1;
 pub(crate) const CGI_QUEUE: usize = CGI_RUNNING + 1;
+pub(crate) const WSGI_STUCK: usize = CGI_QUEUE + 1;
 /// Cells from [`COUNTERS`] below this are gauges.
-pub(crate) const GAUGES: usize = CGI_QUEUE + 1;
+pub(crate) const GAUGES: usize = WSGI_STUCK + 1;
 // Maxima (over the workers, and kept for the retired ones).
 pub(crate) const WSGI_QUEUE_MAX: usize = GAUGES;
 pub(crate) const MAXIMA: usize = WSGI_QUEUE_MAX + 1;

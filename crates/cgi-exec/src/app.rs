@@ -31,6 +31,7 @@ use crate::pump::{self, Ctl, Outcome};
 use crate::resolve::{self, RequestPath};
 use crate::safety::Policy;
 use crate::spawn::{check_file_root, Launch, Root, Spawner, Started, SETPRIV_PATHS};
+use crate::stats::{self, Kill};
 use crate::stderr;
 
 /// Runs CGI programs (RFC 3875) for requests from any front end.
@@ -146,11 +147,36 @@ impl CgiApp {
             body,
             info,
         } = req;
+        // Wall-clock limit, counted from now: the wait for a slot counts.
+        let deadline = self
+            .inner
+            .config
+            .request_timeout
+            .map(|limit| (limit, tokio::time::Instant::now() + limit));
         let mut body = Some(body);
         let mut script: Option<Arc<Path>> = None;
         for _ in 0..=MAX_LOCAL_REDIRECTS {
             let body = body.take().unwrap_or_else(RequestBody::empty);
-            match self.run(&env, body, resp, &info, &mut script).await {
+            let mut live = false;
+            let run = self.run(&env, body, resp, &info, &mut script, &mut live);
+            let ran = match deadline {
+                None => run.await,
+                Some((limit, at)) => match tokio::time::timeout_at(at, run).await {
+                    Ok(ran) => ran,
+                    // The run is dropped: its guard stops the script's process group.
+                    Err(_) => {
+                        stats::timed_out();
+                        if live {
+                            stats::killed(Kill::Wallclock);
+                        }
+                        Err(Error::RequestTimeout {
+                            limit,
+                            killed: live,
+                        })
+                    }
+                },
+            };
+            match ran {
                 Ok(Outcome::Complete(_)) => return Ok(()),
                 Ok(Outcome::LocalRedirect(location)) => {
                     tracing::debug!(peer = %info.peer, request_id = info.id,
@@ -174,12 +200,19 @@ impl CgiApp {
         resp: &mut Response,
         info: &RequestInfo,
         script: &mut Option<Arc<Path>>,
+        live: &mut bool,
     ) -> Result<Outcome, Error> {
         let mut gone = resp.client_gone();
         let permit = match &self.inner.slots {
-            Some(slots) => tokio::select! {
-                permit = slots.clone().acquire_owned() => permit.ok(),
-                () = &mut gone => return Err(Error::ClientGone),
+            Some(slots) => match slots.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    let _waiting = SlotWait::start();
+                    tokio::select! {
+                        permit = slots.clone().acquire_owned() => permit.ok(),
+                        () = &mut gone => return Err(Error::ClientGone),
+                    }
+                }
             },
             None => None,
         };
@@ -198,6 +231,8 @@ impl CgiApp {
             refused,
         } = started?;
         *script = Some(program.clone());
+        // Until this run returns, dropping it (the request timeout) kills a live script.
+        *live = true;
         if !refused.is_empty() {
             let names: Vec<String> = refused
                 .iter()
@@ -236,6 +271,16 @@ impl CgiApp {
             forwarding.as_ref(),
         )
         .await;
+        if let Err(e) = &answered {
+            if guard.is_running() {
+                match e {
+                    Error::Timeout { .. } => stats::killed(Kill::Idle),
+                    e if e.is_client_gone() => stats::killed(Kill::ClientGone),
+                    _ => {}
+                }
+            }
+        }
+        *live = false;
         let outcome = match (answered, forwarding) {
             (Ok(outcome), _) => outcome,
             (Err(e), Some(forwarding)) if !e.is_client_gone() => {
@@ -256,6 +301,22 @@ impl CgiApp {
             }
         }
         Ok(outcome)
+    }
+}
+
+/// A request waiting for a `max_children` slot, for [`stats`]: counted while it lives.
+struct SlotWait;
+
+impl SlotWait {
+    fn start() -> Self {
+        stats::slot_wait_started();
+        Self
+    }
+}
+
+impl Drop for SlotWait {
+    fn drop(&mut self) {
+        stats::slot_wait_ended();
     }
 }
 

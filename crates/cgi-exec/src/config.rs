@@ -32,6 +32,11 @@ pub struct Config {
     /// its stdout and none written to its stdin. Time spent waiting for the client (a slow
     /// upload, a slow reader of the response) does not count. `None`: no limit.
     pub timeout: Option<Duration>,
+    /// Wall-clock limit of a request (`--request-timeout`), counted from when it reaches the app
+    /// (time waiting for a `max_children` slot counts): past it the script's process group is
+    /// stopped and the client gets `504` (or a cut response, when the head was sent). Unlike
+    /// `timeout`, progress does not extend it. `None`: no limit.
+    pub request_timeout: Option<Duration>,
     /// Time between `SIGTERM` and `SIGKILL` when a script's process group is stopped.
     pub kill_grace: Duration,
     /// Scripts running at once (`--cgi-max`); excess requests wait in line. 0: no limit.
@@ -82,6 +87,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             timeout: None,
+            request_timeout: None,
             kill_grace: DEFAULT_KILL_GRACE,
             max_children: DEFAULT_MAX_CHILDREN,
             pass_env: Vec::new(),

@@ -15,7 +15,7 @@ use gatehouse_channel_request::{BodyError, CgiHeadError};
 /// - peer: [`Error::BadPath`], [`Error::NotFound`], [`Error::Forbidden`], [`Error::Body`],
 ///   [`Error::ClientGone`];
 /// - script: [`Error::Spawn`], [`Error::BadHead`], [`Error::NoOutput`], [`Error::Timeout`],
-///   [`Error::TooManyRedirects`];
+///   [`Error::RequestTimeout`], [`Error::TooManyRedirects`];
 /// - I/O: [`Error::Io`], [`Error::Response`].
 ///
 /// [`Error::http_status`] gives the answer when the response head was not sent yet.
@@ -70,6 +70,14 @@ pub enum Error {
         /// The configured idle time.
         idle: Duration,
     },
+    /// The request was still running (or still waiting for a slot) after the wall-clock limit
+    /// (`--request-timeout`), counted from when it arrived; a running script was killed.
+    RequestTimeout {
+        /// The configured limit.
+        limit: Duration,
+        /// Whether a script was running (killed) rather than the request waiting for a slot.
+        killed: bool,
+    },
     /// Local redirects (RFC 3875 section 6.2.2) chained more than the limit.
     TooManyRedirects {
         /// The limit.
@@ -114,7 +122,7 @@ impl Error {
             Self::Forbidden { .. } => 403,
             Self::Body(e) => e.http_status(),
             Self::BadHead(_) | Self::NoOutput { .. } | Self::Io(_) => 502,
-            Self::Timeout { .. } => 504,
+            Self::Timeout { .. } | Self::RequestTimeout { .. } => 504,
             Self::Spawn { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => 403,
             _ => 500,
         }
@@ -181,6 +189,20 @@ impl fmt::Display for Error {
             Self::BadHead(e) => write!(f, "malformed response head from script: {e}"),
             Self::NoOutput { status } => write!(f, "script wrote no output ({status})"),
             Self::Timeout { idle } => write!(f, "script idle for {idle:?}, killed"),
+            Self::RequestTimeout {
+                limit,
+                killed: true,
+            } => write!(
+                f,
+                "script still running after the request timeout ({limit:?}), killed"
+            ),
+            Self::RequestTimeout {
+                limit,
+                killed: false,
+            } => write!(
+                f,
+                "request still waiting for a script slot after the request timeout ({limit:?})"
+            ),
             Self::TooManyRedirects { limit } => {
                 write!(f, "more than {limit} local redirects")
             }
@@ -244,6 +266,13 @@ mod tests {
             .http_status(),
             504
         );
+        let wall = Error::RequestTimeout {
+            limit: Duration::from_secs(1),
+            killed: true,
+        };
+        assert_eq!(wall.http_status(), 504);
+        assert!(!wall.is_peer_fault() && !wall.is_client_gone());
+        assert!(wall.to_string().contains("killed"), "{wall}");
         let denied = Error::Spawn {
             path: p,
             source: io::ErrorKind::PermissionDenied.into(),

@@ -24,6 +24,7 @@ use tokio::process::Child;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
+use crate::stats;
 use crate::sys::{self, Signal};
 
 /// How often the leader's exit is checked during the grace period.
@@ -39,6 +40,7 @@ struct Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
+        stats::reaped();
         // Only reached when nobody could wait for the child (no runtime, or the stopping task was
         // dropped at shutdown): kill at once; tokio reaps the dropped child in the background.
         if self.child.take().is_some() {
@@ -65,6 +67,7 @@ impl ChildGuard {
         permit: Option<OwnedSemaphorePermit>,
     ) -> Option<Self> {
         let pid = child.id()?;
+        stats::spawned();
         Some(Self {
             running: Some(Running {
                 child: Some(child),
@@ -76,6 +79,11 @@ impl ChildGuard {
     }
 
     /// The script's pid, which is also its process group id.
+    /// Whether the script has not been reaped yet (dropping the guard then stops it).
+    pub(crate) fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+
     pub(crate) fn pid(&self) -> u32 {
         self.running.as_ref().map_or(0, |r| r.pid)
     }

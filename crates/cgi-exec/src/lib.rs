@@ -26,6 +26,7 @@
 //! - `spawn`: finding, checking and spawning one run (std's posix_spawn fast path, `setpriv`).
 //! - `guard`: stopping and reaping a script's process group, also when the future is dropped.
 //! - `stderr`: the script's stderr as log lines, or forwarded to the front server.
+//! - `stats`: the process-wide counters ([`stats()`], [`CgiStats`]) for metrics.
 //! - `sys`: the few libc calls std lacks; [`nss`]: user and group look-ups (the only `unsafe`).
 //!
 //! # Wiring it into a binary
@@ -38,6 +39,7 @@
 //! # fn main() -> Result<(), gatehouse_cgi_exec::Error> {
 //! let config = Config {
 //!     timeout: Some(Duration::from_secs(60)),          // --cgi-timeout 60s (idle time)
+//!     request_timeout: Some(Duration::from_secs(300)), // --request-timeout 5m (wall clock)
 //!     max_children: 32,                                // --cgi-max 32 (0: no limit)
 //!     pass_env: vec!["TZ".into()],                     // --cgi-env TZ (repeatable)
 //!     user: Some(User::lookup("www-data")?),           // --cgi-user www-data (name or uid)
@@ -75,6 +77,7 @@ mod pump;
 mod resolve;
 mod safety;
 mod spawn;
+mod stats;
 mod stderr;
 mod sys;
 
@@ -87,4 +90,5 @@ pub use config::{
 pub use error::{Error, Refusal};
 pub use pump::{READ_CHUNK, REDIRECT_DRAIN_LIMIT};
 pub use spawn::SETPRIV_PATHS;
+pub use stats::{stats, CgiStats};
 pub use stderr::MAX_LINE as MAX_STDERR_LINE;

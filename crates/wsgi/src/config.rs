@@ -1,8 +1,10 @@
-//! What the operator chooses: the pool's size, where Python looks for modules, and which app.
+//! What the operator chooses: the pool's size and time limits, where Python looks for modules,
+//! and which app.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use crate::error::Error;
 
@@ -37,6 +39,14 @@ pub struct Config {
     /// `wsgi.multiprocess`: whether other processes serve the same app (e.g. several gatehouse
     /// processes behind one web server).
     pub multiprocess: bool,
+    /// `--request-timeout`: a request still queued or running this long after it was admitted
+    /// gets `504` (or a cut response once its head is out); the thread running it gets an
+    /// exception, its traceback is logged, and a thread that does not come back (blocked in C
+    /// code) is replaced. `None`: no limit.
+    pub request_timeout: Option<Duration>,
+    /// `--slow-log-timeout`: a request still running this long after it was admitted has the
+    /// traceback of its thread logged, once. `None`: off.
+    pub slow_log_timeout: Option<Duration>,
 }
 
 impl Default for Config {
@@ -47,6 +57,8 @@ impl Default for Config {
             pythonpath: Vec::new(),
             venv: None,
             multiprocess: false,
+            request_timeout: None,
+            slow_log_timeout: None,
         }
     }
 }

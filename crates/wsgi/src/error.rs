@@ -6,9 +6,9 @@ use std::fmt;
 ///
 /// Start-up errors ([`Error::Spec`], [`Error::Interpreter`], [`Error::Import`], [`Error::Io`])
 /// are the operator's to fix: the binary prints them and exits 2. Request errors
-/// ([`Error::App`], [`Error::ShortBody`], [`Error::Overloaded`], [`Error::ClientGone`],
-/// [`Error::WorkerLost`]) end one request; [`Error::http_status`] is its answer when the head is
-/// not yet sent.
+/// ([`Error::App`], [`Error::ShortBody`], [`Error::Overloaded`], [`Error::Timeout`],
+/// [`Error::ClientGone`], [`Error::WorkerLost`]) end one request; [`Error::http_status`] is its
+/// answer when the head is not yet sent.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
@@ -48,6 +48,11 @@ pub enum Error {
         /// Queue size.
         queue: usize,
     },
+    /// The request was still queued or running after `--request-timeout` (app): 504.
+    Timeout {
+        /// The configured limit.
+        limit: std::time::Duration,
+    },
     /// The client went away (peer): nothing more can be sent.
     ClientGone,
     /// A worker thread ended without answering (bug).
@@ -59,6 +64,7 @@ impl Error {
     pub fn http_status(&self) -> u16 {
         match self {
             Self::Overloaded { .. } => 503,
+            Self::Timeout { .. } => 504,
             _ => 500,
         }
     }
@@ -81,6 +87,10 @@ impl fmt::Display for Error {
             Self::Overloaded { threads, queue } => write!(
                 f,
                 "wsgi pool full ({threads} threads busy, {queue} requests queued)"
+            ),
+            Self::Timeout { limit } => write!(
+                f,
+                "wsgi request still running after the request timeout ({limit:?})"
             ),
             Self::ClientGone => f.write_str("client gone"),
             Self::WorkerLost => f.write_str("wsgi worker ended without answering"),
@@ -109,6 +119,11 @@ mod tests {
         };
         assert_eq!(full.http_status(), 503);
         assert_eq!(Error::App("x".into()).http_status(), 500);
+        let late = Error::Timeout {
+            limit: std::time::Duration::from_secs(2),
+        };
+        assert_eq!(late.http_status(), 504);
+        assert!(late.to_string().contains("2s"), "{late}");
         let short = Error::ShortBody {
             declared: 10,
             sent: 3,

@@ -14,6 +14,9 @@
 //! mapped is the one from the build directory: without the rpath the loader may pick a distro
 //! libpython of the same soname, and we would run another interpreter without noticing.
 //!
+//! [`raise_in_thread`] and [`clear_raised`] wrap `PyThreadState_SetAsyncExc`, which pyo3 does
+//! not wrap either (`--request-timeout` frees a thread with it).
+//!
 //! Two more FFI calls live here, for the environ of every request, which pyo3's safe API lacks:
 //! [`latin1`] makes a `str` from bytes with `PyUnicode_DecodeLatin1` (`PyString::new` takes
 //! UTF-8, so a byte string had to be checked in Rust, validated as UTF-8, then decoded), and
@@ -53,6 +56,28 @@ pub(crate) fn presized_dict(py: Python<'_>, entries: usize) -> Bound<'_, PyDict>
     // SAFETY: the GIL is held (`py`); the call returns a new reference to a dict, or NULL when
     // memory runs out (turned into a panic, as pyo3's own constructors do).
     unsafe { Bound::from_owned_ptr(py, ffi::_PyDict_NewPresized(entries)).cast_into_unchecked() }
+}
+
+/// Schedules `exc` (an exception class) to be raised in the Python thread `tid`
+/// (`threading.get_ident()`) the next time it runs Python code: CPython's asynchronous
+/// exceptions, what `--request-timeout` uses to free a thread. A thread blocked in C code sees it
+/// only when that call returns. Whether a thread with that id was found.
+pub(crate) fn raise_in_thread(_py: Python<'_>, tid: u64, exc: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: the GIL is held (`_py`); `exc` is a live object for the duration of the call
+    // (CPython takes its own reference). The id is an `unsigned long` in CPython; pyo3 declares
+    // the parameter as `c_long`, the same bits.
+    unsafe { ffi::PyThreadState_SetAsyncExc(thread_id(tid), exc.as_ptr()) == 1 }
+}
+
+/// Withdraws an asynchronous exception scheduled for thread `tid` that it has not seen yet.
+pub(crate) fn clear_raised(_py: Python<'_>, tid: u64) {
+    // SAFETY: the GIL is held (`_py`); a NULL exception clears the pending one.
+    unsafe { ffi::PyThreadState_SetAsyncExc(thread_id(tid), std::ptr::null_mut()) };
+}
+
+/// `threading.get_ident()` comes from an `unsigned long`: the cast gives back its bits.
+fn thread_id(tid: u64) -> std::ffi::c_long {
+    tid as std::ffi::c_long
 }
 
 /// The interpreter this crate was compiled against (from pyo3's build configuration).

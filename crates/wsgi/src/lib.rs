@@ -28,6 +28,9 @@
 //! - `outbox`: one request's head, body chunks and outcome, from its pool thread to the async
 //!   side, with as few wake-ups as the PEP's "no delay" allows.
 //! - `app`: [`WsgiApp`], the async side: hands the request over, pumps the outputs.
+//! - `stats`: the process-wide counters ([`stats()`], [`WsgiStats`]) for metrics.
+//! - `watchdog`: `--request-timeout` and `--slow-log-timeout`: tracebacks, the exception that
+//!   frees a thread, replacing a stuck one ([`on_stuck_thread`]).
 //! - `worker`: one request on a pool thread: call the app, iterate, `close()` always.
 //! - `environ`, `input`, `errors`, `start_response`, `sink`, `file_wrapper`: the PEP 3333 objects.
 //!
@@ -54,6 +57,8 @@ mod outbox;
 mod pool;
 mod sink;
 mod start_response;
+mod stats;
+mod watchdog;
 mod worker;
 
 pub use app::WsgiApp;
@@ -61,3 +66,5 @@ pub use config::{Config, WsgiSpec};
 pub use error::Error;
 pub use file_wrapper::{FILE_WRAPPER_MAX_BLOCK, FILE_WRAPPER_MIN_BLOCK};
 pub use interpreter::{built_for, interpreter_info, BuildInfo};
+pub use stats::{stats, WsgiStats};
+pub use watchdog::on_stuck_thread;

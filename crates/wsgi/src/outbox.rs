@@ -53,6 +53,9 @@ struct State {
     unflushed: bool,
     /// The producer waits on `room`.
     producer_waiting: bool,
+    /// The request ran out of `--request-timeout` (set by the pool's watchdog): the receiver
+    /// answers it without waiting for the outcome.
+    timed_out: bool,
 }
 
 impl Outbox {
@@ -76,6 +79,38 @@ pub(crate) fn outbox() -> (Reply, OutReceiver) {
     )
 }
 
+impl Outbox {
+    /// Marks the request as timed out: the producer's next push fails (a producer waiting for
+    /// room wakes), and the receiver wakes to [`Next::TimedOut`].
+    fn time_out(&self) {
+        self.closed.store(true, Ordering::Release);
+        let (waker, waiting) = {
+            let mut state = self.lock();
+            state.timed_out = true;
+            (state.waker.take(), state.producer_waiting)
+        };
+        if waiting {
+            self.room.notify_all();
+        }
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// A handle on a request's mailbox for the watchdog, which can only time it out.
+#[derive(Debug, Clone)]
+pub(crate) struct OutHandle {
+    shared: Arc<Outbox>,
+}
+
+impl OutHandle {
+    /// The async side answers `504` (or cuts the response) without waiting for the thread.
+    pub(crate) fn time_out(&self) {
+        self.shared.time_out();
+    }
+}
+
 /// The pool thread's end for the outcome. Dropped without [`Reply::finish`] (the job was
 /// dropped: a panic in the worker, the pool gone) it answers [`Error::WorkerLost`].
 pub(crate) struct Reply {
@@ -90,6 +125,18 @@ impl Reply {
                 .shared
                 .clone()
                 .expect("a reply is not used after finish"),
+        }
+    }
+
+    /// A handle the watchdog keeps to time the request out.
+    pub(crate) fn handle(&self) -> Option<OutHandle> {
+        self.shared.clone().map(|shared| OutHandle { shared })
+    }
+
+    /// Times a request out before it ran (it waited in the queue too long).
+    pub(crate) fn time_out(mut self) {
+        if let Some(shared) = self.shared.take() {
+            shared.time_out();
         }
     }
 
@@ -207,6 +254,9 @@ pub(crate) enum Next {
     Item(Chunk),
     /// The request is over: the result's `close()` has returned.
     Done(Result<(), Error>),
+    /// The request ran out of `--request-timeout` (queued or running): answer it now; the
+    /// thread, if one runs it, is being freed by the watchdog.
+    TimedOut,
 }
 
 /// The async side's end. Dropping it (or [`OutReceiver::close`]) makes the producer's next push
@@ -219,6 +269,10 @@ impl OutReceiver {
     /// The next item, else the outcome once every item was taken.
     pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Next> {
         let mut state = self.shared.lock();
+        if state.timed_out {
+            state.items.clear();
+            return Poll::Ready(Next::TimedOut);
+        }
         if let Some(item) = state.items.pop_front() {
             let waiting = state.producer_waiting;
             drop(state);

@@ -7,6 +7,7 @@
 //! (head sent) and logs the traceback once, through `serve_request`.
 
 use std::sync::{Arc, Mutex, TryLockError};
+use std::time::Instant;
 
 use gatehouse_channel_request::{Env, Request, RequestInfo};
 use pyo3::prelude::*;
@@ -30,17 +31,22 @@ pub(crate) struct Job {
     pub(crate) reply: Reply,
     /// Its place in the pool, given back before the answer.
     pub(crate) permit: Permit,
+    /// When it was admitted: `--request-timeout` counts from here, queueing included.
+    pub(crate) admitted: Instant,
 }
 
-/// Serves one job on the calling pool thread.
-pub(crate) fn run(py: Python<'_>, app: &Py<PyAny>, template: &Template, job: Job) {
-    let Job { req, reply, permit } = job;
-    if reply.is_closed() {
-        // Cancelled while it waited in the queue: nobody listens any more.
-        return;
-    }
+/// Serves one request on the calling pool thread; `release` (which gives the request's place
+/// in the pool back) runs just before the outcome is delivered.
+pub(crate) fn run(
+    py: Python<'_>,
+    app: &Py<PyAny>,
+    template: &Template,
+    req: Request,
+    reply: Reply,
+    release: impl FnOnce(Python<'_>),
+) {
     let outcome = serve(py, app, template, req, reply.sender());
-    drop(permit);
+    release(py);
     reply.finish(outcome);
 }
 
