@@ -35,10 +35,10 @@ use crate::balance::{self, LoadTable};
 use crate::cli::Cli;
 use crate::daemon;
 use crate::error::Error;
+use crate::metrics::{self, Restart};
 use crate::notify::Notifier;
 use crate::signal::{Received, Signals, Stop};
 use crate::sys;
-use crate::metrics::{self, Restart};
 use crate::worker::{self, Message, WorkerInfo, ENV_LISTENERS, ENV_LOAD, ENV_WORKER};
 use tokio_util::sync::CancellationToken;
 
@@ -80,8 +80,16 @@ pub(crate) fn run(cli: &Cli) -> Result<(), Error> {
     };
     // Systemd's variables are taken (and removed) in any case; a new master's listeners came
     // from the old one, so it binds nothing.
-    // Bound before privileges are dropped, like the front ends' listeners.
-    let metrics_listener = metrics::bind(cli)?;
+    // Bound before privileges are dropped, like the front ends' listeners. A new master
+    // (SIGUSR2) finds the old one still holding the address: it takes it once that one exits.
+    let (metrics_listener, metrics_later) = match metrics::bind(cli) {
+        Ok(l) => (l, false),
+        Err(e) if old_master.is_some() => {
+            tracing::info!("--metrics: {e}; the old master still has it: binding it once it exits");
+            (None, true)
+        }
+        Err(e) => return Err(e),
+    };
     let metrics = metrics::Master::create(cli, 3 * usize::from(cli.process.workers) + 1)?;
     let (bound, notifier) = if bound.is_empty() {
         daemon::listeners_for_master(cli)?
@@ -107,9 +115,14 @@ pub(crate) fn run(cli: &Cli) -> Result<(), Error> {
             what: "cannot install signal handlers",
             source,
         })?;
-        if let (Some(listener), Some(m)) = (metrics_listener, &metrics) {
+        if let Some(m) = &metrics {
             let mode = format!("master (workers: {})", cli.process.workers);
-            listener.serve(metrics::Source::Master(m.clone()), mode, CancellationToken::new())?;
+            let source = metrics::Source::Master(m.clone());
+            match metrics_listener {
+                Some(listener) => listener.serve(source, mode, CancellationToken::new())?,
+                None if metrics_later => metrics::bind_when_free(cli.clone(), source, mode),
+                None => {}
+            }
         }
         let mut master = Master::new(cli, listeners, signals);
         master.metrics = metrics;
@@ -669,7 +682,11 @@ impl<'a> Master<'a> {
                     return Ok(());
                 }
                 let killed = matches!(status, Ok(s) if std::os::unix::process::ExitStatusExt::signal(s).is_some());
-                self.restarted(if killed { Restart::Signal } else { Restart::Exit });
+                self.restarted(if killed {
+                    Restart::Signal
+                } else {
+                    Restart::Exit
+                });
                 self.spawn(slot, generation, None)
             }
             State::Starting => self.on_failed_start(slot, generation, pid, w.replaces, status),

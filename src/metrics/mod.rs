@@ -85,7 +85,11 @@ pub(crate) fn observer(
                     index,
                     worker: info.id,
                 },
-                Ok(_) => return Err(Error::Usage(format!("{ENV_METRICS}: block {index} of {blocks}"))),
+                Ok(_) => {
+                    return Err(Error::Usage(format!(
+                        "{ENV_METRICS}: block {index} of {blocks}"
+                    )))
+                }
                 Err(e) => {
                     tracing::warn!("cannot map the master's metrics region (fd {fd}): {e}; this worker's figures are not counted");
                     return Ok(None);
@@ -151,7 +155,10 @@ fn publish_stats(b: Block<'_>) {
     b.set(table::REQUEST_TIMEOUTS, timeouts);
     b.set(table::CGI_RUNNING, cgi.running as u64);
     b.set(table::CGI_QUEUE, cgi.queued as u64);
-    b.set(table::CGI_MAX_CHILDREN_REACHED, cgi.max_children_reached_total);
+    b.set(
+        table::CGI_MAX_CHILDREN_REACHED,
+        cgi.max_children_reached_total,
+    );
     b.set(table::CGI_STARTED, cgi.started_total);
     for (i, (_, n)) in cgi.killed_by_reason().into_iter().enumerate() {
         b.set(table::CGI_KILLED + i, n);
@@ -242,6 +249,37 @@ pub(crate) fn bind(cli: &Cli) -> Result<Option<Listener>, Error> {
     Ok(Some(Listener::new(bound, opts)))
 }
 
+/// Binds `--metrics` as soon as it is free (a new master waiting for the old one to exit), and
+/// serves `source` there; tries every [`REBIND_EVERY`] for [`REBIND_FOR`], then gives up with
+/// a warning.
+pub(crate) fn bind_when_free(cli: Cli, source: Source, mode: String) {
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + REBIND_FOR;
+        loop {
+            tokio::time::sleep(REBIND_EVERY).await;
+            match bind(&cli) {
+                Ok(Some(listener)) => {
+                    if let Err(e) =
+                        listener.serve(source, mode, tokio_util::sync::CancellationToken::new())
+                    {
+                        tracing::warn!("--metrics: {e}; no metrics listener");
+                    }
+                    return;
+                }
+                Ok(None) => return,
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    tracing::warn!("--metrics: {e}; giving up: no metrics listener");
+                    return;
+                }
+                Err(_) => {}
+            }
+        }
+    });
+}
+
+const REBIND_EVERY: Duration = Duration::from_millis(250);
+const REBIND_FOR: Duration = Duration::from_secs(120);
+
 /// Why a master replaced a worker, for `gatehouse_worker_restarts_total{reason}`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Restart {
@@ -296,11 +334,10 @@ impl Master {
         if cli.metrics.is_none() {
             return Ok(None);
         }
-        let region =
-            Region::create(blocks * table::BLOCK_WORDS).map_err(|source| Error::Io {
-                what: "cannot create the metrics region",
-                source,
-            })?;
+        let region = Region::create(blocks * table::BLOCK_WORDS).map_err(|source| Error::Io {
+            what: "cannot create the metrics region",
+            source,
+        })?;
         Ok(Some(Arc::new(Self {
             region,
             blocks,
@@ -334,7 +371,6 @@ impl Master {
     /// block is zeroed for the next one.
     pub(crate) fn retire(&self, index: usize) {
         let b = self.block(index);
-        // Its last CPU time as the master saw it, if later than its own.
         let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
         table::retire(b, &mut retired);
         b.clear();
@@ -432,11 +468,10 @@ impl Source {
                 }
                 let mut process = process::Usage::of(&pids);
                 let retired = m.retired.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                let totals =
-                    table::Totals::of((0..m.blocks).map(|i| m.block(i)), &retired);
+                let totals = table::Totals::of((0..m.blocks).map(|i| m.block(i)), &retired);
                 // Workers' CPU from their blocks (and the retired ones'), the master's own.
-                process.cpu_us = totals.get(table::CPU_US)
-                    + process::cpu_us(std::process::id()).unwrap_or(0);
+                process.cpu_us =
+                    totals.get(table::CPU_US) + process::cpu_us(std::process::id()).unwrap_or(0);
                 Snapshot {
                     totals,
                     restarts: std::array::from_fn(|i| m.restarts[i].load(Ordering::Relaxed)),

@@ -230,7 +230,8 @@ fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::
 }
 
 fn unix_secs(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// RFC 3339 in UTC, to the second.
@@ -362,13 +363,27 @@ pub(crate) fn status_text(s: &Snapshot, mode: &str, full: bool) -> String {
     }
     for w in v["workers"].as_array().into_iter().flatten() {
         out.push_str("\n************************\n");
-        for key in ["worker", "pid", "generation", "state", "requests", "requests_in_flight"] {
+        for key in [
+            "worker",
+            "pid",
+            "generation",
+            "state",
+            "requests",
+            "requests_in_flight",
+        ] {
             line(&mut out, key, &w[key]);
         }
     }
     for r in v["running"].as_array().into_iter().flatten() {
         out.push_str("\n------------------------\n");
-        for key in ["worker", "pid", "request_id", "method", "uri", "running_for"] {
+        for key in [
+            "worker",
+            "pid",
+            "request_id",
+            "method",
+            "uri",
+            "running_for",
+        ] {
             line(&mut out, key, &r[key]);
         }
     }

@@ -131,7 +131,11 @@ fn answer<B>(req: &Request<B>, source: &Source, mode: &str) -> Response<Full<Byt
     const TEXT: &str = "text/plain; charset=utf-8";
     let path = req.uri().path();
     if !matches!(path, "/metrics" | "/status" | "/ping") {
-        return reply(StatusCode::NOT_FOUND, TEXT, "not found: try /metrics, /status or /ping\n");
+        return reply(
+            StatusCode::NOT_FOUND,
+            TEXT,
+            "not found: try /metrics, /status or /ping\n",
+        );
     }
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         let mut resp = reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "use GET\n");
@@ -161,7 +165,11 @@ fn answer<B>(req: &Request<B>, source: &Source, mode: &str) -> Response<Full<Byt
                 let v = render::status_json(&snap, mode, has("full"));
                 reply(StatusCode::OK, "application/json", format!("{v}\n"))
             } else {
-                reply(StatusCode::OK, TEXT, render::status_text(&snap, mode, has("full")))
+                reply(
+                    StatusCode::OK,
+                    TEXT,
+                    render::status_text(&snap, mode, has("full")),
+                )
             }
         }
     }
