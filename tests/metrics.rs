@@ -328,25 +328,43 @@ def application(environ, start_response):
 
 #[test]
 fn single_process_status_lists_running_requests() {
+    running_request_listed(false);
+}
+
+#[test]
+fn workers_status_lists_running_requests() {
+    running_request_listed(true);
+}
+
+/// The blocking app in one process, or with `--workers 2` (then the master reads the running
+/// request from the worker's block).
+fn running_request_listed(workers: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let app = dir.path().join("blocking.py");
     std::fs::write(&app, BLOCKING_APP).expect("write app");
     let release = dir.path().join("release");
     let spec = format!("wsgi:{}", app.display());
-    let d = Daemon::start_env(
-        &[
-            &spec,
-            "--threads",
-            "2",
-            "--http",
-            "127.0.0.1:0",
-            "--metrics",
-            "127.0.0.1:0",
-        ],
-        &[("RELEASE", release.to_str().expect("utf-8 path"))],
-    );
+    let mut args = vec![
+        spec.as_str(),
+        "--threads",
+        "2",
+        "--http",
+        "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
+    ];
+    if workers {
+        args.extend(["--workers", "2"]);
+    }
+    let d = Daemon::start_env(&args, &[("RELEASE", release.to_str().expect("utf-8 path"))]);
     let maddr = metrics_addr(&d);
     let web = d.listener("http");
+    let pids = if workers {
+        serving_pids(&d)
+    } else {
+        vec![d.pid()]
+    };
+    let threads = 2.0 * pids.len() as f64;
 
     assert_eq!(get(&maddr, "/ping"), "pong\n");
     let missing = try_get(&maddr, "/nothing-here").expect("GET");
@@ -372,8 +390,17 @@ fn single_process_status_lists_running_requests() {
     });
     assert_eq!(running["method"], "GET");
     assert_eq!(running["uri"], "/block?who=test");
-    assert_eq!(running["worker"], 0);
-    assert_eq!(running["pid"], serde_json::json!(d.pid()));
+    let pid = running["pid"].as_u64().expect("pid") as u32;
+    assert!(pids.contains(&pid), "{running} not from {pids:?}");
+    let worker = running["worker"].as_u64().expect("worker");
+    assert!(
+        if workers {
+            worker == 1 || worker == 2
+        } else {
+            worker == 0
+        },
+        "{running}"
+    );
     assert!(running["running_for"].as_f64().expect("running_for") >= 0.0);
     let text = get(&maddr, "/status?full");
     let field = |key: &str| -> Vec<String> {
@@ -387,18 +414,23 @@ fn single_process_status_lists_running_requests() {
     assert_eq!(field("requests in flight:")[0], "1", "{text}");
     let s = wait_for("a busy WSGI thread in /metrics", || {
         let s = scrape(&maddr);
-        (sum(&s, "gatehouse_wsgi_threads_busy", &[]) == 1.0).then_some(s)
+        let ready = sum(&s, "gatehouse_wsgi_threads", &[]) == threads;
+        (ready && sum(&s, "gatehouse_wsgi_threads_busy", &[]) == 1.0).then_some(s)
     });
     assert_eq!(sum(&s, "gatehouse_requests_in_flight", &[]), 1.0);
     assert_eq!(
         sum(&s, "gatehouse_connections_open", &[("protocol", "http")]),
         1.0
     );
-    assert_eq!(sum(&s, "gatehouse_wsgi_threads", &[]), 2.0);
     let status = status_json(&maddr);
     assert_eq!(status["active_threads"], 1);
-    assert_eq!(status["idle_threads"], 1);
-    assert_eq!(status["process_manager"], "single");
+    assert_eq!(status["idle_threads"].as_f64(), Some(threads - 1.0));
+    let mode = if workers {
+        "master (workers: 2)"
+    } else {
+        "single"
+    };
+    assert_eq!(status["process_manager"], mode);
 
     std::fs::write(&release, b"").expect("release");
     let got = blocked
@@ -412,4 +444,64 @@ fn single_process_status_lists_running_requests() {
         serde_json::from_str(&get(&maddr, "/status?json&full")).expect("json");
     assert_eq!(v["running"], serde_json::json!([]), "{v}");
     assert_eq!(v["requests"], 2);
+}
+
+/// `GET target` over the unix socket at `path`: status and body.
+fn unix_get(path: &std::path::Path, target: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut s = std::os::unix::net::UnixStream::connect(path).expect("connect");
+    s.set_read_timeout(Some(support::TIMEOUT)).expect("timeout");
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut data = String::new();
+    s.read_to_string(&mut data).expect("read");
+    let status = data
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {data:?}"));
+    let body = data
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn metrics_on_a_unix_socket_and_bad_addresses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("metrics.sock");
+    let addr = format!("unix:{}", sock.display());
+    let d = Daemon::start(&["hello", "--http", "127.0.0.1:0", "--metrics", &addr]);
+    let web = d.listener("http");
+    d.wait_log("metrics and status on http://unix:");
+    http_get(&web, "/one");
+    let text = wait_for("the request in /metrics over the unix socket", || {
+        let (status, body) = unix_get(&sock, "/metrics");
+        assert_eq!(status, 200);
+        (sum(&parse(&body), "gatehouse_requests_total", &[]) == 1.0).then_some(body)
+    });
+    assert!(
+        text.contains("# TYPE gatehouse_requests_total counter"),
+        "{text}"
+    );
+    assert_eq!(unix_get(&sock, "/ping"), (200, "pong\n".to_owned()));
+    drop(d);
+
+    for bad in ["systemd:metrics", "nowhere", "127.0.0.1:99999"] {
+        let (status, _, stderr) = support::daemon::run({
+            let mut c = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+            c.args(["hello", "--http", "127.0.0.1:0", "--metrics", bad])
+                .stdin(Stdio::null());
+            c
+        });
+        assert_eq!(status.code(), Some(2), "--metrics {bad}: {stderr}");
+        assert!(
+            stderr.contains("--metrics") || stderr.contains(bad),
+            "{stderr}"
+        );
+    }
 }
