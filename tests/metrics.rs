@@ -505,3 +505,75 @@ fn metrics_on_a_unix_socket_and_bad_addresses() {
         );
     }
 }
+
+/// The workers listed by `/status?json` as `(pid, generation, state)`.
+fn listed_workers(addr: &str) -> Vec<(u64, u64, String)> {
+    status_json(addr)["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .map(|w| {
+            (
+                w["pid"].as_u64().expect("pid"),
+                w["generation"].as_u64().expect("generation"),
+                w["state"].as_str().expect("state").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn reloads_and_recycling_keep_the_totals_and_count_restarts() {
+    let d = Daemon::start(&[
+        "hello",
+        "--workers",
+        "2",
+        "--http",
+        "127.0.0.1:0",
+        "--max-requests",
+        "4",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let maddr = metrics_addr(&d);
+    let web = d.listener("http");
+    serving_pids(&d);
+    for i in 0..20 {
+        http_get(&web, &format!("/r{i}"));
+    }
+    let s = wait_for("recycled workers", || {
+        let s = wait_requests(&maddr, 20.0);
+        (sum(
+            &s,
+            "gatehouse_worker_restarts_total",
+            &[("reason", "max-requests")],
+        ) >= 2.0)
+            .then_some(s)
+    });
+    assert_eq!(sum(&s, "gatehouse_connections_accepted_total", &[]), 20.0);
+
+    // Settled (no replacement under way), then a reload: two new workers of generation 2, the
+    // old ones gone; nothing lost.
+    wait_for("two ready workers of generation 1", || {
+        let w = listed_workers(&maddr);
+        (w.len() == 2 && w.iter().all(|(_, g, s)| *g == 1 && s == "ready")).then_some(())
+    });
+    let s = scrape(&maddr);
+    let before = sum(&s, "gatehouse_worker_restarts_total", &[]);
+    kill(d.pid(), libc::SIGHUP);
+    wait_for("generation 2 alone in /status", || {
+        let w = listed_workers(&maddr);
+        (w.len() == 2 && w.iter().all(|(_, g, s)| *g == 2 && s == "ready")).then_some(())
+    });
+    let s = wait_requests(&maddr, 20.0);
+    // Two, or three when a recycling the master had not yet heard of was under way.
+    let reloads = sum(
+        &s,
+        "gatehouse_worker_restarts_total",
+        &[("reason", "reload")],
+    );
+    assert!((2.0..=3.0).contains(&reloads), "{reloads} reload restarts");
+    assert!(sum(&s, "gatehouse_worker_restarts_total", &[]) >= before + 2.0);
+    http_get(&web, "/after-reload");
+    wait_requests(&maddr, 21.0);
+}
