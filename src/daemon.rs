@@ -74,6 +74,10 @@ pub(crate) fn run_building(
             (app, bound)
         }
     };
+    // Who watches every request: built once the process has its final identity.
+    let mut observers: Vec<Arc<dyn Observer>> = Vec::new();
+    observers.extend(crate::metrics::observer(cli, worker)?);
+    observe::install(observers);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = runtime_threads(cli, worker.is_some()) {
         runtime.worker_threads(threads);
@@ -186,9 +190,6 @@ async fn serve_until_signal(
     worker: Option<&WorkerInfo>,
     metrics_listener: Option<crate::metrics::Listener>,
 ) -> Result<(), Error> {
-    let mut observers: Vec<Arc<dyn Observer>> = Vec::new();
-    observers.extend(crate::metrics::observer(cli, worker)?);
-    observe::install(observers);
     let mut signals = Signals::install().map_err(|source| Error::Io {
         what: "cannot install signal handlers",
         source,
