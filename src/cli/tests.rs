@@ -188,3 +188,23 @@ fn help_is_consistent() {
     let embedded = Cli::try_from_args_embedded(["x", "--help"]);
     assert_eq!(embedded.unwrap_err(), 0);
 }
+
+#[test]
+fn time_limits() {
+    let cli = parse(&[]).unwrap();
+    assert_eq!(cli.time_limits.request_timeout, None);
+    assert_eq!(cli.time_limits.slow_log_timeout, None);
+    let cli = parse(&["--request-timeout", "30s", "--slow-log-timeout", "500ms"]).unwrap();
+    assert_eq!(
+        cli.time_limits.request_timeout.map(|d| d.0),
+        Some(Duration::from_secs(30))
+    );
+    assert_eq!(
+        cli.time_limits.slow_log_timeout.map(|d| d.0),
+        Some(Duration::from_millis(500))
+    );
+    for bad in ["0", "soon", "-1s"] {
+        assert_eq!(parse(&["--request-timeout", bad]).err(), Some(2), "{bad}");
+        assert_eq!(parse(&["--slow-log-timeout", bad]).err(), Some(2), "{bad}");
+    }
+}

@@ -532,4 +532,40 @@ mod tests {
         let want = (200, "/prefixed|/repo.git/info/refs".to_owned());
         assert_eq!(ask(app.as_ref(), &raw).await, want);
     }
+
+    /// `--request-timeout`: a script past it is killed with 504, also one whose request waited
+    /// for a `--cgi-max` slot; the counters say so (process-wide: other tests of this binary
+    /// add to them too, hence the "at least").
+    #[tokio::test]
+    async fn the_request_timeout_kills_scripts_and_counts_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let program = dir.path().join("sleepy.sh");
+        fs::write(&program, "#!/bin/sh\nexec sleep 3600\n").unwrap();
+        fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
+        let config = Config {
+            request_timeout: Some(std::time::Duration::from_millis(300)),
+            max_children: 1,
+            ..Config::default()
+        };
+        let app = Arc::new(CgiApp::new(program, config).unwrap());
+        let before = crate::stats();
+        let (first, second) = tokio::join!(ask(&*app, &[]), ask(&*app, &[]));
+        assert_eq!((first.0, second.0), (504, 504));
+        let after = crate::stats();
+        assert!(
+            after.timeouts_total >= before.timeouts_total + 2,
+            "{after:?}"
+        );
+        // At least the first was running (killed); the second may have waited for the slot.
+        assert!(
+            after.killed_total_wallclock > before.killed_total_wallclock,
+            "{after:?}"
+        );
+        assert!(after.started_total > before.started_total, "{after:?}");
+        assert!(
+            after.max_children_reached_total > before.max_children_reached_total,
+            "{after:?}"
+        );
+        assert_eq!(after.killed_by_reason()[1].0, "wallclock");
+    }
 }

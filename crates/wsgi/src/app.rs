@@ -90,13 +90,12 @@ impl WsgiApp {
             (Ok(()), Err(Error::ClientGone)) => Err(Box::new(CoreError::ClientGone)),
             (Ok(()), Err(Error::Timeout { .. })) => {
                 // The watchdog logged it, with the traceback.
-                if resp.head_sent() {
-                    resp.abort().await;
-                } else if resp
-                    .send_full(504, "text/plain", "Gateway Timeout\n")
-                    .await
-                    .is_err()
-                {
+                let answered = !resp.head_sent()
+                    && resp
+                        .send_full(504, "text/plain", "Gateway Timeout\n")
+                        .await
+                        .is_ok();
+                if !answered {
                     resp.abort().await;
                 }
                 Ok(())

@@ -447,10 +447,7 @@ fn register(py: Python<'_>, shared: &Shared) -> Option<Arc<Slot>> {
         .import("threading")
         .and_then(|t| t.call_method0("get_ident"))
         .and_then(|id| id.extract::<u64>());
-    let name = std::thread::current()
-        .name()
-        .unwrap_or("wsgi")
-        .to_owned();
+    let name = std::thread::current().name().unwrap_or("wsgi").to_owned();
     match tid {
         Ok(tid) => {
             let slot = Arc::new(Slot {
@@ -554,5 +551,96 @@ fn serve_one(
     if let Some(slot) = slot {
         slot.end(py);
     }
-    stats::job_ended();
+    // A thread declared stuck left the busy count then (only while it had a request, which
+    // `end` has cleared: the flag cannot change under us now).
+    if !slot.is_some_and(|slot| lock(&slot.state).abandoned) {
+        stats::job_ended();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::{Context, Poll};
+
+    use gatehouse_channel_request::{Env, Peer, Protocol, RequestBody, RequestInfo};
+
+    use super::*;
+    use crate::outbox::{outbox, Next, OutReceiver};
+
+    fn job(admitted: Instant, counter: &Arc<AtomicUsize>) -> (Job, OutReceiver, u64) {
+        let mut env = Env::default();
+        env.set("REQUEST_METHOD", "GET");
+        env.set("REQUEST_URI", "/a\nb");
+        let info = RequestInfo::new(Protocol::Http, Peer::Stdio);
+        let id = info.id;
+        let (reply, out) = outbox();
+        counter.fetch_add(1, Ordering::AcqRel);
+        let job = Job {
+            req: Request {
+                env,
+                body: RequestBody::empty(),
+                info,
+            },
+            reply,
+            permit: Permit(counter.clone()),
+            admitted,
+        };
+        (job, out, id)
+    }
+
+    fn poll(out: &mut OutReceiver) -> Poll<Next> {
+        out.poll_next(&mut Context::from_waker(std::task::Waker::noop()))
+    }
+
+    #[test]
+    fn withdrawn_and_expired_jobs_leave_the_queue_and_free_their_place() {
+        let queue = Queue::default();
+        let admitted = Arc::new(AtomicUsize::new(0));
+        let now = Instant::now();
+        let old = now.checked_sub(Duration::from_secs(10)).unwrap_or(now);
+        let (a, _out_a, id_a) = job(now, &admitted);
+        let (b, mut out_b, _) = job(old, &admitted);
+        let (c, _out_c, id_c) = job(now, &admitted);
+        {
+            let mut state = queue.lock_state();
+            state.jobs.extend([a, b, c]);
+        }
+        assert_eq!(admitted.load(Ordering::Acquire), 3);
+
+        // The client of `a` left: its job goes, and its place with it.
+        assert!(queue.withdraw(id_a).is_some());
+        assert!(queue.withdraw(id_a).is_none(), "only once");
+        assert_eq!(admitted.load(Ordering::Acquire), 2);
+
+        // `b` waited 10 s: past a 5 s limit, `c` is not.
+        let expired = queue.take_expired(now, Duration::from_secs(5));
+        assert_eq!(expired.len(), 1);
+        assert!(matches!(poll(&mut out_b), Poll::Pending));
+        for job in expired {
+            watchdog::expire_queued(job, Duration::from_secs(5));
+        }
+        assert!(matches!(poll(&mut out_b), Poll::Ready(Next::TimedOut)));
+        assert_eq!(admitted.load(Ordering::Acquire), 1);
+        let left: Vec<u64> = queue
+            .lock_state()
+            .jobs
+            .iter()
+            .map(|j| j.req.info.id)
+            .collect();
+        assert_eq!(left, [id_c]);
+    }
+
+    #[test]
+    fn a_timed_out_request_wins_over_its_outcome_and_logs_escaped() {
+        let admitted = Arc::new(AtomicUsize::new(0));
+        let (job, mut out, _) = job(Instant::now(), &admitted);
+        let meta = Meta::new(&job.req, job.admitted);
+        assert_eq!(meta.uri, "/a\\nb", "peer bytes are escaped for the log");
+        let handle = job.reply.handle().unwrap();
+        handle.time_out();
+        job.reply.finish(Ok(()));
+        assert!(matches!(poll(&mut out), Poll::Ready(Next::TimedOut)));
+        drop(job.permit);
+        assert_eq!(admitted.load(Ordering::Acquire), 0);
+    }
 }

@@ -17,7 +17,7 @@ pub struct WsgiStats {
     /// stuck threads; stuck threads themselves are not counted here).
     pub threads: usize,
     /// Threads running a request now (from the moment a thread takes a job until the app's
-    /// result is closed).
+    /// result is closed; a stuck thread no longer counts).
     pub busy: usize,
     /// Admitted requests waiting in a queue for a free thread now.
     pub queued: usize,
@@ -106,9 +106,10 @@ pub(crate) fn slow() {
     SLOW.fetch_add(1, Ordering::Relaxed);
 }
 
-/// A thread was declared stuck (it no longer counts in `threads`).
+/// A thread was declared stuck (it no longer counts in `threads`, nor in `busy`).
 pub(crate) fn stuck() {
     STUCK.fetch_add(1, Ordering::Relaxed);
+    job_ended();
     thread_ended();
 }
 

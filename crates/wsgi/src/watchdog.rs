@@ -225,14 +225,12 @@ fn scan(shared: &Shared, limits: Limits, now: Instant) -> Found {
             found.timed_out.push((slot, meta));
             continue;
         }
-        if limits.slow_log_timeout.is_some_and(|limit| age >= limit) {
-            if !running.slow_logged {
-                running.slow_logged = true;
-                stats::slow();
-                let meta = running.meta.clone();
-                drop(state);
-                found.slow.push((slot, meta));
-            }
+        if !running.slow_logged && limits.slow_log_timeout.is_some_and(|limit| age >= limit) {
+            running.slow_logged = true;
+            stats::slow();
+            let meta = running.meta.clone();
+            drop(state);
+            found.slow.push((slot, meta));
         }
     }
     found
