@@ -6,6 +6,11 @@
 //!   with SIGKILL is replaced and the totals do not go backwards (then grow by what follows);
 //!   `gatehouse_worker_restarts_total{reason="signal"}` is 1; `/status?json` (serde_json) has
 //!   both workers with their pids and requests adding up;
+//! - `--request-timeout` with `--workers 2`: the timeouts of the workers' WSGI apps reach
+//!   `gatehouse_request_timeouts_total`, the 504s the `5xx` class;
+//! - recycling and a SIGHUP reload keep the totals, `gatehouse_worker_restarts_total` counts
+//!   `max-requests` and `reload`;
+//! - the listener on a unix socket; `--metrics systemd:...` and bad addresses exit 2;
 //! - one process, a WSGI app that blocks until the test releases it: `/status?full` (text and
 //!   JSON) lists the running request with its method, uri, worker and how long it runs, the
 //!   WSGI gauges show a busy thread, and once released the list is empty; `/ping` answers
@@ -576,4 +581,58 @@ fn reloads_and_recycling_keep_the_totals_and_count_restarts() {
     assert!(sum(&s, "gatehouse_worker_restarts_total", &[]) >= before + 2.0);
     http_get(&web, "/after-reload");
     wait_requests(&maddr, 21.0);
+}
+
+/// A WSGI app: `/spin` runs Python forever (until `--request-timeout` stops it).
+const SPINNING_APP: &str = r#"
+def application(environ, start_response):
+    if environ.get("PATH_INFO") == "/spin":
+        n = 0
+        while True:
+            n += 1
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok\n"]
+"#;
+
+#[test]
+fn request_timeouts_reach_the_metrics_of_the_workers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = dir.path().join("spin.py");
+    std::fs::write(&app, SPINNING_APP).expect("write app");
+    let spec = format!("wsgi:{}", app.display());
+    let d = Daemon::start(&[
+        &spec,
+        "--workers",
+        "2",
+        "--http",
+        "127.0.0.1:0",
+        "--request-timeout",
+        "1s",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let maddr = metrics_addr(&d);
+    let web = d.listener("http");
+    serving_pids(&d);
+    for _ in 0..2 {
+        let got = try_get(&web, "/spin").expect("GET /spin");
+        assert_eq!(got.status, 504, "{}", got.body);
+    }
+    http_get(&web, "/fine");
+    let s = wait_for("two timeouts in /metrics", || {
+        let s = wait_requests(&maddr, 3.0);
+        (sum(&s, "gatehouse_request_timeouts_total", &[]) == 2.0).then_some(s)
+    });
+    assert_eq!(
+        sum(&s, "gatehouse_requests_total", &[("status", "5xx")]),
+        2.0
+    );
+    assert_eq!(
+        sum(&s, "gatehouse_requests_total", &[("status", "2xx")]),
+        1.0
+    );
+    // The spinning threads are freed (their exception lands) a moment after the 504.
+    wait_for("every WSGI thread idle again", || {
+        (sum(&scrape(&maddr), "gatehouse_wsgi_threads_busy", &[]) == 0.0).then_some(())
+    });
 }
