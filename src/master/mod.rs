@@ -347,6 +347,9 @@ impl<'a> Master<'a> {
         SockRef::from(&theirs).set_cloexec(false).map_err(io_err)?;
         let cell = self.free_cell();
         let block = self.free_block();
+        if self.metrics.is_some() && block.is_none() {
+            tracing::warn!("worker {slot}: every block of the metrics region is taken (workers still draining): its requests are not counted");
+        }
         let metrics_env = match (&self.metrics, block) {
             (Some(m), Some(b)) => Some(m.for_worker(b).map_err(io_err)?),
             _ => None,

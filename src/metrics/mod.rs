@@ -468,7 +468,13 @@ impl Source {
                 }
                 let mut process = process::Usage::of(&pids);
                 let retired = m.retired.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                let totals = table::Totals::of((0..m.blocks).map(|i| m.block(i)), &retired);
+                // Blocks no worker has are zero: only the workers' are read (the others' pages
+                // need not even exist).
+                let blocks = workers
+                    .iter()
+                    .filter_map(|w| w.view.block)
+                    .map(|i| m.block(i));
+                let totals = table::Totals::of(blocks, &retired);
                 // Workers' CPU from their blocks (and the retired ones'), the master's own.
                 process.cpu_us =
                     totals.get(table::CPU_US) + process::cpu_us(std::process::id()).unwrap_or(0);
