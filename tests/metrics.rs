@@ -381,6 +381,15 @@ fn running_request_listed(workers: bool) {
         .expect("port");
     let post = http::request(port, "POST", "/metrics", &[], b"x");
     assert_eq!(post.status, 405);
+    {
+        use std::io::Read;
+        let mut s = std::net::TcpStream::connect(&maddr).expect("connect");
+        s.set_read_timeout(Some(support::TIMEOUT)).expect("timeout");
+        s.write_all(b"NOT HTTP AT ALL\r\n\r\n").expect("send");
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 400"), "garbage got {answer:?}");
+    }
 
     http_get(&web, "/warm");
     let blocked = {

@@ -4,21 +4,29 @@
 //!
 //! `GET /metrics` (Prometheus text), `GET /status` (`?json`, `?full`, both: php-fpm's
 //! `pm.status_path`), `GET /ping` (`pong`, php-fpm's `ping.path`); `HEAD` too. Anything else is
-//! 404 (405 for another method on a known path).
+//! 404 (405 for another method on a known path). At most [`MAX_CONNS`] connections at once
+//! (more wait in the backlog); a request head must arrive within [`HEADER_TIMEOUT`].
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::{render, Source};
 use crate::error::Error;
 use crate::listen::{self, BindOptions, Bound, StdListener};
+
+/// Connections served at once.
+const MAX_CONNS: usize = 64;
+/// How long a connection may take to send a request head (or stay idle between requests).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The bound `--metrics` socket(s) (one per address a host name resolved to).
 #[derive(Debug)]
@@ -42,6 +50,7 @@ impl Listener {
     ) -> Result<(), Error> {
         listen::listen_all(&self.bound, self.opts)?;
         let ctx = Arc::new((source, mode));
+        let limit = Arc::new(Semaphore::new(MAX_CONNS));
         for b in self.bound {
             tracing::info!("metrics and status on http://{}/metrics", b.name);
             let io_err = |source| Error::Io {
@@ -52,15 +61,17 @@ impl Listener {
             match b.listener {
                 StdListener::Tcp(l) => {
                     let l = TcpListener::from_std(l).map_err(io_err)?;
-                    let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+                    let (ctx, shutdown, limit) = (ctx.clone(), shutdown.clone(), limit.clone());
                     tokio::spawn(async move {
                         loop {
                             let accepted = tokio::select! {
                                 () = shutdown.cancelled() => return,
-                                a = l.accept() => a,
+                                a = accept_tcp(&l, &limit) => a,
                             };
                             match accepted {
-                                Ok((s, _)) => spawn_conn(TokioIo::new(s), ctx.clone()),
+                                Ok((s, peer, permit)) => {
+                                    spawn_conn(TokioIo::new(s), peer, permit, ctx.clone())
+                                }
                                 Err(e) => pause(&name, &e).await,
                             }
                         }
@@ -68,16 +79,21 @@ impl Listener {
                 }
                 StdListener::Unix(l, file) => {
                     let l = UnixListener::from_std(l).map_err(io_err)?;
-                    let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+                    let (ctx, shutdown, limit) = (ctx.clone(), shutdown.clone(), limit.clone());
                     tokio::spawn(async move {
                         let _file = file; // the socket file goes with the listener
                         loop {
                             let accepted = tokio::select! {
                                 () = shutdown.cancelled() => return,
-                                a = l.accept() => a,
+                                a = accept_unix(&l, &limit) => a,
                             };
                             match accepted {
-                                Ok((s, _)) => spawn_conn(TokioIo::new(s), ctx.clone()),
+                                Ok((s, permit)) => spawn_conn(
+                                    TokioIo::new(s),
+                                    "unix".to_owned(),
+                                    permit,
+                                    ctx.clone(),
+                                ),
                                 Err(e) => pause(&name, &e).await,
                             }
                         }
@@ -89,14 +105,44 @@ impl Listener {
     }
 }
 
+async fn accept_tcp(
+    l: &TcpListener,
+    limit: &Arc<Semaphore>,
+) -> std::io::Result<(tokio::net::TcpStream, String, OwnedSemaphorePermit)> {
+    let permit = limit
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(std::io::Error::other)?;
+    let (s, peer) = l.accept().await?;
+    Ok((s, peer.to_string(), permit))
+}
+
+async fn accept_unix(
+    l: &UnixListener,
+    limit: &Arc<Semaphore>,
+) -> std::io::Result<(tokio::net::UnixStream, OwnedSemaphorePermit)> {
+    let permit = limit
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(std::io::Error::other)?;
+    let (s, _) = l.accept().await?;
+    Ok((s, permit))
+}
+
 /// After an accept error (`EMFILE`...): logged, and a pause before the next try.
 async fn pause(name: &str, e: &std::io::Error) {
     tracing::warn!(listener = %name, error = %e, "metrics listener: accept failed; retrying in 100ms");
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
-fn spawn_conn<IO>(io: TokioIo<IO>, ctx: Arc<(Source, String)>)
-where
+fn spawn_conn<IO>(
+    io: TokioIo<IO>,
+    peer: String,
+    permit: OwnedSemaphorePermit,
+    ctx: Arc<(Source, String)>,
+) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
     tokio::spawn(async move {
@@ -106,11 +152,14 @@ where
         });
         if let Err(e) = hyper::server::conn::http1::Builder::new()
             .keep_alive(true)
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
             .serve_connection(io, service)
             .await
         {
-            tracing::debug!(error = %e, "metrics connection ended with an error");
+            tracing::debug!(%peer, error = %e, "metrics listener: connection ended with an error");
         }
+        drop(permit);
     });
 }
 
