@@ -24,9 +24,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use gatehouse_channel_request::Application;
-use gatehouse_dispatch::{builtin, Dispatcher};
+use gatehouse_dispatch::{builtin, Dispatcher, SpoolConfig, Spooled};
 
-use crate::cli::{AppSpec, Cli, Mount, DEFAULT_APP};
+use crate::cli::{AppSpec, Cli, Mount, SpoolApps, DEFAULT_APP};
 use crate::error::Error;
 
 /// How the process serves: as a daemon, or as a CGI program (one request).
@@ -63,11 +63,63 @@ pub fn build_app(cli: &Cli, mode: Mode) -> Result<Arc<dyn Application>, Error> {
             }
             AppSpec::Cgi(path) => cgi_scripts(path, cli)?,
         };
+        let built = spooled(built, app, cli)?;
         let prefix = below(&base, prefix);
         tracing::info!("serving {app} at {prefix}");
         dispatcher = dispatcher.mount(&prefix, built);
     }
     Ok(Arc::new(dispatcher))
+}
+
+/// `app` wrapped so that its requests reach it with their body read, when `--spool-request-body`
+/// says so for its kind.
+fn spooled(
+    app: Arc<dyn Application>,
+    spec: &AppSpec,
+    cli: &Cli,
+) -> Result<Arc<dyn Application>, Error> {
+    let args = &cli.spool;
+    let wanted = match args.spool_request_body {
+        SpoolApps::Off => false,
+        SpoolApps::All => true,
+        SpoolApps::Cgi => matches!(spec, AppSpec::Cgi(_)),
+    };
+    if !wanted {
+        return Ok(app);
+    }
+    let dir = args.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
+    if !dir.is_dir() {
+        return Err(Error::Usage(format!(
+            "--spool-dir {}: not a directory (request bodies are spooled there)",
+            dir.display()
+        )));
+    }
+    let config = SpoolConfig {
+        dir,
+        memory: usize::try_from(args.spool_memory).unwrap_or(usize::MAX),
+        max_bytes: args.max_spool_bytes,
+    };
+    Ok(Arc::new(Spooled::new(app, config)))
+}
+
+/// What `--check-config` checks of the apps, as [`build_app`] would, without starting any: the
+/// mount table, built-in names, CGI roots and users, the spool directory. A `wsgi:` app is not imported (only its
+/// spelling was checked, by the command line).
+pub(crate) fn check(cli: &Cli, mode: Mode) -> Result<(), Error> {
+    for Mount { app, .. } in &mounts(cli, mode)? {
+        match app {
+            AppSpec::Builtin(name) => {
+                builtin::by_name(name)
+                    .ok_or_else(|| Error::Usage(format!("unknown app '{name}'")))?;
+            }
+            AppSpec::Wsgi(_) => {}
+            AppSpec::Cgi(path) => {
+                cgi_scripts(path, cli)?;
+            }
+        }
+        spooled(Arc::new(Dispatcher::new()), app, cli)?;
+    }
+    Ok(())
 }
 
 /// `app` mounted where a CGI program's requests arrive (`SCRIPT_NAME`): for a program that

@@ -136,6 +136,17 @@ fn warn_master_options(cli: &Cli) {
     }
 }
 
+/// What `--check-config` checks of the daemon, as it would at start-up, binding nothing: the
+/// front ends' configurations, `--user`/`--group`/`--socket-owner` (looked up), and the
+/// listeners to make (systemd's names resolved).
+pub(crate) fn check(cli: &Cli) -> Result<(), Error> {
+    let activation = Activation::from_env()?;
+    Privileges::from_cli(cli)?;
+    Configs::from_cli(cli)?;
+    plan_listeners(cli, &activation)?;
+    Ok(())
+}
+
 /// A master's listeners: systemd's or the planned ones, bound, `--socket-owner` applied,
 /// privileges dropped, listening; and its systemd notifier. Runs before any thread exists.
 pub(crate) fn listeners_for_master(cli: &Cli) -> Result<(Vec<listen::Bound>, Notifier), Error> {

@@ -86,6 +86,10 @@ pub fn serve(app: impl Application) -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return ExitCode::from(code),
     };
+    if cli.config.check_config {
+        init_logging(&cli, mode(&cli));
+        return check_config(&cli, mode(&cli));
+    }
     if let Mode::Daemon = mode(&cli) {
         if is_master(&cli) {
             init_logging(&cli, Mode::Daemon);
@@ -138,6 +142,36 @@ pub fn run_master(cli: &Cli) -> Result<(), Error> {
 pub fn serve_command_line(cli: &Cli) -> Result<(), Error> {
     init_logging(cli, Mode::Daemon);
     daemon::run_building(cli, || build_app(cli, Mode::Daemon))
+}
+
+/// `--check-config`: checks what the daemon (or CGI program) would check at start-up, without
+/// binding or starting an app, then prints every setting and where it comes from on stdout
+/// (exit 0); or prints the error on one line on stderr (exit 2).
+pub fn check_config(cli: &Cli, mode: Mode) -> ExitCode {
+    let checked = match mode {
+        Mode::Daemon => daemon::check(cli),
+        Mode::Cgi => Ok(()),
+    }
+    .and_then(|()| {
+        // A program embedding gatehouse is its own app: nothing to check.
+        if cli.settings.embedded() {
+            Ok(())
+        } else {
+            apps::check(cli, mode)
+        }
+    });
+    if let Err(e) = checked {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let mut out = std::io::stdout().lock();
+    match cli.settings.write_effective(&mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write the settings: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// How the process serves: as a CGI program when `--cgi` is given, or when a web server runs it
@@ -215,6 +249,23 @@ pub fn init_logging(cli: &Cli, mode: Mode) {
             inner: tracing_subscriber::fmt::format(),
         })
         .try_init();
+    warn_unknown_env(cli);
+}
+
+/// Warns, once per process, about `GATEHOUSE_*` variables that name no option (a typo, or an
+/// option this version does not have).
+fn warn_unknown_env(cli: &Cli) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    let unknown = cli.settings.unknown_env();
+    if !unknown.is_empty() {
+        ONCE.call_once(|| {
+            tracing::warn!(
+                "unknown variable(s) {}: no option is called so (an option's variable is \
+                 GATEHOUSE_ and its long name in capitals, e.g. GATEHOUSE_CGI_TIMEOUT); ignored",
+                unknown.join(", ")
+            );
+        });
+    }
 }
 
 /// The default log format, each line starting with the process's part when it has one

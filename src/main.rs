@@ -15,6 +15,10 @@ fn main() -> ExitCode {
         Err(code) => return ExitCode::from(code),
     };
     let mode = gatehouse::mode(&cli);
+    if cli.config.check_config {
+        gatehouse::init_logging(&cli, mode);
+        return gatehouse::check_config(&cli, mode);
+    }
     if mode == Mode::Cgi {
         gatehouse::scrub_cgi_environment();
     }

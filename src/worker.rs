@@ -35,6 +35,10 @@ pub(crate) const ENV_WORKER: &str = "GATEHOUSE_WORKER";
 pub(crate) const ENV_LISTENERS: &str = "GATEHOUSE_WORKER_LISTENERS";
 /// The master's connection table (`crate::balance`): `INDEX CELLS PATH`.
 pub(crate) const ENV_LOAD: &str = "GATEHOUSE_WORKER_LOAD";
+/// The `--config` file's text as the master last validated it (at start-up or SIGHUP): a
+/// worker parses it instead of the file on disk, so a worker replaced after the file was
+/// edited (or broken) runs its generation's settings.
+pub(crate) const ENV_CONFIG: &str = "GATEHOUSE_WORKER_CONFIG";
 
 /// What the master told this worker.
 #[derive(Debug, Clone, PartialEq, Eq)]

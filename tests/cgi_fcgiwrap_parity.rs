@@ -22,9 +22,10 @@
 //!   `--cgi-allow-world-writable` say otherwise;
 //! - `--cgi-timeout`: a script that never answers is killed with its whole process group (504);
 //!   fcgiwrap has no timeout;
-//! - a full-duplex echo of 1 MiB (our raw FastCGI client reads while it sends): gatehouse streams
-//!   both ways; fcgiwrap writes the whole body to the script first and deadlocks once the
-//!   script's output fills the pipe. Through nginx neither works, as nginx stops sending the body
+//! - a full-duplex echo of 1 MiB (our raw FastCGI client reads while it sends): gatehouse
+//!   spools the body, then starts the script and streams its output; fcgiwrap writes the whole
+//!   body to the script first and deadlocks once the script's output fills the pipe. The spool
+//!   is also what makes this work through nginx (tests/spool.rs), which stops sending the body
 //!   once the response head has come back;
 //! - for that last reason, a script that answers before reading a body larger than the socket
 //!   buffers works behind nginx only if the early head is not passed on before the body is in:

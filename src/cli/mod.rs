@@ -7,13 +7,22 @@
 //! - `values`: durations, modes, IP lists, log filters.
 //! - `front`: listeners and the limits of each front end.
 //! - `app`: APP, `--mount`, and the options of WSGI and CGI-script apps.
+//! - `spool`: which apps get their request body read first, and its limits.
+//! - `settings`: the merge of the command line, `GATEHOUSE_*` variables (`env`) and the
+//!   `--config` file (`file`), with each option's key and variable read off clap (`keys`).
 
 mod app;
+mod env;
+mod file;
 mod front;
+mod keys;
 mod process;
+mod settings;
+mod spool;
 mod values;
 
 use std::ffi::{OsStr, OsString};
+use std::path::PathBuf;
 
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser};
 
@@ -22,7 +31,11 @@ use crate::addr::ListenAddr;
 pub use app::{AppSpec, CgiScriptArgs, CgiStderr, Mount, TimeLimitArgs, WsgiArgs};
 pub use front::{HttpArgs, LimitArgs, ListenArgs, PrivilegeArgs, ScgiArgs, DEFAULT_BACKLOG};
 pub use process::{ProcessArgs, DEFAULT_WORKER_START_TIMEOUT, MAX_WORKERS};
+pub use settings::{Setting, Settings, Source};
+pub use spool::{SpoolApps, SpoolArgs};
 pub use values::{parse_duration, HumanDuration, IpList};
+
+use settings::{Failure, Inputs};
 
 /// `--drain-timeout` default, as written on the command line.
 pub const DEFAULT_DRAIN_TIMEOUT: &str = "30s";
@@ -81,8 +94,8 @@ nginx, in a server block:
 
 Signals: SIGTERM or SIGINT stops accepting, lets requests in flight finish (at most
 --drain-timeout) and exits 0; a second signal exits at once. SIGHUP reloads the workers (with
---workers N or --master: new workers start, then the old ones drain); in one process it is
-logged and ignored.";
+--workers N or --master: --config is re-read and checked, new workers start, then the old ones
+drain); in one process it is logged and ignored.";
 
 /// The command line of the `gatehouse` binary.
 #[derive(Debug, Clone, Parser)]
@@ -151,6 +164,10 @@ pub struct Cli {
     #[command(flatten, next_help_heading = "Limits")]
     pub limits: LimitArgs,
 
+    /// Request bodies.
+    #[command(flatten, next_help_heading = "Request bodies")]
+    pub spool: SpoolArgs,
+
     /// SCGI limits.
     #[command(flatten, next_help_heading = "SCGI")]
     pub scgi: ScgiArgs,
@@ -166,6 +183,34 @@ pub struct Cli {
     /// Logging and shutdown.
     #[command(flatten, next_help_heading = "Logging and shutdown")]
     pub run: RunArgs,
+
+    /// The config file.
+    #[command(flatten, next_help_heading = "Configuration")]
+    pub config: ConfigArgs,
+
+    /// Every option's value and where it came from (not an option).
+    #[arg(skip)]
+    pub settings: Settings,
+}
+
+/// `--config` and `--check-config`.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// Read options from this TOML file: one key per long option, e.g. `workers = 2`,
+    /// `cgi-timeout = "30s"`, `fastcgi = ["unix:/run/a.sock"]`, `app = "wsgi:/srv/app.py"`.
+    ///
+    /// Every option also has a variable: GATEHOUSE_ and its name in capitals with `_` for `-`
+    /// (GATEHOUSE_CGI_TIMEOUT=30s; a repeatable option takes values separated by spaces). The
+    /// command line beats the variables, which beat the file, which beats the defaults. With a
+    /// master (--workers N), SIGHUP re-reads the file. Example: contrib/gatehouse.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Check the options, GATEHOUSE_* variables and config file as the daemon would at
+    /// start-up, without binding or starting apps; print every setting and where it comes
+    /// from (cli, env, file, default), and exit 0 (2 with the error when something is wrong).
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 /// Logging and shutdown options.
@@ -211,19 +256,27 @@ const APP_OPTIONS: &[&str] = &[
     "cgi_allow_world_writable",
     "cgi_extensions",
     "cgi_stderr",
+    "spool_request_body",
+    "spool_dir",
+    "spool_memory",
+    "max_spool_bytes",
     "request_timeout",
     "slow_log_timeout",
 ];
 
 impl Cli {
-    /// Parses `args` (the first item is the program name). `Err` carries the exit status after
-    /// the message was printed: 0 for `--help`/`--version`, 2 for a usage error.
+    /// Parses `args` (the first item is the program name), with the `GATEHOUSE_*` variables and
+    /// the `--config` file. `Err` carries the exit status after the message was printed: 0 for
+    /// `--help`/`--version`, 2 for a usage error.
     pub fn try_from_args<I, T>(args: I) -> Result<Self, u8>
     where
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        finish_parse(Self::command().try_get_matches_from(args), false)
+        let inputs = process_inputs(args.into_iter().map(Into::into).collect());
+        let parsed = Self::parse_inputs(Self::command(), &inputs, false);
+        take_config_snapshot();
+        parsed.map_err(|f| report(&f))
     }
 
     /// Parses the command line of a program embedding gatehouse through [`crate::serve`]: the
@@ -233,62 +286,120 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-        let name = args
-            .first()
-            .and_then(|a| std::path::Path::new(a).file_name())
-            .map_or_else(|| "app".to_owned(), |n| n.to_string_lossy().into_owned());
-        let mut cmd = Self::command()
-            .name(name.clone())
-            .bin_name(name)
-            .about("A Rust app served by gatehouse: web servers reach it over FastCGI, SCGI, HTTP or CGI")
-            .long_about(None)
-            .after_help(
-                "With no listener option it serves FastCGI on the listening socket inherited \
-                 on fd 0, or else FastCGI on 127.0.0.1:9000, SCGI on 127.0.0.1:4000 and HTTP \
-                 on 127.0.0.1:8000.\nSignals: SIGTERM or SIGINT drains and exits 0; a second \
-                 signal exits at once.",
-            );
-        for id in APP_OPTIONS {
-            cmd = cmd.mut_arg(id, |a| a.hide(true));
+        let inputs = process_inputs(args.into_iter().map(Into::into).collect());
+        let parsed = Self::parse_inputs(embedded_command(&inputs.args), &inputs, true);
+        take_config_snapshot();
+        parsed.map_err(|f| report(&f))
+    }
+
+    /// Parses this process's command line and environment again, with the config file as it
+    /// is on disk now (SIGHUP): the new settings, or the error on one line.
+    pub fn reparse(&self) -> Result<Self, String> {
+        let inputs = process_inputs(crate::args_os());
+        let embedded = self.settings.embedded();
+        let cmd = if embedded {
+            embedded_command(&inputs.args)
+        } else {
+            Self::command()
+        };
+        Self::parse_inputs(cmd, &inputs, embedded).map_err(|f| f.line())
+    }
+
+    /// The parse itself, over any arguments, environment and file reader (unit tests give
+    /// their own).
+    pub(crate) fn parse_inputs(
+        cmd: clap::Command,
+        inputs: &Inputs<'_>,
+        embedded: bool,
+    ) -> Result<Self, Failure> {
+        let (matches, mut settings) = settings::parse(cmd, inputs)?;
+        if embedded {
+            settings.set_embedded();
+            let given = APP_OPTIONS
+                .iter()
+                .filter_map(|id| settings.by_id(id))
+                .find(|s| s.is_used());
+            if let Some(s) = given {
+                let what = if s.key == "app" {
+                    "APP argument".to_owned()
+                } else {
+                    format!("--{} option", s.key)
+                };
+                let from = match &s.source {
+                    Source::Cli => String::new(),
+                    other => format!(" ({other})"),
+                };
+                return Err(Failure::Usage(format!(
+                    "this program serves its own app and takes no {what}{from} (see --help)"
+                )));
+            }
         }
-        finish_parse(cmd.try_get_matches_from(args), true)
+        let mut cli = Self::from_arg_matches(&matches).map_err(Failure::Clap)?;
+        cli.listen
+            .check()
+            .map_err(|msg| Failure::Usage(format!("{msg} (see --help)")))?;
+        cli.settings = settings;
+        Ok(cli)
     }
 }
 
-fn finish_parse(matches: Result<clap::ArgMatches, clap::Error>, embedded: bool) -> Result<Cli, u8> {
-    let matches = matches.map_err(|e| report(&e))?;
-    if embedded {
-        let given = APP_OPTIONS
-            .iter()
-            .find(|id| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine));
-        if let Some(id) = given {
-            let what = if *id == "app" {
-                "APP argument".to_owned()
-            } else {
-                format!("--{} option", id.replace('_', "-"))
-            };
-            eprintln!("error: this program serves its own app and takes no {what} (see --help)");
-            return Err(2);
-        }
+/// The arguments and this process's environment; the file is read from disk.
+fn process_inputs(args: Vec<OsString>) -> Inputs<'static> {
+    Inputs {
+        args,
+        vars: std::env::vars_os().collect(),
+        read: &|path| std::fs::read_to_string(path),
     }
-    let cli = Cli::from_arg_matches(&matches).map_err(|e| report(&e))?;
-    if let Err(msg) = cli.listen.check() {
-        eprintln!("error: {msg} (see --help)");
-        return Err(2);
-    }
-    Ok(cli)
 }
 
-/// Prints a clap error: help and version as clap does, usage errors on one line.
-fn report(e: &clap::Error) -> u8 {
-    if !e.use_stderr() {
-        let _ = e.print();
-        return 0;
+/// A worker has parsed its master's copy of the config file: the (possibly long) variable
+/// leaves the environment its app sees. Called at single-threaded start-up.
+fn take_config_snapshot() {
+    if std::env::var_os(crate::worker::ENV_CONFIG).is_some() {
+        // Single-threaded start-up: nothing else reads the environment yet.
+        #[allow(clippy::disallowed_methods)]
+        std::env::remove_var(crate::worker::ENV_CONFIG);
     }
-    let text = e.to_string();
-    let first = text.lines().next().unwrap_or("bad command line");
-    eprintln!("{first} (see --help)");
+}
+
+/// The command of a program embedding gatehouse: named after the program, app options hidden.
+fn embedded_command(args: &[OsString]) -> clap::Command {
+    let name = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map_or_else(|| "app".to_owned(), |n| n.to_string_lossy().into_owned());
+    let mut cmd = Cli::command()
+        .name(name.clone())
+        .bin_name(name)
+        .about(
+            "A Rust app served by gatehouse: web servers reach it over FastCGI, SCGI, HTTP or CGI",
+        )
+        .long_about(None)
+        .after_help(
+            "With no listener option it serves FastCGI on the listening socket inherited \
+             on fd 0, or else FastCGI on 127.0.0.1:9000, SCGI on 127.0.0.1:4000 and HTTP \
+             on 127.0.0.1:8000.\nSignals: SIGTERM or SIGINT drains and exits 0; a second \
+             signal exits at once.",
+        );
+    for id in APP_OPTIONS {
+        cmd = cmd.mut_arg(id, |a| a.hide(true));
+    }
+    cmd
+}
+
+/// Prints a parse failure: help and version as clap does, usage errors on one line. Returns
+/// the exit status.
+fn report(failure: &Failure) -> u8 {
+    if let Failure::Clap(e) = failure {
+        if !e.use_stderr() {
+            let _ = e.print();
+            return 0;
+        }
+    }
+    match failure {
+        Failure::Clap(_) => eprintln!("error: {} (see --help)", failure.line()),
+        Failure::Usage(msg) => eprintln!("error: {msg}"),
+    }
     2
 }
 

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::*;
+use settings::{Failure, Inputs};
 
 fn parse(args: &[&str]) -> Result<Cli, u8> {
     Cli::try_from_args(std::iter::once("gatehouse").chain(args.iter().copied()))
@@ -207,4 +208,309 @@ fn time_limits() {
         assert_eq!(parse(&["--request-timeout", bad]).err(), Some(2), "{bad}");
         assert_eq!(parse(&["--slow-log-timeout", bad]).err(), Some(2), "{bad}");
     }
+}
+
+/// Parses `args` with the environment `vars` and, for `--config`, the files of `files`.
+fn parse_with(
+    args: &[&str],
+    vars: &[(&str, &str)],
+    files: &[(&str, &str)],
+) -> Result<Cli, Failure> {
+    let files: Vec<(String, String)> = files
+        .iter()
+        .map(|(p, t)| ((*p).to_owned(), (*t).to_owned()))
+        .collect();
+    let read = move |path: &std::path::Path| {
+        files
+            .iter()
+            .find(|(p, _)| std::path::Path::new(p) == path)
+            .map(|(_, t)| t.clone())
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+    };
+    let inputs = Inputs {
+        args: std::iter::once("gatehouse")
+            .chain(args.iter().copied())
+            .map(OsString::from)
+            .collect(),
+        vars: vars
+            .iter()
+            .map(|(n, v)| (OsString::from(n), OsString::from(v)))
+            .collect(),
+        read: &read,
+    };
+    Cli::parse_inputs(Cli::command(), &inputs, false)
+}
+
+fn source(cli: &Cli, key: &str) -> String {
+    cli.settings.get(key).expect(key).source.to_string()
+}
+
+fn usage(result: Result<Cli, Failure>) -> String {
+    match result {
+        Err(Failure::Usage(msg)) => msg,
+        Err(Failure::Clap(e)) => panic!("a clap error, not a usage error: {e}"),
+        Ok(_) => panic!("parsed"),
+    }
+}
+
+const FILE: &str = "\
+cgi-max = 5
+cgi-timeout = \"10s\"
+wsgi-queue = 9
+mount = [\"/a=echo\", \"/b=env\"]
+pythonpath = \"/srv/lib\"
+scgi-strict-duplicates = true
+app = \"env\"
+";
+
+#[test]
+fn command_line_beats_variables_beat_the_file_beats_defaults() {
+    let vars = [("GATEHOUSE_CGI_MAX", "6"), ("GATEHOUSE_CGI_TIMEOUT", "20s")];
+    let cli = parse_with(
+        &["--config", "/etc/g.toml", "--cgi-max", "7"],
+        &vars,
+        &[("/etc/g.toml", FILE)],
+    )
+    .unwrap();
+    assert_eq!(cli.cgi_scripts.cgi_max, 7);
+    assert_eq!(source(&cli, "cgi-max"), "cli");
+    assert_eq!(
+        cli.cgi_scripts.cgi_timeout.map(|d| d.0),
+        Some(Duration::from_secs(20))
+    );
+    assert_eq!(source(&cli, "cgi-timeout"), "env GATEHOUSE_CGI_TIMEOUT");
+    assert_eq!(cli.wsgi.wsgi_queue, 9);
+    assert_eq!(source(&cli, "wsgi-queue"), "file /etc/g.toml:3");
+    assert_eq!(cli.listen.backlog, DEFAULT_BACKLOG);
+    assert_eq!(source(&cli, "backlog"), "default");
+    // Arrays, a single value for a repeatable option, flags and the positional APP.
+    assert_eq!(cli.mount.len(), 2);
+    assert_eq!(cli.wsgi.pythonpath, [PathBuf::from("/srv/lib")]);
+    assert!(cli.scgi.scgi_strict_duplicates);
+    assert_eq!(cli.app, Some(AppSpec::Builtin("env")));
+    assert_eq!(source(&cli, "app"), "file /etc/g.toml:7");
+    assert_eq!(
+        cli.settings.file(),
+        Some(std::path::Path::new("/etc/g.toml"))
+    );
+    assert_eq!(cli.settings.file_text(), Some(FILE));
+}
+
+#[test]
+fn a_repeatable_option_on_the_command_line_replaces_the_file_list() {
+    let files = [("g.toml", FILE)];
+    let cli = parse_with(&["--config", "g.toml", "--mount", "/c=hello"], &[], &files).unwrap();
+    assert_eq!(cli.mount.len(), 1);
+    assert_eq!(cli.mount[0].prefix, "/c");
+    let cli = parse_with(&["--config", "g.toml", "echo"], &[], &files).unwrap();
+    assert_eq!(cli.app, Some(AppSpec::Builtin("echo")));
+    // A variable replaces the file's list too; its values are split at whitespace.
+    let vars = [
+        ("GATEHOUSE_MOUNT", " /x=echo\t/y=env "),
+        ("GATEHOUSE_CONFIG", "g.toml"),
+    ];
+    let cli = parse_with(&[], &vars, &files).unwrap();
+    let prefixes: Vec<&str> = cli.mount.iter().map(|m| m.prefix.as_str()).collect();
+    assert_eq!(prefixes, ["/x", "/y"]);
+    assert_eq!(source(&cli, "config"), "env GATEHOUSE_CONFIG");
+}
+
+#[test]
+fn variables_take_flags_lists_and_ignore_empty_values() {
+    let vars = [
+        ("GATEHOUSE_SCGI_STRICT_DUPLICATES", "yes"),
+        ("GATEHOUSE_HTTP", "127.0.0.1:0 [::1]:0"),
+        ("GATEHOUSE_THREADS", ""),
+        ("GATEHOUSE_WORKERS", "2"),
+    ];
+    let cli = parse_with(&[], &vars, &[]).unwrap();
+    assert!(cli.scgi.scgi_strict_duplicates);
+    assert_eq!(cli.listen.http.len(), 2);
+    assert_eq!(cli.wsgi.threads, None);
+    assert_eq!(cli.process.workers, 2);
+    // A flag the file sets is turned off by its variable.
+    let files = [("g.toml", FILE)];
+    let vars = [("GATEHOUSE_SCGI_STRICT_DUPLICATES", "off")];
+    let cli = parse_with(&["--config", "g.toml"], &vars, &files).unwrap();
+    assert!(!cli.scgi.scgi_strict_duplicates);
+}
+
+#[test]
+fn bad_values_name_their_variable_or_file_line_and_key() {
+    let msg = usage(parse_with(
+        &[],
+        &[("GATEHOUSE_CGI_TIMEOUT", "5 parsecs")],
+        &[],
+    ));
+    assert!(msg.starts_with("GATEHOUSE_CGI_TIMEOUT: "), "{msg}");
+    let msg = usage(parse_with(&[], &[("GATEHOUSE_CGI", "maybe")], &[]));
+    assert!(
+        msg.contains("GATEHOUSE_CGI: 'maybe' is not true or false"),
+        "{msg}"
+    );
+    let cases = [
+        (
+            "workers = 2\ncgi-timout = \"3s\"\n",
+            "g.toml:2: unknown key 'cgi-timout'",
+        ),
+        (
+            "\n\ncgi-stderr = \"syslog\"\n",
+            "g.toml:3: key 'cgi-stderr': invalid value 'syslog'",
+        ),
+        ("workers = 5000\n", "g.toml:1: key 'workers': "),
+        ("workers = \"two\"\n", "g.toml:1: key 'workers': "),
+        ("fastcgi = [9000]\n", "g.toml:1: key 'fastcgi': "),
+        (
+            "workers = [2]\n",
+            "g.toml:1: key 'workers': takes one value",
+        ),
+        (
+            "cgi = \"yes\"\n",
+            "g.toml:1: key 'cgi': a flag takes true or false",
+        ),
+        (
+            "idle-timeout = 1.5\n",
+            "g.toml:1: key 'idle-timeout': expected a string or an integer",
+        ),
+        (
+            "[mount]\napi = \"echo\"\n",
+            "g.toml:1: key 'mount': a table is not an option",
+        ),
+        (
+            "workers = 2\ncgi-timeout = 30s\n",
+            "g.toml:2: key 'cgi-timeout': invalid TOML",
+        ),
+        ("workers = 2\nworkers = 3\n", "g.toml:2: "),
+        (
+            "config = \"other.toml\"\n",
+            "g.toml:1: unknown key 'config': it cannot be set",
+        ),
+        ("help = true\n", "g.toml:1: unknown key 'help'"),
+    ];
+    for (text, want) in cases {
+        let msg = usage(parse_with(
+            &["--config", "g.toml"],
+            &[],
+            &[("g.toml", text)],
+        ));
+        assert!(msg.starts_with(want), "{text:?}: {msg}");
+        assert!(!msg.contains('\n'), "{msg}");
+    }
+    let msg = usage(parse_with(&["--config", "none.toml"], &[], &[]));
+    assert!(
+        msg.starts_with("none.toml: cannot read the config file"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn conflicts_are_checked_across_sources() {
+    let files = [("g.toml", "cgi = true\n")];
+    let msg = usage(parse_with(
+        &["--config", "g.toml", "--http", "127.0.0.1:0"],
+        &[],
+        &files,
+    ));
+    assert_eq!(
+        msg,
+        "--cgi (file g.toml:1) cannot be used with --http (cli)"
+    );
+    let msg = usage(parse_with(
+        &["--cgi"],
+        &[("GATEHOUSE_FASTCGI", "127.0.0.1:0")],
+        &[],
+    ));
+    assert!(msg.contains("(env GATEHOUSE_FASTCGI)"), "{msg}");
+    // A flag set to false is not "given".
+    let files = [("g.toml", "cgi = false\nhttp = \"127.0.0.1:0\"\n")];
+    assert!(parse_with(&["--config", "g.toml"], &[], &files).is_ok());
+}
+
+#[test]
+fn a_worker_parses_its_masters_copy_of_the_file() {
+    let vars = [
+        (crate::worker::ENV_WORKER, "1 1 3 0"),
+        (crate::worker::ENV_CONFIG, "wsgi-queue = 3\n"),
+        ("GATEHOUSE_NO_SUCH_OPTION", "1"),
+    ];
+    let files = [("g.toml", "wsgi-queue = 4\n")];
+    let cli = parse_with(&["--config", "g.toml"], &vars, &files).unwrap();
+    assert_eq!(cli.wsgi.wsgi_queue, 3);
+    // The master warned about unknown variables already.
+    assert!(cli.settings.unknown_env().is_empty());
+    // Not a worker: the snapshot variable is not an option, and the file on disk is read.
+    let cli = parse_with(&["--config", "g.toml"], &vars[1..], &files).unwrap();
+    assert_eq!(cli.wsgi.wsgi_queue, 4);
+    assert_eq!(cli.settings.unknown_env(), ["GATEHOUSE_NO_SUCH_OPTION"]);
+}
+
+#[test]
+fn every_option_has_a_key_and_a_variable_that_no_internal_variable_shadows() {
+    let keys = keys::keys(&Cli::command());
+    let long_options = Cli::command()
+        .get_arguments()
+        .filter(|a| a.get_long().is_some())
+        .count();
+    // Every long option but --check-config (an action).
+    assert_eq!(
+        keys.iter().filter(|k| k.var.is_some()).count(),
+        long_options - 1
+    );
+    for key in &keys {
+        if let Some(var) = &key.var {
+            assert!(!keys::INTERNAL_ENV.contains(&var.as_str()), "{var}");
+        }
+        assert_eq!(key.in_file, key.name != "config", "{}", key.name);
+    }
+    assert!(keys.iter().any(|k| k.name == "app" && k.var.is_none()));
+    let cli = parse(&[]).unwrap();
+    for key in crate::master::MASTER_SETTINGS {
+        assert!(
+            cli.settings.get(key).is_some(),
+            "MASTER_SETTINGS names no option {key}"
+        );
+    }
+}
+
+#[test]
+fn effective_settings_read_back_as_the_same_settings() {
+    let files = [("g.toml", FILE)];
+    let cli = parse_with(&["--config", "g.toml", "--workers", "3"], &[], &files).unwrap();
+    let mut out = Vec::new();
+    cli.settings.write_effective(&mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("\nworkers = 3 "), "{text}");
+    assert!(text.contains("\ncgi-timeout = \"10s\" "), "{text}");
+    assert!(text.contains("\n# threads: not set "), "{text}");
+    // Without the `config` line, the output is a config file giving the same settings.
+    let again: String = text
+        .lines()
+        .filter(|l| !l.starts_with("config ="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let reread = parse_with(&["--config", "out.toml"], &[], &[("out.toml", &again)]).unwrap();
+    for s in cli.settings.iter().filter(|s| s.key != "config") {
+        assert_eq!(
+            reread.settings.get(&s.key).map(|r| &r.values),
+            Some(&s.values),
+            "{}",
+            s.key
+        );
+    }
+    assert_eq!(cli.settings.changed(&reread.settings), ["config"]);
+}
+
+#[test]
+fn the_embedded_form_refuses_app_options_from_any_source() {
+    let inputs = Inputs {
+        args: vec!["my-app".into(), "--config".into(), "g.toml".into()],
+        vars: Vec::new(),
+        read: &|_| Ok("threads = 2\n".to_owned()),
+    };
+    let cmd = embedded_command(&inputs.args);
+    let msg = usage(Cli::parse_inputs(cmd, &inputs, true));
+    assert!(
+        msg.contains("takes no --threads option (file g.toml:1)"),
+        "{msg}"
+    );
 }

@@ -13,11 +13,11 @@ use crate::listen::{Bound, SocketFile, StdListener};
 use crate::worker;
 
 /// Set while the master re-executes itself under its title.
-const ENV_TITLED: &str = "GATEHOUSE_MASTER_TITLE";
+pub(crate) const ENV_TITLED: &str = "GATEHOUSE_MASTER_TITLE";
 /// The listeners an old master hands the new one (SIGUSR2), as `KIND FD NAME` lines.
-pub(super) const ENV_UPGRADE_LISTENERS: &str = "GATEHOUSE_UPGRADE_LISTENERS";
+pub(crate) const ENV_UPGRADE_LISTENERS: &str = "GATEHOUSE_UPGRADE_LISTENERS";
 /// The old master's pid, to stop once the new one serves.
-pub(super) const ENV_UPGRADE_FROM: &str = "GATEHOUSE_UPGRADE_FROM";
+pub(crate) const ENV_UPGRADE_FROM: &str = "GATEHOUSE_UPGRADE_FROM";
 
 /// The listeners an old master handed over (SIGUSR2), adopted, and its pid; `None` when this
 /// master was not started by one. Reads and removes the variables (single-threaded start-up).

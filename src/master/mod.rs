@@ -10,13 +10,19 @@
 //!                    0.1, 0.2, 0.4, 0.8 s, then the master gives up (exit 1; exit 2 at first
 //!                    start when the worker said the app cannot start)
 //!  "recycle" / too much memory ──► a replacement starts; once ready, the old one drains
-//!  SIGHUP ──► N workers of generation G+1 ──► all ready ──► the older ones drain
-//!             (one fails before ready ──► the new ones are stopped, the old ones keep serving)
+//!  SIGHUP ──► --config re-read and checked ──► N workers of generation G+1 ──► all ready ──►
+//!             the older ones drain (the file is invalid ──► logged, nothing starts; one fails
+//!             before ready ──► the new ones are stopped, the old ones keep serving)
 //!  SIGTERM/SIGINT ──► every worker drains (--drain-timeout), then exit 0; again: at once
 //!  SIGUSR2 ──► a new master from the binary on disk, handed the listeners ──► its workers
 //!              ready ──► it sends this master SIGTERM (the socket files stay); it fails ──►
 //!              this master goes on
 //! ```
+//!
+//! The workers of a generation parse the config file's text as the master checked it (handed
+//! over in `GATEHOUSE_WORKER_CONFIG`), not the file on disk: a worker replaced later (it died,
+//! `--max-requests`) runs its generation's settings even when the file was edited or broken
+//! since. The master itself keeps the settings it started with ([`MASTER_SETTINGS`]).
 
 mod handover;
 mod process;
@@ -31,18 +37,20 @@ use socket2::SockRef;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
+use crate::apps::{self, Mode};
 use crate::balance::{self, LoadTable};
-use crate::cli::Cli;
+use crate::cli::{Cli, Settings};
 use crate::daemon;
 use crate::error::Error;
 use crate::metrics::{self, Restart};
 use crate::notify::Notifier;
 use crate::signal::{Received, Signals, Stop};
 use crate::sys;
-use crate::worker::{self, Message, WorkerInfo, ENV_LISTENERS, ENV_LOAD, ENV_WORKER};
+use crate::worker::{self, Message, WorkerInfo, ENV_CONFIG, ENV_LISTENERS, ENV_LOAD, ENV_WORKER};
 use tokio_util::sync::CancellationToken;
 
-use handover::{from_old_master, retitle, Listeners, ENV_UPGRADE_FROM, ENV_UPGRADE_LISTENERS};
+use handover::{from_old_master, retitle, Listeners};
+pub(crate) use handover::{ENV_TITLED, ENV_UPGRADE_FROM, ENV_UPGRADE_LISTENERS};
 use process::{random_seed, resident_bytes, Status};
 
 /// Consecutive failed starts of one worker slot before the master gives up.
@@ -53,6 +61,29 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How often the master looks at its workers (start time-outs, memory, retries).
 const TICK: Duration = Duration::from_millis(250);
+/// The options the master reads itself (listeners, identity, processes): a SIGHUP that changes
+/// them says they need a restart or SIGUSR2. An option the master comes to read belongs here.
+pub(crate) const MASTER_SETTINGS: &[&str] = &[
+    "fastcgi",
+    "scgi",
+    "http",
+    "socket-mode",
+    "socket-owner",
+    "backlog",
+    "user",
+    "group",
+    "workers",
+    "master",
+    "max-requests",
+    "max-requests-jitter",
+    "max-worker-memory",
+    "worker-start-timeout",
+    "drain-timeout",
+    "log-level",
+    "cgi",
+    "metrics",
+];
+
 /// The variables no worker should see: they were meant for this process (systemd).
 const MASTER_ONLY_ENV: &[&str] = &[
     "LISTEN_FDS",
@@ -249,6 +280,10 @@ struct Master<'a> {
     load: Option<Load>,
     /// The workers' figures (`--metrics`).
     metrics: Option<std::sync::Arc<metrics::Master>>,
+    /// The settings (and config file text) of the serving generation.
+    settings: Settings,
+    /// Those of a reload under way, once the file was re-read and checked.
+    pending: Option<Settings>,
 }
 
 impl<'a> Master<'a> {
@@ -274,6 +309,8 @@ impl<'a> Master<'a> {
             watchdog_sent: None,
             load: Load::create(cli.process.workers),
             metrics: None,
+            settings: cli.settings.clone(),
+            pending: None,
         }
     }
 
@@ -367,6 +404,13 @@ impl<'a> Master<'a> {
             metrics: None,
         };
         let (worker_env, listeners_env) = info.to_env();
+        let settings = match &self.pending {
+            Some(pending) if generation > self.serving => pending,
+            _ => &self.settings,
+        };
+        let config_env = settings
+            .file_text()
+            .map(|text| (ENV_CONFIG, text.to_owned()));
         let mut cmd = tokio::process::Command::new("/proc/self/exe");
         cmd.arg0(format!("gatehouse: worker {slot}"))
             .args(std::env::args_os().skip(1))
@@ -374,6 +418,7 @@ impl<'a> Master<'a> {
             .env(ENV_LISTENERS, listeners_env)
             .envs(info.load_to_env().map(|v| (ENV_LOAD, v)))
             .envs(metrics_env.as_ref().map(|(v, _)| (metrics::ENV_METRICS, v)))
+            .envs(config_env)
             // A worker of its own process group: a terminal's Ctrl-C reaches the master only,
             // which stops the workers in order.
             .process_group(0)
@@ -579,6 +624,9 @@ impl<'a> Master<'a> {
         }
         let first = self.serving == 0;
         self.serving = generation;
+        if let Some(pending) = self.pending.take() {
+            self.settings = pending;
+        }
         let old: Vec<u32> = self
             .workers
             .iter()
@@ -712,6 +760,7 @@ impl<'a> Master<'a> {
         }
         if self.serving > 0 && generation > self.serving {
             // A reload that does not start: the serving generation goes on.
+            self.pending = None;
             tracing::error!(
                 "reload failed: worker {slot} (pid {pid}) of generation {generation} {status_text} before it was ready (its error is above); the workers of generation {} keep serving",
                 self.serving
@@ -794,6 +843,16 @@ impl<'a> Master<'a> {
                 tracing::info!("received SIGHUP while stopping; ignored");
             }
             Received::Hangup => {
+                let pending = match self.reread_config() {
+                    Ok(pending) => pending,
+                    Err(msg) => {
+                        tracing::error!(
+                            "received SIGHUP: {msg}; not reloading: the workers of generation {} keep serving",
+                            self.serving
+                        );
+                        return;
+                    }
+                };
                 // A reload still under way is abandoned for this newer one.
                 let unfinished: Vec<u32> = self
                     .workers
@@ -810,12 +869,52 @@ impl<'a> Master<'a> {
                     self.newest + 1
                 );
                 self.notifier.reloading();
+                self.pending = pending;
                 if let Err(e) = self.start_generation() {
+                    self.pending = None;
                     tracing::error!("reload failed: {e}; the old workers keep serving");
                     self.notifier.ready("reload failed; the old workers serve");
                 }
             }
         }
+    }
+
+    /// SIGHUP with `--config`: the settings of the next generation, the file re-read and
+    /// checked (values, then the apps as `--check-config` checks them); `Ok(None)` without a
+    /// config file. `Err` is the one-line reason.
+    fn reread_config(&self) -> Result<Option<Settings>, String> {
+        let Some(path) = self.settings.file() else {
+            return Ok(None);
+        };
+        let new = self.cli.reparse()?;
+        if !new.settings.embedded() {
+            apps::check(&new, Mode::Daemon).map_err(|e| e.to_string())?;
+        }
+        let changed = new.settings.changed(&self.settings);
+        let kept: Vec<&str> = changed
+            .iter()
+            .copied()
+            .filter(|k| MASTER_SETTINGS.contains(k))
+            .collect();
+        if changed.is_empty() {
+            tracing::info!(
+                "received SIGHUP: re-read {}: no setting changed",
+                path.display()
+            );
+        } else {
+            tracing::info!(
+                "received SIGHUP: re-read {}: changed: {}",
+                path.display(),
+                changed.join(", ")
+            );
+        }
+        if !kept.is_empty() {
+            tracing::warn!(
+                "{} changed, and the master keeps the value(s) it started with: a restart (or SIGUSR2) applies them",
+                kept.join(", ")
+            );
+        }
+        Ok(Some(new.settings))
     }
 
     /// SIGUSR2: starts a new master from the binary on disk, handing it the listeners. It

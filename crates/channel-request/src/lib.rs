@@ -32,6 +32,8 @@ pub mod cgi_head;
 pub mod channel;
 pub mod env;
 pub mod error;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub mod head;
 pub mod hold;
 pub mod observe;

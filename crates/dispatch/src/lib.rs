@@ -17,6 +17,9 @@
 //! `PATH_INFO $1`, `fastcgi_split_path_info`, Apache's or lighttpd's `SCRIPT_NAME`) is kept
 //! when it is consistent with the path: then `SCRIPT_NAME` is never shorter than the front
 //! server's ([`request_path`]).
+//!
+//! [`Spooled`] wraps an app whose requests must reach it with their whole body read first
+//! (CGI scripts by default; see [`spool`]).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -24,7 +27,9 @@ pub mod builtin;
 mod contract;
 mod dispatcher;
 mod path;
+pub mod spool;
 
 pub use dispatcher::Dispatcher;
 pub use gatehouse_channel_request::env::percent_decode;
 pub use path::{full_path, request_path, BadPath, RequestPath};
+pub use spool::{SpoolConfig, Spooled};

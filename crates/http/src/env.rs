@@ -10,7 +10,10 @@
 //!   with `", "` (`Cookie` with `"; "`, RFC 6265 section 5.4). A `Proxy` header is dropped
 //!   (httpoxy: it would become `HTTP_PROXY`, which CGI programs read as their proxy setting), and
 //!   so is every header whose name holds `_` (as nginx does): `X_Foo` and `X-Foo` would both be
-//!   `HTTP_X_FOO`, so a client could spoof a variable a proxy in front of us had set.
+//!   `HTTP_X_FOO`, so a client could spoof a variable a proxy in front of us had set; and so is
+//!   every name with another byte than a letter, digit or `-` (`X.Y`, `A%`: nginx's
+//!   `ignore_invalid_headers`), which would make a variable name no shell can read (found by
+//!   the `request_env` fuzz target).
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -112,17 +115,20 @@ fn protocol(version: Version) -> &'static str {
 }
 
 /// Adds `HTTP_*` for every header but `Content-Type`, `Content-Length`, `Proxy` and names with
-/// `_`. `host` replaces the `Host` header's value (for absolute-form targets).
+/// bytes other than letters, digits and `-`. `host` replaces the `Host` header's value (for absolute-form targets).
 fn push_http_headers(env: &mut Env, headers: &HeaderMap, host: Option<Bytes>) {
     for name in headers.keys() {
         if name == header::CONTENT_TYPE || name == header::CONTENT_LENGTH {
             continue;
         }
         let n = name.as_str();
-        if n == "proxy" || n.contains('_') {
+        // nginx's `ignore_invalid_headers` (on by default) drops names with anything but
+        // letters, digits and `-` (so `_`, which would alias a `-` name, and `.`, `%`, `!`...:
+        // they would make odd variable names in a script's environment); `Proxy` is httpoxy.
+        if n == "proxy" || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
             tracing::debug!(
                 header = n,
-                "request header dropped (httpoxy / underscore rule)"
+                "request header dropped (httpoxy / invalid name rule)"
             );
             continue;
         }
@@ -325,6 +331,8 @@ mod tests {
                 ("Cookie", "b=2"),
                 ("Proxy", "http://evil:1"),
                 ("X_Forwarded_For", "spoof"),
+                ("X.Dotted", "odd"),
+                ("Fine-Name9", "ok"),
                 ("Content-Type", "text/plain"),
                 ("Content-Length", "3"),
             ],
@@ -334,6 +342,8 @@ mod tests {
         assert_eq!(var(&env, "HTTP_COOKIE"), b"a=1; b=2");
         assert_eq!(var(&env, "HTTP_PROXY"), b"<unset>");
         assert_eq!(var(&env, "HTTP_X_FORWARDED_FOR"), b"<unset>");
+        assert_eq!(var(&env, "HTTP_X.DOTTED"), b"<unset>");
+        assert_eq!(var(&env, "HTTP_FINE_NAME9"), b"ok");
         assert_eq!(var(&env, "CONTENT_TYPE"), b"text/plain");
         assert_eq!(var(&env, "HTTP_CONTENT_TYPE"), b"<unset>");
         assert_eq!(var(&env, "HTTP_CONTENT_LENGTH"), b"<unset>");

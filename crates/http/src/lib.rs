@@ -65,7 +65,8 @@
 //!   the app's own HTTP requests.
 //! - **Any header whose name contains `_`** (nginx's `underscores_in_headers off`): `X_User` and
 //!   `X-User` both map to `HTTP_X_USER`, so a client could override a variable that a proxy in
-//!   front of us derives from a dash-named header it controls.
+//!   front of us derives from a dash-named header it controls. Names with any other byte than
+//!   letters, digits and `-` (`X.Y`, `A%`) go too, as with nginx's `ignore_invalid_headers`.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -75,6 +76,8 @@ mod conn;
 mod driver;
 mod env;
 mod error;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 mod io;
 mod request;
 mod watchdog;

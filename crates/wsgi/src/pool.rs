@@ -11,7 +11,7 @@
 //! given back just before the answer, so a client sending its next request as soon as it has the
 //! previous answer never meets a spurious 503. A queued job whose client goes away is withdrawn
 //! from the queue at once ([`Pool::withdraw`]), and its place with it; so is one whose
-//! `--request-timeout` runs out while it waits (by the [`watchdog`](crate::watchdog)).
+//! `--request-timeout` runs out while it waits (by the [`watchdog`]).
 //!
 //! Each hand-over between threads is a futex wake and a context switch, and every thread that
 //! wakes up to run Python first has to win the GIL from the others; on a loaded machine those

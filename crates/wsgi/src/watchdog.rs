@@ -14,8 +14,8 @@
 //! ```
 //!
 //! Everything the watchdog learns it learns under a slot's lock, and it runs Python code
-//! (formatting a stack) only with no lock held: a pool thread holding the GIL may wait for its
-//! slot's lock, never the other way round. An exception is scheduled only while the thread's
+//! (formatting a stack) only with no lock held: nobody waits for the GIL while holding a slot's
+//! lock (pool threads take theirs with the GIL held; the scan takes them without it). An exception is scheduled only while the thread's
 //! slot still names the timed-out request, with the GIL held; the thread itself withdraws any
 //! exception scheduled too late when it leaves the request (also with the GIL held), so an
 //! exception meant for one request never lands in the next.
@@ -45,7 +45,7 @@ pyo3::create_exception!(
 /// it counts as stuck.
 pub(crate) const STUCK_GRACE: Duration = Duration::from_secs(1);
 
-/// The watchdog looks this often at most (and at least ten times per shortest limit).
+/// The watchdog looks every tenth of the shortest limit, within these bounds.
 const MAX_TICK: Duration = Duration::from_millis(100);
 const MIN_TICK: Duration = Duration::from_millis(10);
 

@@ -27,7 +27,7 @@ async fn timeouts_slow_requests_stuck_threads_and_their_counters() {
     let config = Config {
         threads: 1,
         queue: 1,
-        request_timeout: Some(Duration::from_secs(1)),
+        request_timeout: Some(Duration::from_secs(2)),
         slow_log_timeout: Some(Duration::from_millis(300)),
         ..Config::default()
     };
@@ -53,7 +53,7 @@ async fn timeouts_slow_requests_stuck_threads_and_their_counters() {
         (1, 0, 1),
         "{s:?}"
     );
-    // The slow log also saw the spinning request (300 ms < 1 s).
+    // The slow log also saw the spinning request (300 ms < 2 s).
     assert_eq!(s.slow_total, 2, "{s:?}");
 
     // The head already out: the response is cut, not replaced.
