@@ -19,7 +19,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_channel_request::Application;
+use gatehouse_channel_request::observe::{self, Observer};
+use gatehouse_channel_request::{Application, CancellationToken};
 
 use crate::addr::ListenAddr;
 use crate::cli::{Cli, HumanDuration};
@@ -50,6 +51,12 @@ pub(crate) fn run_building(
     let privileges = Privileges::from_cli(cli)?;
     let configs = Configs::from_cli(cli)?;
     let worker = worker::current()?;
+    // A master serves its workers' figures; a single process binds --metrics before it drops
+    // privileges, like its other listeners.
+    let metrics_listener = match worker {
+        Some(_) => None,
+        None => crate::metrics::bind(cli)?,
+    };
     let (app, bound) = match worker {
         // The master took systemd's sockets and dropped privileges before it started us.
         Some(info) => (build()?, info.take_listeners()?),
@@ -67,6 +74,10 @@ pub(crate) fn run_building(
             (app, bound)
         }
     };
+    // Who watches every request: built once the process has its final identity.
+    let mut observers: Vec<Arc<dyn Observer>> = Vec::new();
+    observers.extend(crate::metrics::observer(cli, worker)?);
+    observe::install(observers);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = runtime_threads(cli, worker.is_some()) {
         runtime.worker_threads(threads);
@@ -80,7 +91,13 @@ pub(crate) fn run_building(
             source,
         })?;
     let result = runtime.block_on(serve_until_signal(
-        cli, app, configs, bound, notifier, worker,
+        cli,
+        app,
+        configs,
+        bound,
+        notifier,
+        worker,
+        metrics_listener,
     ));
     // Connections still open after the drain timeout are dropped here.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -182,6 +199,7 @@ async fn serve_until_signal(
     bound: Vec<listen::Bound>,
     notifier: Notifier,
     worker: Option<&WorkerInfo>,
+    metrics_listener: Option<crate::metrics::Listener>,
 ) -> Result<(), Error> {
     let mut signals = Signals::install().map_err(|source| Error::Io {
         what: "cannot install signal handlers",
@@ -223,6 +241,11 @@ async fn serve_until_signal(
                 source,
             }
         })?;
+    crate::metrics::spawn_publisher();
+    if let (Some(listener), Some(source)) = (metrics_listener, crate::metrics::Source::single()) {
+        // Answers until the process exits, through the drain.
+        listener.serve(source, "single".to_owned(), CancellationToken::new())?;
+    }
     notifier.ready(&serving);
     notifier.spawn_watchdog();
 

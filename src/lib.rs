@@ -52,6 +52,7 @@ mod error;
 mod inherit;
 mod listen;
 mod master;
+mod metrics;
 mod notify;
 mod privileges;
 mod serve;

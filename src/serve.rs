@@ -219,8 +219,10 @@ async fn accept_loop(listener: Listener, ctx: LoopCtx) {
         let frontends = ctx.frontends.clone();
         let shutdown = ctx.shutdown.clone();
         let kind = ctx.kind;
+        let counted = crate::metrics::connection(kind);
         ctx.connections.spawn(async move {
             serve_conn(kind, &frontends, conn, peer, shutdown).await;
+            drop(counted);
             drop(permit);
         });
     }
@@ -286,7 +288,7 @@ fn accept_blocking(
         let frontends = ctx.frontends.clone();
         let shutdown = ctx.shutdown.clone();
         let kind = ctx.kind;
-        let counted = balance.map(Counted::new);
+        let counted = (balance.map(Counted::new), crate::metrics::connection(kind));
         ctx.connections.spawn_on(
             async move {
                 match conn.into_tokio() {

@@ -55,6 +55,8 @@ pub(crate) struct WorkerInfo {
     pub(crate) listeners: Vec<(Kind, RawFd, String)>,
     /// This worker's cell in the master's connection table, the table's size and path.
     pub(crate) load: Option<(usize, usize, PathBuf)>,
+    /// The master's metrics region (`--metrics`): descriptor, this worker's block, blocks.
+    pub(crate) metrics: Option<(RawFd, usize, usize)>,
 }
 
 impl WorkerInfo {
@@ -85,6 +87,7 @@ impl WorkerInfo {
             max_requests,
             listeners,
             load,
+            metrics: None,
         })
     }
 
@@ -102,6 +105,18 @@ impl WorkerInfo {
         let cells = parts.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
         let path = parts.next().ok_or_else(bad)?;
         self.load = Some((index, cells, PathBuf::from(path)));
+        Ok(self)
+    }
+
+    /// Reads [`crate::metrics::ENV_METRICS`]'s value (`FD BLOCK BLOCKS`) into `self.metrics`.
+    pub(crate) fn with_metrics_env(mut self, text: &str) -> Result<Self, String> {
+        let env = crate::metrics::ENV_METRICS;
+        let bad = || format!("{env}={text:?} is not what a gatehouse master sets");
+        let mut parts = text.split(' ');
+        let fd = parts.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+        let block = parts.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+        let blocks = parts.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+        self.metrics = Some((fd, block, blocks));
         Ok(self)
     }
 
@@ -195,17 +210,25 @@ pub(crate) fn current() -> Result<Option<&'static WorkerInfo>, Error> {
         };
         let listeners = std::env::var_os(ENV_LISTENERS).unwrap_or_default();
         let load = std::env::var_os(ENV_LOAD);
+        let metrics = std::env::var_os(crate::metrics::ENV_METRICS);
         // Single-threaded start-up (see above): nothing else reads the environment yet.
         #[allow(clippy::disallowed_methods)]
         {
             std::env::remove_var(ENV_WORKER);
             std::env::remove_var(ENV_LISTENERS);
             std::env::remove_var(ENV_LOAD);
+            std::env::remove_var(crate::metrics::ENV_METRICS);
         }
         let (Some(worker), Some(listeners)) = (worker.to_str(), listeners.to_str()) else {
             return Err(format!("{ENV_WORKER} or {ENV_LISTENERS} is not UTF-8"));
         };
-        let info = WorkerInfo::from_env(worker, listeners)?;
+        let mut info = WorkerInfo::from_env(worker, listeners)?;
+        if let Some(metrics) = metrics {
+            let text = metrics
+                .to_str()
+                .ok_or_else(|| format!("{} is not UTF-8", crate::metrics::ENV_METRICS))?;
+            info = info.with_metrics_env(text)?;
+        }
         match load {
             None => Ok(Some(info)),
             Some(load) => {
@@ -371,13 +394,17 @@ mod tests {
                 (Kind::Http, 5, "127.0.0.1:8000".to_owned()),
             ],
             load: None,
+            metrics: None,
         };
         let (w, l) = info.to_env();
         assert_eq!(WorkerInfo::from_env(&w, &l), Ok(info.clone()));
         let with = info.with_load_env("2 7 /tmp/a b").unwrap();
         assert_eq!(with.load, Some((2, 7, PathBuf::from("/tmp/a b"))));
         assert_eq!(with.load_to_env().as_deref(), Some("2 7 /tmp/a b"));
-        assert!(with.with_load_env("x").is_err());
+        assert!(with.clone().with_load_env("x").is_err());
+        let m = with.with_metrics_env("7 2 13").unwrap();
+        assert_eq!(m.metrics, Some((7, 2, 13)));
+        assert!(m.with_metrics_env("7 2").is_err());
         assert!(WorkerInfo::from_env("3 7 9", &l).is_err());
         assert!(WorkerInfo::from_env(&w, "").is_err());
         assert!(WorkerInfo::from_env(&w, "gopher 3 x\n").is_err());

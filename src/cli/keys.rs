@@ -19,6 +19,7 @@ pub(crate) const INTERNAL_ENV: &[&str] = &[
     crate::worker::ENV_LISTENERS,
     crate::worker::ENV_LOAD,
     crate::worker::ENV_CONFIG,
+    crate::metrics::ENV_METRICS,
     crate::master::ENV_TITLED,
     crate::master::ENV_UPGRADE_LISTENERS,
     crate::master::ENV_UPGRADE_FROM,

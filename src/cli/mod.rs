@@ -26,6 +26,8 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser};
 
+use crate::addr::ListenAddr;
+
 pub use app::{AppSpec, CgiScriptArgs, CgiStderr, Mount, TimeLimitArgs, WsgiArgs};
 pub use front::{HttpArgs, LimitArgs, ListenArgs, PrivilegeArgs, ScgiArgs, DEFAULT_BACKLOG};
 pub use process::{ProcessArgs, DEFAULT_WORKER_START_TIMEOUT, MAX_WORKERS};
@@ -149,6 +151,14 @@ pub struct Cli {
     #[arg(long, help_heading = "Running as a CGI program",
           conflicts_with_all = ["fastcgi", "scgi", "http"])]
     pub cgi: bool,
+
+    /// Serve /metrics (Prometheus), /status and /ping on their own HTTP listener at ADDR.
+    ///
+    /// Same ADDR forms as --fastcgi, except systemd:NAME; never one of the front ends, so the
+    /// public front server cannot reach it. With --workers N the master serves it and every
+    /// figure is the total over the workers. See README, "Metrics and status".
+    #[arg(long, value_name = "ADDR", help_heading = "Metrics and status")]
+    pub metrics: Option<ListenAddr>,
 
     /// Limits.
     #[command(flatten, next_help_heading = "Limits")]

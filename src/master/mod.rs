@@ -42,10 +42,12 @@ use crate::balance::{self, LoadTable};
 use crate::cli::{Cli, Settings};
 use crate::daemon;
 use crate::error::Error;
+use crate::metrics::{self, Restart};
 use crate::notify::Notifier;
 use crate::signal::{Received, Signals, Stop};
 use crate::sys;
 use crate::worker::{self, Message, WorkerInfo, ENV_CONFIG, ENV_LISTENERS, ENV_LOAD, ENV_WORKER};
+use tokio_util::sync::CancellationToken;
 
 use handover::{from_old_master, retitle, Listeners};
 pub(crate) use handover::{ENV_TITLED, ENV_UPGRADE_FROM, ENV_UPGRADE_LISTENERS};
@@ -79,6 +81,7 @@ pub(crate) const MASTER_SETTINGS: &[&str] = &[
     "drain-timeout",
     "log-level",
     "cgi",
+    "metrics",
 ];
 
 /// The variables no worker should see: they were meant for this process (systemd).
@@ -108,6 +111,17 @@ pub(crate) fn run(cli: &Cli) -> Result<(), Error> {
     };
     // Systemd's variables are taken (and removed) in any case; a new master's listeners came
     // from the old one, so it binds nothing.
+    // Bound before privileges are dropped, like the front ends' listeners. A new master
+    // (SIGUSR2) finds the old one still holding the address: it takes it once that one exits.
+    let (metrics_listener, metrics_later) = match metrics::bind(cli) {
+        Ok(l) => (l, false),
+        Err(e) if old_master.is_some() => {
+            tracing::info!("--metrics: {e}; the old master still has it: binding it once it exits");
+            (None, true)
+        }
+        Err(e) => return Err(e),
+    };
+    let metrics = metrics::Master::create(cli, 3 * usize::from(cli.process.workers) + 1)?;
     let (bound, notifier) = if bound.is_empty() {
         daemon::listeners_for_master(cli)?
     } else {
@@ -132,7 +146,17 @@ pub(crate) fn run(cli: &Cli) -> Result<(), Error> {
             what: "cannot install signal handlers",
             source,
         })?;
+        if let Some(m) = &metrics {
+            let mode = format!("master (workers: {})", cli.process.workers);
+            let source = metrics::Source::Master(m.clone());
+            match metrics_listener {
+                Some(listener) => listener.serve(source, mode, CancellationToken::new())?,
+                None if metrics_later => metrics::bind_when_free(cli.clone(), source, mode),
+                None => {}
+            }
+        }
         let mut master = Master::new(cli, listeners, signals);
+        master.metrics = metrics;
         master.exe = exe;
         master.old_master = old_master;
         master.notifier = notifier;
@@ -180,6 +204,8 @@ struct Worker {
     memory_exempt: bool,
     /// Its cell in the connection table ([`crate::balance`]).
     cell: Option<usize>,
+    /// Its block of the metrics region ([`crate::metrics`]).
+    block: Option<usize>,
 }
 
 /// The connection table the workers balance new connections with, and its file (removed when
@@ -252,6 +278,8 @@ struct Master<'a> {
     watchdog_sent: Option<Instant>,
     /// The connection table, when it could be made.
     load: Option<Load>,
+    /// The workers' figures (`--metrics`).
+    metrics: Option<std::sync::Arc<metrics::Master>>,
     /// The settings (and config file text) of the serving generation.
     settings: Settings,
     /// Those of a reload under way, once the file was re-read and checked.
@@ -280,6 +308,7 @@ impl<'a> Master<'a> {
             notifier: Notifier::default(),
             watchdog_sent: None,
             load: Load::create(cli.process.workers),
+            metrics: None,
             settings: cli.settings.clone(),
             pending: None,
         }
@@ -322,6 +351,7 @@ impl<'a> Master<'a> {
                     fatal = Some(e);
                 }
             }
+            self.publish_workers();
             if self.stopping.is_some() && self.workers.is_empty() {
                 return match fatal {
                     Some(e) => Err(e),
@@ -353,6 +383,14 @@ impl<'a> Master<'a> {
         let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(io_err)?;
         SockRef::from(&theirs).set_cloexec(false).map_err(io_err)?;
         let cell = self.free_cell();
+        let block = self.free_block();
+        if self.metrics.is_some() && block.is_none() {
+            tracing::warn!("worker {slot}: every block of the metrics region is taken (workers still draining): its requests are not counted");
+        }
+        let metrics_env = match (&self.metrics, block) {
+            (Some(m), Some(b)) => Some(m.for_worker(b).map_err(io_err)?),
+            _ => None,
+        };
         let info = WorkerInfo {
             id: slot,
             generation,
@@ -363,6 +401,7 @@ impl<'a> Master<'a> {
                 (Some(load), Some(cell)) => Some((cell, load.table.cells(), load.path.clone())),
                 _ => None,
             },
+            metrics: None,
         };
         let (worker_env, listeners_env) = info.to_env();
         let settings = match &self.pending {
@@ -378,6 +417,7 @@ impl<'a> Master<'a> {
             .env(ENV_WORKER, worker_env)
             .env(ENV_LISTENERS, listeners_env)
             .envs(info.load_to_env().map(|v| (ENV_LOAD, v)))
+            .envs(metrics_env.as_ref().map(|(v, _)| (metrics::ENV_METRICS, v)))
             .envs(config_env)
             // A worker of its own process group: a terminal's Ctrl-C reaches the master only,
             // which stops the workers in order.
@@ -391,6 +431,7 @@ impl<'a> Master<'a> {
         }
         let mut child = cmd.spawn().map_err(io_err)?;
         drop(theirs);
+        drop(metrics_env);
         let Some(pid) = child.id() else {
             return Err(io_err(io::Error::other("the new worker exited at once")));
         };
@@ -406,6 +447,7 @@ impl<'a> Master<'a> {
                 replaces,
                 memory_exempt: false,
                 cell,
+                block,
             },
         );
         let tx = self.events_tx.clone();
@@ -438,6 +480,40 @@ impl<'a> Master<'a> {
     fn free_cell(&self) -> Option<usize> {
         let cells = self.load.as_ref()?.table.cells();
         (0..cells).find(|c| self.workers.values().all(|w| w.cell != Some(*c)))
+    }
+
+    /// A block of the metrics region no live worker has.
+    fn free_block(&self) -> Option<usize> {
+        let blocks = self.metrics.as_ref()?.blocks();
+        (0..blocks).find(|b| self.workers.values().all(|w| w.block != Some(*b)))
+    }
+
+    /// The workers as `/status` shows them.
+    fn publish_workers(&self) {
+        let Some(m) = &self.metrics else { return };
+        let views = self
+            .workers
+            .iter()
+            .map(|(pid, w)| metrics::WorkerView {
+                pid: *pid,
+                slot: w.slot,
+                generation: w.generation,
+                state: match w.state {
+                    State::Starting => "starting",
+                    State::Ready => "ready",
+                    State::Stopping => "stopping",
+                },
+                block: w.block,
+            })
+            .collect();
+        m.set_workers(views);
+    }
+
+    /// Counts a worker replaced (`gatehouse_worker_restarts_total`).
+    fn restarted(&self, why: Restart) {
+        if let Some(m) = &self.metrics {
+            m.restarted(why);
+        }
     }
 
     /// `--max-requests` plus this worker's share of `--max-requests-jitter`.
@@ -517,6 +593,10 @@ impl<'a> Master<'a> {
                     _ => "has a wsgi thread stuck past --request-timeout",
                 };
                 tracing::info!("worker {slot} (pid {pid}) {why}: starting its replacement");
+                self.restarted(match msg {
+                    Message::Recycle => Restart::MaxRequests,
+                    _ => Restart::StuckThread,
+                });
                 if let Err(e) = self.spawn(slot, generation, Some(pid)) {
                     tracing::error!("cannot start a replacement for worker {slot}: {e}");
                 }
@@ -588,6 +668,9 @@ impl<'a> Master<'a> {
                 old.len()
             );
             self.notifier.ready(&status);
+            for _ in &old {
+                self.restarted(Restart::Reload);
+            }
         }
         for pid in old {
             self.stop_worker(pid, "reloaded");
@@ -620,6 +703,9 @@ impl<'a> Master<'a> {
         if let Some(load) = &self.load {
             load.clear(w.cell);
         }
+        if let (Some(m), Some(block)) = (&self.metrics, w.block) {
+            m.retire(block);
+        }
         let (slot, generation) = (w.slot, w.generation);
         let status_text = Status(status);
         match w.state {
@@ -646,6 +732,12 @@ impl<'a> Master<'a> {
                 if replaced || generation < self.serving {
                     return Ok(());
                 }
+                let killed = matches!(status, Ok(s) if std::os::unix::process::ExitStatusExt::signal(s).is_some());
+                self.restarted(if killed {
+                    Restart::Signal
+                } else {
+                    Restart::Exit
+                });
                 self.spawn(slot, generation, None)
             }
             State::Starting => self.on_failed_start(slot, generation, pid, w.replaces, status),
@@ -976,6 +1068,7 @@ impl<'a> Master<'a> {
                 rss >> 20,
                 limit >> 20
             );
+            self.restarted(Restart::Memory);
             if let Err(e) = self.spawn(slot, generation, Some(pid)) {
                 tracing::error!("cannot start a replacement for worker {slot}: {e}");
             }
