@@ -10,6 +10,7 @@
 
 mod app;
 mod front;
+mod log;
 mod process;
 mod values;
 
@@ -18,6 +19,7 @@ use std::ffi::{OsStr, OsString};
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser};
 
 pub use app::{AppSpec, CgiScriptArgs, CgiStderr, Mount, WsgiArgs};
+pub use log::{LogArgs, LogFormat};
 pub use front::{HttpArgs, LimitArgs, ListenArgs, PrivilegeArgs, ScgiArgs, DEFAULT_BACKLOG};
 pub use process::{ProcessArgs, DEFAULT_WORKER_START_TIMEOUT, MAX_WORKERS};
 pub use values::{parse_duration, HumanDuration, IpList};
@@ -152,6 +154,10 @@ pub struct Cli {
     /// Logging and shutdown.
     #[command(flatten, next_help_heading = "Logging and shutdown")]
     pub run: RunArgs,
+
+    /// The access log and the log format.
+    #[command(flatten, next_help_heading = "Logging and shutdown")]
+    pub log: LogArgs,
 }
 
 /// Logging and shutdown options.
