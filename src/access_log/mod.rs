@@ -75,11 +75,7 @@ pub(crate) fn from_cli(cli: &crate::cli::Cli) -> Result<Option<Arc<dyn Observer>
         return Ok(Some(log.clone()));
     }
     let worker = crate::worker::current()?.map(|w| w.id);
-    let log = Arc::new(AccessLog::open(
-        target,
-        cli.log.access_log_format,
-        worker,
-    )?);
+    let log = Arc::new(AccessLog::open(target, cli.log.access_log_format, worker)?);
     let log = LOG.get_or_init(|| log).clone();
     Ok(Some(log))
 }

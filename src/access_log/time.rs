@@ -157,6 +157,9 @@ mod tests {
     fn before_the_epoch() {
         let t = UNIX_EPOCH - std::time::Duration::from_millis(1500);
         let u = Utc::from_system(t);
-        assert_eq!((u.year, u.month, u.day, u.second, u.millis), (1969, 12, 31, 58, 500));
+        assert_eq!(
+            (u.year, u.month, u.day, u.second, u.millis),
+            (1969, 12, 31, 58, 500)
+        );
     }
 }

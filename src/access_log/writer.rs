@@ -342,7 +342,10 @@ mod tests {
         let path = dir.path().join("access.log");
         let w = Writer::start(Target::File(path.clone())).unwrap();
         // Hold the lock so the writer cannot take the buffer, then overfill it.
-        let line = vec![b'x'; 1023].into_iter().chain([b'\n']).collect::<Vec<_>>();
+        let line = vec![b'x'; 1023]
+            .into_iter()
+            .chain([b'\n'])
+            .collect::<Vec<_>>();
         let before = dropped();
         {
             let mut state = w.shared.lock();
@@ -353,6 +356,9 @@ mod tests {
         w.push(&line);
         assert!(dropped() >= before + 2);
         w.shutdown();
-        assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, CAPACITY - 10);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len() as usize,
+            CAPACITY - 10
+        );
     }
 }

@@ -19,8 +19,8 @@ use std::ffi::{OsStr, OsString};
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser};
 
 pub use app::{AppSpec, CgiScriptArgs, CgiStderr, Mount, WsgiArgs};
-pub use log::{LogArgs, LogFormat};
 pub use front::{HttpArgs, LimitArgs, ListenArgs, PrivilegeArgs, ScgiArgs, DEFAULT_BACKLOG};
+pub use log::{LogArgs, LogFormat};
 pub use process::{ProcessArgs, DEFAULT_WORKER_START_TIMEOUT, MAX_WORKERS};
 pub use values::{parse_duration, HumanDuration, IpList};
 
