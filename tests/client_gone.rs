@@ -206,3 +206,84 @@ fn clients_that_leave_are_not_warnings() {
         noisy.join("\n")
     );
 }
+
+/// CGI mode: the web server closes our standard output mid-response, or our standard input
+/// before the body's end: one info line with the request id, no warning, and the access log
+/// has the request.
+#[test]
+fn cgi_mode_client_leaving_is_not_a_warning() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = dir.path().join("app.py");
+    std::fs::write(&app, WSGI_APP).unwrap();
+    let log = dir.path().join("access.log");
+    let spec = format!("wsgi:{}", app.display());
+    let vars = |method: &'static str, len: &'static str| {
+        vec![
+            ("GATEWAY_INTERFACE", "CGI/1.1"),
+            ("REQUEST_METHOD", method),
+            ("SCRIPT_NAME", "/app"),
+            ("PATH_INFO", "/big"),
+            ("SERVER_PROTOCOL", "HTTP/1.1"),
+            ("REMOTE_ADDR", "192.0.2.8"),
+            ("CONTENT_LENGTH", len),
+        ]
+    };
+    let log_arg = log.display().to_string();
+    let args = [
+        "--cgi",
+        spec.as_str(),
+        "--log-level",
+        "info",
+        "--access-log",
+        &log_arg,
+    ];
+
+    // Mid-response: read part of the answer, close the pipe.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(args)
+        .env_clear()
+        .envs(vars("GET", ""))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start gatehouse --cgi");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut buf = vec![0u8; 256 * 1024];
+    stdout.read_exact(&mut buf).expect("part of the response");
+    drop(stdout);
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains(" WARN ") && !stderr.contains(" ERROR "),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr
+            .matches("client gone before the response was complete")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("request_id=1"), "{stderr}");
+
+    // Mid-body: standard input ends after 10 of 100000 bytes.
+    let run = support::cgi::run_cgi(&args, &vars("POST", "100000"), b"0123456789");
+    assert!(
+        !run.stderr.contains(" WARN ") && !run.stderr.contains(" ERROR "),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("client gone"), "{}", run.stderr);
+
+    let lines = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = lines.lines().collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].contains("\"GET /app/big HTTP/1.1\" 200 "),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[1].starts_with("192.0.2.8 "), "{}", lines[1]);
+}

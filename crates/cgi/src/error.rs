@@ -41,6 +41,23 @@ impl Error {
         }
     }
 
+    /// Whether the error only says that the client went away: the web server closed our
+    /// standard output, or standard input ended before the body did (it gave up on the
+    /// upload). Not worth a warning in the web server's error log.
+    pub fn is_client_gone(&self) -> bool {
+        match self {
+            Self::ShortBody { .. } => true,
+            Self::Stdout(e) => matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::WriteZero
+            ),
+            _ => false,
+        }
+    }
+
     /// Whether the error was already logged where it happened (so `run` prints no line).
     pub fn already_logged(&self) -> bool {
         matches!(self, Self::ResponseAborted)
@@ -93,6 +110,14 @@ mod tests {
         );
         let gone = Error::Stdout(io::Error::from(io::ErrorKind::BrokenPipe));
         assert_eq!(gone.http_status(), None);
+        assert!(gone.is_client_gone());
+        assert!(!Error::Stdout(io::Error::other("disk full")).is_client_gone());
+        assert!(Error::ShortBody {
+            expected: 9,
+            received: 1
+        }
+        .is_client_gone());
+        assert!(!Error::MissingRequestMethod.is_client_gone());
         assert!(Error::ResponseAborted.already_logged());
     }
 }
