@@ -52,25 +52,25 @@ fn parse_combined(line: &str) -> Line {
     let c = re
         .captures(line)
         .unwrap_or_else(|| panic!("not a combined line: {line:?}"));
-    let day: u32 = c["day"].parse().unwrap();
+    let day: u32 = c["day"].parse().expect("a number");
     let (hour, min, sec): (u32, u32, u32) = (
-        c["hour"].parse().unwrap(),
-        c["min"].parse().unwrap(),
-        c["sec"].parse().unwrap(),
+        c["hour"].parse().expect("a number"),
+        c["min"].parse().expect("a number"),
+        c["sec"].parse().expect("a number"),
     );
     assert!(
         (1..=31).contains(&day) && hour < 24 && min < 60 && sec < 61,
         "{line}"
     );
-    assert!(c["year"].parse::<u32>().unwrap() >= 2024, "{line}");
+    assert!(c["year"].parse::<u32>().expect("a year") >= 2024, "{line}");
     Line {
         remote: c["remote"].to_owned(),
         user: c["user"].to_owned(),
         method: c["method"].to_owned(),
         uri: c["uri"].to_owned(),
         proto: c["proto"].to_owned(),
-        status: c["status"].parse().unwrap(),
-        bytes: c["bytes"].parse().unwrap(),
+        status: c["status"].parse().expect("a number"),
+        bytes: c["bytes"].parse().expect("a number"),
         referer: c["referer"].to_owned(),
         agent: c["agent"].to_owned(),
     }
@@ -364,8 +364,8 @@ fn cgi_mode_combined() {
 /// Checks one JSON line: every field present with its type.
 fn check_json(v: &Value, protocol: &str) {
     let time = v["time"].as_str().expect("time is a string");
-    let rfc3339 =
-        Regex::new(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$").unwrap();
+    let rfc3339 = Regex::new(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+        .expect("regex");
     assert!(rfc3339.is_match(time), "time {time}");
     for key in ["remote_addr", "method", "uri", "server_protocol", "end"] {
         assert!(v[key].is_string(), "{key} in {v}");
@@ -583,5 +583,32 @@ fn log_format_json_keeps_the_process_tags() {
             v["level"].is_string() && v["fields"]["message"].is_string(),
             "{v}"
         );
+    }
+}
+
+/// A log that cannot be opened stops the start with one clear line (exit 1), in one process
+/// and before a master starts any worker.
+#[test]
+fn an_unopenable_log_is_a_clear_error() {
+    for workers in ["1", "2"] {
+        let mut d = Daemon::start(&[
+            "echo",
+            "--workers",
+            workers,
+            "--http",
+            "127.0.0.1:0",
+            "--access-log",
+            "/nonexistent-dir/access.log",
+        ]);
+        let status = d.wait_exit();
+        assert_eq!(status.code(), Some(1), "workers={workers}");
+        let log = d.log().join("\n");
+        assert!(
+            log.contains(
+                "cannot open the access log /nonexistent-dir/access.log: No such file or directory"
+            ),
+            "{log}"
+        );
+        assert!(!log.contains("worker 1"), "a worker was started: {log}");
     }
 }

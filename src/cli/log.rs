@@ -1,7 +1,7 @@
 //! The logging options: the access log (`--access-log`, `--access-log-format`, nginx's
 //! `access_log` and uWSGI's `req-logger`) and the daemon's own log format (`--log-format`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use clap::Args;
 
@@ -50,7 +50,7 @@ fn parse_access_log(s: &str) -> Result<Target, String> {
             if path.is_dir() {
                 return Err(format!("'{s}' is a directory; give the log file's path"));
             }
-            Ok(Target::File(PathBuf::from(path)))
+            Ok(Target::File(path))
         }
     }
 }
