@@ -82,7 +82,7 @@ nginx, in a server block:
 Signals: SIGTERM or SIGINT stops accepting, lets requests in flight finish (at most
 --drain-timeout) and exits 0; a second signal exits at once. SIGHUP reloads the workers (with
 --workers N or --master: new workers start, then the old ones drain); in one process it is
-logged and ignored.";
+logged and ignored. SIGUSR1 reopens the --access-log file (logrotate).";
 
 /// The command line of the `gatehouse` binary.
 #[derive(Debug, Clone, Parser)]
