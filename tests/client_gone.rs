@@ -207,9 +207,9 @@ fn clients_that_leave_are_not_warnings() {
     );
 }
 
-/// CGI mode: the web server closes our standard output mid-response, or our standard input
-/// before the body's end: one info line with the request id, no warning, and the access log
-/// has the request.
+/// CGI mode: the web server closes our standard output mid-response: one info line with the
+/// request id, no warning, and the access log has the request. (A body cut short is answered
+/// `400` and stays a warning: the web server is there to read that answer.)
 #[test]
 fn cgi_mode_client_leaving_is_not_a_warning() {
     use std::process::{Command, Stdio};
@@ -268,22 +268,13 @@ fn cgi_mode_client_leaving_is_not_a_warning() {
     );
     assert!(stderr.contains("request_id=1"), "{stderr}");
 
-    // Mid-body: standard input ends after 10 of 100000 bytes.
-    let run = support::cgi::run_cgi(&args, &vars("POST", "100000"), b"0123456789");
-    assert!(
-        !run.stderr.contains(" WARN ") && !run.stderr.contains(" ERROR "),
-        "{}",
-        run.stderr
-    );
-    assert!(run.stderr.contains("client gone"), "{}", run.stderr);
-
     let lines = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<&str> = lines.lines().collect();
-    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("192.0.2.8 - - ["), "{}", lines[0]);
     assert!(
         lines[0].contains("\"GET /app/big HTTP/1.1\" 200 "),
         "{}",
         lines[0]
     );
-    assert!(lines[1].starts_with("192.0.2.8 "), "{}", lines[1]);
 }

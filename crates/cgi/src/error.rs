@@ -42,11 +42,10 @@ impl Error {
     }
 
     /// Whether the error only says that the client went away: the web server closed our
-    /// standard output, or standard input ended before the body did (it gave up on the
-    /// upload). Not worth a warning in the web server's error log.
+    /// standard output. Not worth a warning in the web server's error log. (A short body is
+    /// still one: it is answered `400`, so whoever sent it is there to read the answer.)
     pub fn is_client_gone(&self) -> bool {
         match self {
-            Self::ShortBody { .. } => true,
             Self::Stdout(e) => matches!(
                 e.kind(),
                 io::ErrorKind::BrokenPipe
@@ -112,7 +111,7 @@ mod tests {
         assert_eq!(gone.http_status(), None);
         assert!(gone.is_client_gone());
         assert!(!Error::Stdout(io::Error::other("disk full")).is_client_gone());
-        assert!(Error::ShortBody {
+        assert!(!Error::ShortBody {
             expected: 9,
             received: 1
         }
