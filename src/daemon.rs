@@ -77,6 +77,7 @@ pub(crate) fn run_building(
     // Who watches every request: built once the process has its final identity.
     let mut observers: Vec<Arc<dyn Observer>> = Vec::new();
     observers.extend(crate::metrics::observer(cli, worker)?);
+    observers.extend(crate::access_log::from_cli(cli)?);
     observe::install(observers);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = runtime_threads(cli, worker.is_some()) {
@@ -101,6 +102,7 @@ pub(crate) fn run_building(
     ));
     // Connections still open after the drain timeout are dropped here.
     runtime.shutdown_timeout(Duration::from_secs(1));
+    crate::access_log::shutdown();
     result
 }
 
@@ -254,6 +256,7 @@ async fn serve_until_signal(
             let other = |sig| {
                 let what = match sig {
                     Received::Upgrade => "upgrading the binary",
+                    Received::Reopen if crate::access_log::reopen() => return,
                     Received::Reopen => {
                         tracing::info!(
                             "received {sig}: logs go to stderr, nothing to reopen; ignored"
@@ -268,7 +271,11 @@ async fn serve_until_signal(
         }
         Some(control) => {
             control.send(Message::Ready);
-            let other = |sig| tracing::debug!("received {sig}: the master acts on it; ignored");
+            let other = |sig| match sig {
+                // The master forwards SIGUSR1: each worker has its own access log handle.
+                Received::Reopen if crate::access_log::reopen() => {}
+                _ => tracing::debug!("received {sig}: the master acts on it; ignored"),
+            };
             tokio::select! {
                 stop = signals.recv_stop(other) => stop.to_string(),
                 () = control.master_gone.cancelled() => "no master (its control socket closed)".to_owned(),

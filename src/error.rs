@@ -59,6 +59,15 @@ pub enum Error {
         /// The cause.
         source: io::Error,
     },
+    /// A file the daemon writes (the access log) could not be opened.
+    File {
+        /// What we were doing.
+        what: &'static str,
+        /// The file.
+        path: String,
+        /// The cause.
+        source: io::Error,
+    },
 }
 
 impl Error {
@@ -102,6 +111,7 @@ impl fmt::Display for Error {
             ),
             Self::Workers { message, .. } => f.write_str(message),
             Self::Io { what, source } => write!(f, "{what}: {source}"),
+            Self::File { what, path, source } => write!(f, "{what} {path}: {source}"),
         }
     }
 }
@@ -111,7 +121,8 @@ impl std::error::Error for Error {
         match self {
             Self::Listen { source, .. }
             | Self::ListenDefault { source, .. }
-            | Self::Io { source, .. } => Some(source),
+            | Self::Io { source, .. }
+            | Self::File { source, .. } => Some(source),
             _ => None,
         }
     }

@@ -43,6 +43,7 @@
 //! drains on SIGTERM. See `examples/native_handler.rs`.
 #![deny(missing_docs)]
 
+pub mod access_log;
 pub mod addr;
 mod apps;
 mod balance;
@@ -101,7 +102,7 @@ pub fn serve(app: impl Application) -> ExitCode {
             scrub_cgi_environment();
             init_logging(&cli, Mode::Cgi);
             let app = apps::cgi_dispatcher(Arc::new(app));
-            std::process::exit(gatehouse_cgi::run(Arc::new(app)))
+            std::process::exit(run_cgi(&cli, Arc::new(app)))
         }
         Mode::Daemon => exit_code(run(&cli, Arc::new(app))),
     }
@@ -118,6 +119,32 @@ pub fn run(cli: &Cli, app: Arc<dyn Application>) -> Result<(), Error> {
 pub fn run_dispatcher(cli: &Cli, app: Arc<dyn Application>) -> Result<(), Error> {
     init_logging(cli, Mode::Daemon);
     daemon::run(cli, app)
+}
+
+/// Answers the one request of a CGI program's environment with `app` (see
+/// [`gatehouse_cgi::run`]), logging it to `--access-log` (written before this returns), and
+/// returns the exit status.
+pub fn run_cgi(cli: &Cli, app: Arc<dyn Application>) -> i32 {
+    use gatehouse_channel_request::observe;
+    if cli.log.access_log == Some(access_log::Target::Stdout) {
+        eprintln!(
+            "error: --access-log - writes to standard output, which is the response of a CGI \
+             program; give a file"
+        );
+        return 2;
+    }
+    match access_log::from_cli(cli) {
+        Ok(log) => {
+            observe::install(log.into_iter().collect());
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return i32::from(e.exit_code());
+        }
+    }
+    let status = gatehouse_cgi::run(app);
+    access_log::shutdown();
+    status
 }
 
 /// Whether this process is to be the master of worker processes (`--workers N` with N > 1, or
@@ -240,16 +267,70 @@ pub fn init_logging(cli: &Cli, mode: Mode) {
         _ => None,
     };
     // Fails only when the program already installed a subscriber: then that one logs.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .event_format(Tagged {
-            tag,
-            inner: tracing_subscriber::fmt::format(),
-        })
-        .try_init();
+    let _ = match cli.log.log_format {
+        cli::LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .event_format(Tagged {
+                tag,
+                inner: tracing_subscriber::fmt::format(),
+            })
+            .try_init(),
+        cli::LogFormat::Json => {
+            let process = match worker::current() {
+                Ok(Some(info)) => Some(format!("\"process\":\"worker\",\"worker\":{},", info.id)),
+                _ if tag.is_some() => Some("\"process\":\"master\",".to_owned()),
+                _ => None,
+            };
+            tracing_subscriber::fmt()
+                .json()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .event_format(TaggedJson {
+                    fields: process,
+                    inner: tracing_subscriber::fmt::format().json(),
+                })
+                .try_init()
+        }
+    };
     warn_unknown_env(cli);
+}
+
+/// The JSON log format, each object starting with the process's part when it has one
+/// (`"process":"master"`, `"process":"worker","worker":2`).
+struct TaggedJson<F> {
+    /// The fields to add, each followed by a comma.
+    fields: Option<String>,
+    inner: F,
+}
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for TaggedJson<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let Some(fields) = &self.fields else {
+            return self.inner.format_event(ctx, writer, event);
+        };
+        let mut line = String::new();
+        self.inner.format_event(
+            ctx,
+            tracing_subscriber::fmt::format::Writer::new(&mut line),
+            event,
+        )?;
+        match line.strip_prefix('{') {
+            Some(rest) => write!(writer, "{{{fields}{rest}"),
+            None => writer.write_str(&line),
+        }
+    }
 }
 
 /// Warns, once per process, about `GATEHOUSE_*` variables that name no option (a typo, or an

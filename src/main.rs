@@ -37,5 +37,5 @@ fn main() -> ExitCode {
         Ok(app) => app,
         Err(e) => return gatehouse::exit_code(Err(e)),
     };
-    std::process::exit(gatehouse_cgi::run(app))
+    std::process::exit(gatehouse::run_cgi(&cli, app))
 }

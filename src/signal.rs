@@ -5,7 +5,7 @@
 //! | SIGTERM, SIGINT, SIGQUIT | stop accepting, let requests in flight finish (at most `--drain-timeout`), exit 0 |
 //! | the same, again  | exit at once, status 128 + the signal number (143 for SIGTERM, 130 for SIGINT) |
 //! | SIGUSR2          | a master starts a new master from the binary on disk, handing it the listeners; others log and ignore it |
-//! | SIGUSR1          | logged and ignored (logs go to stderr: nothing to reopen) |
+//! | SIGUSR1          | reopen the `--access-log` file (logrotate); a master passes it to its workers; without an access log, logged and ignored |
 //! | SIGHUP           | a master reloads its workers (`crate::master`); one process logs it and goes on; a worker ignores it (its master reloads) |
 //!
 //! Other signals keep their default meaning (SIGPIPE is ignored by the Rust runtime: a peer
@@ -74,8 +74,8 @@ pub(crate) enum Received {
     Hangup,
     /// SIGUSR2: upgrade the binary.
     Upgrade,
-    /// SIGUSR1: nginx's "reopen the log files"; there is no log file to reopen yet (logs go
-    /// to stderr), so it is logged and ignored rather than left to kill the process.
+    /// SIGUSR1: nginx's "reopen the log files": the access log (`crate::access_log`) is
+    /// opened again; without one it is logged and ignored rather than left to kill the process.
     Reopen,
 }
 

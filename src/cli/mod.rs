@@ -16,6 +16,7 @@ mod env;
 mod file;
 mod front;
 mod keys;
+mod log;
 mod process;
 mod settings;
 mod spool;
@@ -30,6 +31,7 @@ use crate::addr::ListenAddr;
 
 pub use app::{AppSpec, CgiScriptArgs, CgiStderr, Mount, TimeLimitArgs, WsgiArgs};
 pub use front::{HttpArgs, LimitArgs, ListenArgs, PrivilegeArgs, ScgiArgs, DEFAULT_BACKLOG};
+pub use log::{LogArgs, LogFormat};
 pub use process::{ProcessArgs, DEFAULT_WORKER_START_TIMEOUT, MAX_WORKERS};
 pub use settings::{Setting, Settings, Source};
 pub use spool::{SpoolApps, SpoolArgs};
@@ -95,7 +97,7 @@ nginx, in a server block:
 Signals: SIGTERM or SIGINT stops accepting, lets requests in flight finish (at most
 --drain-timeout) and exits 0; a second signal exits at once. SIGHUP reloads the workers (with
 --workers N or --master: --config is re-read and checked, new workers start, then the old ones
-drain); in one process it is logged and ignored.";
+drain); in one process it is logged and ignored. SIGUSR1 reopens the --access-log file (logrotate).";
 
 /// The command line of the `gatehouse` binary.
 #[derive(Debug, Clone, Parser)]
@@ -183,6 +185,10 @@ pub struct Cli {
     /// Logging and shutdown.
     #[command(flatten, next_help_heading = "Logging and shutdown")]
     pub run: RunArgs,
+
+    /// The access log and the log format.
+    #[command(flatten, next_help_heading = "Logging and shutdown")]
+    pub log: LogArgs,
 
     /// The config file.
     #[command(flatten, next_help_heading = "Configuration")]

@@ -130,6 +130,8 @@ pub(crate) fn run(cli: &Cli) -> Result<(), Error> {
     for b in &bound {
         tracing::info!("listening on {} {}", b.kind.name(), b.name);
     }
+    // Each worker opens the access log; a path it cannot open is one clear error here.
+    crate::access_log::check(cli)?;
     let listeners = Listeners::share(bound).map_err(|source| Error::Io {
         what: "cannot pass the listeners to worker processes",
         source,
@@ -206,6 +208,9 @@ struct Worker {
     cell: Option<usize>,
     /// Its block of the metrics region ([`crate::metrics`]).
     block: Option<usize>,
+    /// SIGUSR1 came while it was starting (its signal handlers maybe not yet installed): it
+    /// is forwarded once the worker is ready.
+    reopen_when_ready: bool,
 }
 
 /// The connection table the workers balance new connections with, and its file (removed when
@@ -448,6 +453,7 @@ impl<'a> Master<'a> {
                 memory_exempt: false,
                 cell,
                 block,
+                reopen_when_ready: false,
             },
         );
         let tx = self.events_tx.clone();
@@ -575,6 +581,9 @@ impl<'a> Master<'a> {
                             limit >> 20
                         );
                     }
+                }
+                if std::mem::take(&mut w.reopen_when_ready) {
+                    forward_reopen(pid);
                 }
                 self.failures.remove(&slot);
                 if let Some(old) = replaces {
@@ -836,8 +845,20 @@ impl<'a> Master<'a> {
                 self.shutdown(stop);
             }
             Received::Upgrade => self.upgrade_binary(),
-            Received::Reopen => {
+            Received::Reopen if self.cli.log.access_log.is_none() => {
                 tracing::info!("received SIGUSR1: logs go to stderr, nothing to reopen; ignored");
+            }
+            Received::Reopen => {
+                tracing::info!(
+                    "received SIGUSR1: each worker reopens its access log ({} worker(s))",
+                    self.workers.len()
+                );
+                for (pid, w) in &mut self.workers {
+                    match w.state {
+                        State::Starting => w.reopen_when_ready = true,
+                        State::Ready | State::Stopping => forward_reopen(*pid),
+                    }
+                }
             }
             Received::Hangup if self.stopping.is_some() => {
                 tracing::info!("received SIGHUP while stopping; ignored");
@@ -1073,5 +1094,12 @@ impl<'a> Master<'a> {
                 tracing::error!("cannot start a replacement for worker {slot}: {e}");
             }
         }
+    }
+}
+
+/// Sends SIGUSR1 to a worker (it has its handlers: a starting worker waits until ready).
+fn forward_reopen(pid: u32) {
+    if let Err(e) = sys::kill(pid, libc::SIGUSR1) {
+        tracing::warn!("cannot send SIGUSR1 to worker pid {pid}: {e}");
     }
 }

@@ -104,6 +104,39 @@ pub fn request(
     read_response(s)
 }
 
+/// Sends one request to `127.0.0.1:port` from the loopback address `source` (another address
+/// of 127/8, so the server sees a client address of its own) and reads the whole response
+/// (no body for `HEAD`).
+pub fn request_from(
+    source: std::net::Ipv4Addr,
+    port: u16,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    sock.bind(&std::net::SocketAddr::from((source, 0)).into())
+        .unwrap_or_else(|e| panic!("bind {source}: {e}"));
+    sock.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .unwrap_or_else(|e| panic!("connect 127.0.0.1:{port}: {e}"));
+    let mut s: TcpStream = sock.into();
+    s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    let mut head =
+        format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" || method == "PUT" {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).expect("send head");
+    let _ = s.write_all(body);
+    read_response_from(&mut BufReader::new(s), method == "HEAD")
+}
+
 /// Sends a POST whose body goes out with `Transfer-Encoding: chunked`, in chunks of `chunk`
 /// bytes, and reads the whole response.
 pub fn post_chunked(port: u16, target: &str, body: &[u8], chunk: usize) -> Response {

@@ -41,6 +41,22 @@ impl Error {
         }
     }
 
+    /// Whether the error only says that the client went away: the web server closed our
+    /// standard output. Not worth a warning in the web server's error log. (A short body is
+    /// still one: it is answered `400`, so whoever sent it is there to read the answer.)
+    pub fn is_client_gone(&self) -> bool {
+        match self {
+            Self::Stdout(e) => matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::WriteZero
+            ),
+            _ => false,
+        }
+    }
+
     /// Whether the error was already logged where it happened (so `run` prints no line).
     pub fn already_logged(&self) -> bool {
         matches!(self, Self::ResponseAborted)
@@ -93,6 +109,14 @@ mod tests {
         );
         let gone = Error::Stdout(io::Error::from(io::ErrorKind::BrokenPipe));
         assert_eq!(gone.http_status(), None);
+        assert!(gone.is_client_gone());
+        assert!(!Error::Stdout(io::Error::other("disk full")).is_client_gone());
+        assert!(!Error::ShortBody {
+            expected: 9,
+            received: 1
+        }
+        .is_client_gone());
+        assert!(!Error::MissingRequestMethod.is_client_gone());
         assert!(Error::ResponseAborted.already_logged());
     }
 }

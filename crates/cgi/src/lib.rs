@@ -106,7 +106,11 @@ pub fn run(app: Arc<dyn Application>) -> i32 {
     // the whole body): do not wait for it.
     runtime.shutdown_background();
     if let Some(err) = &outcome.error {
-        if !err.already_logged() {
+        if err.is_client_gone() {
+            // Once, at info: the web server's error log (our stderr) shows warnings only.
+            tracing::info!(peer = "stdio", remote_addr = remote, request_id = outcome.request_id,
+                error = %err, "client gone before the response was complete");
+        } else if !err.already_logged() {
             log_line(outcome.request_id, &remote, &err.to_string());
         }
     }

@@ -138,7 +138,8 @@ impl<A: Application + ?Sized> Application for Arc<A> {
 pub async fn serve_request(app: &dyn Application, mut req: Request, resp: Response) {
     let Some(observers) = observe::active() else {
         let mut resp = resp;
-        return serve(app, req, &mut resp).await;
+        serve(app, req, &mut resp).await;
+        return;
     };
     let mut watch = Watch {
         record: Arc::new(RequestRecord::new(&req.env, &req.info)),
@@ -146,11 +147,12 @@ pub async fn serve_request(app: &dyn Application, mut req: Request, resp: Respon
         observers,
         resp,
         served: false,
+        client_gone: false,
     };
     for o in observers {
         o.started(&watch.record);
     }
-    serve(app, req, &mut watch.resp).await;
+    watch.client_gone = serve(app, req, &mut watch.resp).await == Served::ClientGone;
     watch.served = true;
 }
 
@@ -162,12 +164,15 @@ struct Watch {
     observers: &'static [Arc<dyn Observer>],
     resp: Response,
     served: bool,
+    /// The app stopped because the client went away (its response aborted): cancelled, as
+    /// when the front end drops the request.
+    client_gone: bool,
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
         let resp = &self.resp;
-        let end = if !self.served || !resp.is_done() {
+        let end = if !self.served || !resp.is_done() || self.client_gone {
             End::Cancelled
         } else if resp.is_aborted() {
             End::Aborted
@@ -188,9 +193,23 @@ impl Drop for Watch {
     }
 }
 
-async fn serve(app: &dyn Application, req: Request, resp: &mut Response) {
+/// How [`serve`] ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Served {
+    /// Answered (or failed and answered with an error, or aborted).
+    Done,
+    /// The app gave up because the client went away.
+    ClientGone,
+}
+
+async fn serve(app: &dyn Application, req: Request, resp: &mut Response) -> Served {
     let info = req.info.clone();
+    let mut running = Running {
+        info: &info,
+        done: false,
+    };
     let outcome = CatchUnwind(AssertUnwindSafe(app.call(req, resp))).await;
+    running.done = true;
     let error: AppError = match outcome {
         Ok(Ok(())) => {
             if !resp.head_sent() {
@@ -199,7 +218,7 @@ async fn serve(app: &dyn Application, req: Request, resp: &mut Response) {
                 if !resp.is_done() {
                     let _ = resp.finish().await;
                 }
-                return;
+                return Served::Done;
             }
         }
         Ok(Err(e)) => e,
@@ -208,7 +227,7 @@ async fn serve(app: &dyn Application, req: Request, resp: &mut Response) {
     if is_client_gone(&*error) {
         tracing::debug!(peer = %info.peer, request_id = info.id, "client gone before the response was complete");
         resp.abort().await;
-        return;
+        return Served::ClientGone;
     }
     if is_peer_fault(&*error) {
         // The front end logged the peer's fault when it saw it; one line per failure.
@@ -218,16 +237,38 @@ async fn serve(app: &dyn Application, req: Request, resp: &mut Response) {
     }
     if resp.head_sent() {
         resp.abort().await;
-        return;
+        return Served::Done;
     }
     let status = error_status(&*error);
     let reason = crate::head::reason_phrase(status);
-    if resp
+    match resp
         .send_full(status, "text/plain", format!("{reason}\n"))
         .await
-        .is_err()
     {
-        resp.abort().await;
+        Ok(()) => Served::Done,
+        Err(e) => {
+            resp.abort().await;
+            if e == Error::ClientGone {
+                Served::ClientGone
+            } else {
+                Served::Done
+            }
+        }
+    }
+}
+
+/// The app's call, while it runs: dropped unfinished (the front end cancelled the request,
+/// mostly because the client went away), it says so in the one debug line with the request id.
+struct Running<'a> {
+    info: &'a RequestInfo,
+    done: bool,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            tracing::debug!(peer = %self.info.peer, request_id = self.info.id, "request cancelled: the client went away (or the front server aborted it)");
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The observers see every request once, with the status, bytes and end it really had: a
 //! finished answer, an error before the head (500), an error after it (aborted), a request
-//! cancelled mid-way (its future dropped, as when the client goes away).
+//! cancelled mid-way (its future dropped, as when the client goes away), an app that saw the
+//! client go away (cancelled too).
 //!
 //! Observers are installed once per process, so this is its own test binary with one test.
 
@@ -47,6 +48,7 @@ impl Application for App {
             match req.env.path_info() {
                 b"/ok" => resp.send_full(201, "text/plain", body).await?,
                 b"/fail" => return Err("no".into()),
+                b"/gone" => return Err(gatehouse_channel_request::Error::ClientGone.into()),
                 b"/midway" => {
                     resp.send_head(ResponseHead::new(200)).await?;
                     resp.write(Bytes::from_static(b"12345")).await?;
@@ -104,6 +106,8 @@ async fn observers_see_each_request_end_once() {
     serve_request(&App, req, resp).await;
     let (req, resp, _out) = request("/midway", b"xy");
     serve_request(&App, req, resp).await;
+    let (req, resp, _out) = request("/gone", b"");
+    serve_request(&App, req, resp).await;
     let (req, resp, _out) = request("/hang", b"abc");
     let hung = tokio::time::timeout(
         std::time::Duration::from_millis(50),
@@ -113,7 +117,7 @@ async fn observers_see_each_request_end_once() {
     assert!(hung.is_err(), "the hanging app answered");
 
     let ended = rec.ended.lock().unwrap();
-    assert_eq!(rec.started.lock().unwrap().len(), 4);
+    assert_eq!(rec.started.lock().unwrap().len(), 5);
     let got: Vec<_> = ended
         .iter()
         .map(|(r, o)| {
@@ -133,6 +137,8 @@ async fn observers_see_each_request_end_once() {
             (Bytes::from("/ok?a=1"), 201, 201, 5, 5, End::Finished),
             (Bytes::from("/fail?a=1"), 500, 500, 22, 0, End::Finished),
             (Bytes::from("/midway?a=1"), 200, 200, 5, 2, End::Aborted),
+            // The app saw the client leave: cancelled, as when the front end drops it.
+            (Bytes::from("/gone?a=1"), 0, 499, 0, 0, End::Cancelled),
             (Bytes::from("/hang?a=1"), 0, 499, 0, 3, End::Cancelled),
         ]
     );

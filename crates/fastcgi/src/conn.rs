@@ -587,8 +587,15 @@ impl Connection {
 
     /// The transport is gone (or going): cancel what runs, no lingering.
     fn lose(&mut self, why: &str) {
-        if self.requests.values().any(RequestState::is_running) {
-            tracing::info!(peer = %self.peer, active_requests = self.requests.len(), "{why}: cancelling its requests");
+        let running: Vec<u64> = self
+            .requests
+            .values()
+            .filter(|r| r.is_running())
+            .map(RequestState::tag)
+            .collect();
+        if !running.is_empty() {
+            // The one line about a client that went away, naming the requests it cancels.
+            tracing::info!(peer = %self.peer, active_requests = self.requests.len(), request_ids = ?running, "{why}: cancelling its requests");
         } else {
             tracing::debug!(peer = %self.peer, "{why}");
         }

@@ -407,7 +407,7 @@ impl Pump {
     }
 
     fn broken(self, e: &hyper::Error) {
-        if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
+        if e.is_incomplete_message() || e.is_canceled() || e.is_closed() || is_connection_lost(e) {
             tracing::debug!(peer = %self.info.peer, request_id = self.info.id, error = %e, "client went away during the request body");
             return self.sender.fail(BodyError::Aborted);
         }
@@ -415,6 +415,26 @@ impl Pump {
         tracing::warn!(peer = %self.info.peer, request_id = self.info.id, %error, "request body rejected");
         self.sender.fail(BodyError::Malformed(e.to_string()));
     }
+}
+
+/// Whether a body read failed because the connection did: the client closed it before the
+/// announced length (`UnexpectedEof`) or reset it, rather than sending bad framing.
+fn is_connection_lost(e: &hyper::Error) -> bool {
+    use std::io::ErrorKind;
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ErrorKind::UnexpectedEof
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::BrokenPipe
+            );
+        }
+        cause = c.source();
+    }
+    false
 }
 
 #[cfg(test)]

@@ -146,9 +146,11 @@ impl Error {
         }
     }
 
-    /// Whether the error means the client went away (not worth a warning).
+    /// Whether the error means the client went away (not worth a warning): the connection
+    /// failed, or it closed in the middle of the body (what a front server does when its own
+    /// client leaves during an upload).
     pub fn is_client_gone(&self) -> bool {
-        matches!(self, Self::Io(_))
+        matches!(self, Self::Io(_) | Self::Peer(PeerError::ShortBody { .. }))
     }
 }
 
