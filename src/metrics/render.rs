@@ -170,6 +170,12 @@ impl Collector for Figures {
             "Requests that ran longer than --slow-log-timeout",
             t.get(table::SLOW_REQUESTS),
         )?;
+        counter(
+            &mut enc,
+            "gatehouse_access_log_dropped_lines",
+            "Access log lines dropped because the disk was slower than the requests",
+            t.get(table::ACCESS_LOG_DROPPED),
+        )?;
         {
             let mut m = enc.encode_descriptor(
                 "gatehouse_worker_restarts",

@@ -49,7 +49,9 @@ pub(crate) const SLOW_REQUESTS: usize = CGI_KILLED + CGI_KILL_REASONS.len();
 pub(crate) const CGI_MAX_CHILDREN_REACHED: usize = SLOW_REQUESTS + 1;
 pub(crate) const CGI_STARTED: usize = CGI_MAX_CHILDREN_REACHED + 1;
 /// CPU time of the process, in microseconds (the largest value seen: `fetch_max`).
-pub(crate) const CPU_US: usize = CGI_STARTED + 1;
+/// Access log lines dropped because the disk was slower than the requests.
+pub(crate) const ACCESS_LOG_DROPPED: usize = CGI_STARTED + 1;
+pub(crate) const CPU_US: usize = ACCESS_LOG_DROPPED + 1;
 /// Cells below this are counters.
 pub(crate) const COUNTERS: usize = CPU_US + 1;
 // Gauges.
