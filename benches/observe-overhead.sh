@@ -29,7 +29,7 @@ CLK_TCK=$(getconf CLK_TCK)
 
 if [[ -z ${GATEHOUSE:-} ]]; then
     echo "building gatehouse and gatehouse-bench (release)..." >&2
-    cargo build --release --quiet --bin gatehouse --bin gatehouse-bench
+    cargo build --release --quiet --bin gatehouse && cargo build --release --quiet -p gatehouse-bench
     GATEHOUSE=target/release/gatehouse
 fi
 BENCH=${BENCH:-target/release/gatehouse-bench}
