@@ -250,7 +250,6 @@ fn hello_status_and_client_redirect_match() {
 /// - the daemon's own variables ([`DAEMON_VAR`]): fcgiwrap passes its whole environment; we pass
 ///   none unless listed with `--cgi-env`.
 /// - `HTTP_PROXY` (from a client's `Proxy:` header): dropped by us (httpoxy), passed by fcgiwrap.
-/// - `FCGI_ROLE=RESPONDER`: set by libfcgi for fcgiwrap's scripts; not a CGI variable.
 /// - `CONTENT_LENGTH` / `CONTENT_TYPE` sent empty by nginx for a request without a body: unset
 ///   by us (RFC 3875 sections 4.1.2, 4.1.3), passed empty by fcgiwrap.
 /// - `HTTP_CONTENT_LENGTH` / `HTTP_CONTENT_TYPE` (nginx passes every header as `HTTP_*`):
@@ -277,7 +276,8 @@ fn compare_env(
     assert_eq!(take("PATH"), (some(SCRIPT_PATH), some(FCGIWRAP_PATH)));
     assert_eq!(take(DAEMON_VAR.0), (None, some(DAEMON_VAR.1)));
     assert_eq!(take("HTTP_PROXY"), (None, some(proxy)));
-    assert_eq!(take("FCGI_ROLE"), (None, some("RESPONDER")));
+    // Set by libfcgi for fcgiwrap's scripts, by our FastCGI front end for ours.
+    assert_eq!(take("FCGI_ROLE"), (some("RESPONDER"), some("RESPONDER")));
     for name in ["CONTENT_LENGTH", "CONTENT_TYPE"] {
         if has_body {
             let (o, t) = take(name);

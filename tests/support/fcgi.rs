@@ -37,6 +37,10 @@ pub const GET_VALUES_RESULT: u8 = 10;
 pub const UNKNOWN_TYPE: u8 = 11;
 /// `FCGI_RESPONDER`.
 pub const RESPONDER: u16 = 1;
+/// `FCGI_AUTHORIZER` (section 6.3).
+pub const AUTHORIZER: u16 = 2;
+/// `FCGI_FILTER` (section 6.4).
+pub const FILTER: u16 = 3;
 /// `FCGI_KEEP_CONN`.
 pub const KEEP_CONN: u8 = 1;
 /// `FCGI_REQUEST_COMPLETE`.

@@ -383,7 +383,7 @@ impl Connection {
         let first = self.first_request_grace.take().is_some();
         let info = RequestInfo::new(Protocol::FastCgi, self.peer.clone());
         let keep_conn = body.keep_conn();
-        if body.role != Role::Responder {
+        if !matches!(body.role, Role::Responder | Role::Authorizer) {
             tracing::info!(peer = %self.peer, request_id = info.id, fcgi_id = id, role = %body.role,
                 "role not supported: answering FCGI_UNKNOWN_ROLE");
             self.shared.count_rejected();
@@ -406,8 +406,8 @@ impl Connection {
         };
         match slot {
             Ok(slot) => {
-                self.requests
-                    .insert(id, RequestState::new(info, keep_conn, slot));
+                let req = RequestState::new(info, keep_conn, body.role, slot);
+                self.requests.insert(id, req);
             }
             Err(e) => self.refuse(id, &info, keep_conn, e.into()),
         }
@@ -437,7 +437,7 @@ impl Connection {
             self.out
                 .put_end_request(id, APP_STATUS_FAILED, ProtocolStatus::RequestComplete);
         }
-        self.after_end(req.keep_conn, !req.waits_for_peer());
+        self.after_end(req.keep_conn, req.input_complete());
     }
 
     fn on_params(&mut self, id: u16, data: Bytes) -> Result<(), Error> {
@@ -460,7 +460,8 @@ impl Connection {
         match outcome {
             None => {}
             Some(Ok(ready)) => {
-                self.tags.insert(req.tag(), id);
+                let tag = req.tag();
+                self.tags.insert(tag, id);
                 self.shared.count_request();
                 self.events.push_back(Event::Dispatch(Dispatch {
                     info: req.info.clone(),
@@ -468,6 +469,10 @@ impl Connection {
                     content_length: ready.content_length,
                     slot: ready.slot,
                 }));
+                if req.role == Role::Authorizer {
+                    // Section 6.3: an Authorizer gets the request's params, not its body.
+                    self.events.push_back(Event::StdinEnd { tag, error: None });
+                }
             }
             Some(Err(e)) => {
                 if let Some(req) = self.requests.remove(&id) {
@@ -493,6 +498,11 @@ impl Connection {
         let (forward, end) = match step {
             StdinStep::Forward => (true, None),
             StdinStep::Drop => (false, None),
+            StdinStep::Unwanted => {
+                tracing::warn!(peer = %self.peer, request_id = tag, fcgi_id = id,
+                    "FCGI_STDIN content for an FCGI_AUTHORIZER request (the role has no body): dropped");
+                (false, None)
+            }
             StdinStep::End(None) => (false, Some(None)),
             StdinStep::ForwardThenFail(e) | StdinStep::End(Some(e)) => {
                 tracing::warn!(peer = %self.peer, request_id = tag, fcgi_id = id, error = %e, "bad request body");
@@ -530,7 +540,7 @@ impl Connection {
         self.out
             .put_end(id, stderr, app_status, ProtocolStatus::RequestComplete);
         self.events.push_back(Event::Ended { tag: req.tag() });
-        self.after_end(req.keep_conn, !req.waits_for_peer());
+        self.after_end(req.keep_conn, req.input_complete());
     }
 
     /// Section 5.1: with `FCGI_KEEP_CONN` unset, "the application closes the connection after
@@ -606,7 +616,7 @@ impl Connection {
 
 fn unexpected(record_type: RecordType, request_id: u16) -> Error {
     let why = match record_type {
-        RecordType::Data => "(FCGI_DATA belongs to the FCGI_FILTER role, not FCGI_RESPONDER)",
+        RecordType::Data => "(FCGI_DATA belongs to the FCGI_FILTER role, which is not played)",
         RecordType::GetValues | RecordType::GetValuesResult | RecordType::UnknownType => {
             "(a management record type, which needs the null request id)"
         }

@@ -50,9 +50,11 @@ pub enum Event {
 pub struct Dispatch {
     /// Transport facts; `info.id` is the request's tag.
     pub info: RequestInfo,
-    /// The meta-variables exactly as the peer sent them.
+    /// The meta-variables as the peer sent them, with `FCGI_ROLE` (and without
+    /// `CONTENT_LENGTH` for an Authorizer).
     pub env: Env,
-    /// `CONTENT_LENGTH` (`None` when absent or empty: the body ends at the empty `FCGI_STDIN`).
+    /// `CONTENT_LENGTH` (`None` when absent or empty: the body ends at the empty `FCGI_STDIN`);
+    /// `Some(0)` for an Authorizer, whose body ends at once (an [`Event::StdinEnd`] follows).
     pub content_length: Option<u64>,
     /// The server request slot; keep it until the app's task ends.
     pub slot: RequestSlot,

@@ -18,8 +18,9 @@
 //!   on its connection is first polled by that task ("task:" above is then the driver's own),
 //!   and gets a task of its own only if it waits.
 //!
-//! Requests run concurrently, several per connection (`FCGI_MPXS_CONNS` = 1). Only the
-//! `FCGI_RESPONDER` role is played; `FCGI_AUTHORIZER` and `FCGI_FILTER` get `FCGI_UNKNOWN_ROLE`.
+//! Requests run concurrently, several per connection (`FCGI_MPXS_CONNS` = 1). The
+//! `FCGI_RESPONDER` and `FCGI_AUTHORIZER` roles are played; `FCGI_FILTER` gets
+//! `FCGI_UNKNOWN_ROLE` (no front server sends it).
 //!
 //! # What of FastCGI 1.0 is covered
 //! - Records (3.3): every type decoded and encoded; padding skipped on input, `contentLength`
@@ -35,7 +36,14 @@
 //!   non-zero `appStatus`. Closing the connection aborts all its requests.
 //! - Responder (6.2): the app starts when `FCGI_PARAMS` ends and reads `FCGI_STDIN` as it
 //!   arrives; `CONTENT_LENGTH` is checked against `FCGI_STDIN` (empty = absent); output as
-//!   `FCGI_STDOUT` records, the empty `FCGI_STDOUT`, then `FCGI_END_REQUEST`.
+//!   `FCGI_STDOUT` records, the empty `FCGI_STDOUT`, then `FCGI_END_REQUEST`. The app sees
+//!   `FCGI_ROLE=RESPONDER`, as libfcgi's apps do.
+//! - Authorizer (6.3): the app starts when `FCGI_PARAMS` ends, with `FCGI_ROLE=AUTHORIZER`, an
+//!   empty body and no `CONTENT_LENGTH`; `FCGI_STDIN` is not awaited (lighttpd sends its empty
+//!   record for a GET, none for a POST), content sent anyway is dropped with one log line. The
+//!   answer goes out as a Responder's: the CGI head (its status, `Variable-NAME` headers) and
+//!   body on `FCGI_STDOUT`; the web server grants access on a 200 and takes the `Variable-*`
+//!   headers, or sends any other answer to the client.
 //! - `FCGI_STDERR` (5.3): every request's channel hands out a
 //!   [`StderrSender`](gatehouse_channel_request::StderrSender); what an app sends through it
 //!   (a CGI script's stderr with `--cgi-stderr fastcgi`) goes out as `FCGI_STDERR` records of
@@ -44,8 +52,8 @@
 //!   arrives after the request ended is dropped.
 //! - `FCGI_WEB_SERVER_ADDRS` (3.2), applied to TCP peers.
 //!
-//! Not covered: the Authorizer and Filter roles (answered `FCGI_UNKNOWN_ROLE`, so `FCGI_DATA`
-//! for a Responder is a protocol error).
+//! Not covered: the Filter role (answered `FCGI_UNKNOWN_ROLE`, so `FCGI_DATA` is a protocol
+//! error).
 //!
 //! # Backpressure
 //! A request's body flows through a bounded queue (`Config::body_queue_chunks`). When it is

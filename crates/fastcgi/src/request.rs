@@ -3,10 +3,19 @@
 //!
 //! ```text
 //!  BEGIN_REQUEST ─► Params{buf} ──empty PARAMS──► Running(Stdin::Open) ──empty STDIN──► Running(Ended)
-//!                                                      │ more than CONTENT_LENGTH
-//!                                                      ▼
-//!                                                 Running(Discarding) ──empty STDIN──► Running(Ended)
+//!                        │ (FCGI_AUTHORIZER)           │ more than CONTENT_LENGTH
+//!                        │                             ▼
+//!                        │                        Running(Discarding) ──empty STDIN──► Running(Ended)
+//!                        └──empty PARAMS──► Running(Unused) ──empty STDIN (if any)──► Running(Ended)
 //! ```
+//!
+//! The environment gets `FCGI_ROLE` (`RESPONDER` or `AUTHORIZER`), as libfcgi sets it for its
+//! apps, whatever the peer sent under that name. An Authorizer (section 6.3) has no body: its
+//! app's body is empty and ended at dispatch, without `CONTENT_LENGTH` ("The Web server does not
+//! send CONTENT_LENGTH"; one sent anyway is removed, the request header stays as
+//! `HTTP_CONTENT_LENGTH` when the server passes it, as lighttpd does). lighttpd sends such a
+//! request's empty `FCGI_STDIN` for a GET and no `FCGI_STDIN` at all for a POST; content sent
+//! anyway is dropped (libfcgi would hand it to the app as stdin; the spec gives the role none).
 //!
 //! The request leaves the table when its `FCGI_END_REQUEST` is written (section 3.3: "becomes
 //! inactive when the application sends a record {FCGI_END_REQUEST, R, ...}").
@@ -14,10 +23,12 @@
 use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
+use gatehouse_channel_request::env::CONTENT_LENGTH;
 use gatehouse_channel_request::{BodyError, Env, RequestInfo};
 
 use crate::error::{LimitError, RequestError};
 use crate::nv;
+use crate::record::Role;
 use crate::server::RequestSlot;
 use gatehouse_channel_request::Hold;
 
@@ -26,6 +37,8 @@ use gatehouse_channel_request::Hold;
 pub(crate) struct RequestState {
     pub(crate) info: RequestInfo,
     pub(crate) keep_conn: bool,
+    /// `Role::Responder` or `Role::Authorizer` (the connection refuses the others).
+    pub(crate) role: Role,
     pub(crate) phase: Phase,
     /// The response's outputs, held while the body still arrives.
     pub(crate) hold: Hold,
@@ -95,6 +108,9 @@ pub(crate) enum Stdin {
     },
     /// More than `CONTENT_LENGTH` arrived: the rest is dropped until the end of the stream.
     Discarding,
+    /// The request takes no body (`FCGI_AUTHORIZER`): content is dropped, and the peer may
+    /// never end the stream, so nothing waits for it. `dropped`: content bytes dropped so far.
+    Unused { dropped: u64 },
     /// The empty `FCGI_STDIN` record arrived.
     Ended,
 }
@@ -110,6 +126,8 @@ pub(crate) enum StdinStep {
     End(Option<RequestError>),
     /// Drop the content (the body already failed).
     Drop,
+    /// Drop the content: the first content for a request that takes no body (log it once).
+    Unwanted,
 }
 
 /// What a request needs to start its app.
@@ -121,10 +139,11 @@ pub(crate) struct Ready {
 }
 
 impl RequestState {
-    pub(crate) fn new(info: RequestInfo, keep_conn: bool, slot: RequestSlot) -> Self {
+    pub(crate) fn new(info: RequestInfo, keep_conn: bool, role: Role, slot: RequestSlot) -> Self {
         Self {
             info,
             keep_conn,
+            role,
             phase: Phase::Params {
                 buf: ParamsBuf::Empty,
                 slot,
@@ -152,7 +171,8 @@ impl RequestState {
     }
 
     /// Ends the `FCGI_PARAMS` stream: parses the pairs and `CONTENT_LENGTH`, and moves the
-    /// request to `Running`. `None` when the request was not reading params.
+    /// request to `Running`. `None` when the request was not reading params. An Authorizer's
+    /// `CONTENT_LENGTH` is removed and its length is `Some(0)`: it has no body.
     pub(crate) fn end_params(&mut self) -> Option<Result<Ready, RequestError>> {
         let Phase::Params { buf, slot } =
             std::mem::replace(&mut self.phase, Phase::Running(Stdin::Ended))
@@ -160,10 +180,19 @@ impl RequestState {
             return None;
         };
         let stream = buf.freeze();
-        let env = match env_from_params(&stream) {
+        let mut env = match env_from_params(&stream, self.role) {
             Ok(env) => env,
             Err(e) => return Some(Err(e)),
         };
+        if self.role == Role::Authorizer {
+            env.remove(CONTENT_LENGTH);
+            self.phase = Phase::Running(Stdin::Unused { dropped: 0 });
+            return Some(Ok(Ready {
+                env,
+                content_length: Some(0),
+                slot,
+            }));
+        }
         let content_length = match env.content_length() {
             Ok(cl) => cl,
             Err(raw) => return Some(Err(RequestError::BadContentLength(raw))),
@@ -192,6 +221,20 @@ impl RequestState {
                 StdinStep::Drop
             }
             Stdin::Discarding => StdinStep::Drop,
+            Stdin::Unused { .. } if len == 0 => {
+                *stdin = Stdin::Ended;
+                StdinStep::Drop
+            }
+            Stdin::Unused { dropped } => {
+                *stdin = Stdin::Unused {
+                    dropped: dropped + len as u64,
+                };
+                if dropped == 0 {
+                    StdinStep::Unwanted
+                } else {
+                    StdinStep::Drop
+                }
+            }
             Stdin::Open { expected, received } if len == 0 => {
                 *stdin = Stdin::Ended;
                 match expected {
@@ -219,9 +262,19 @@ impl RequestState {
     }
 
     /// Whether the request waits for the peer (params or body still to come): the idle timer
-    /// runs only while every request does.
+    /// runs only while every request does. A request without a body (an Authorizer) waits
+    /// only for its params.
     pub(crate) fn waits_for_peer(&self) -> bool {
-        !matches!(self.phase, Phase::Running(Stdin::Ended))
+        !matches!(
+            self.phase,
+            Phase::Running(Stdin::Ended | Stdin::Unused { .. })
+        )
+    }
+
+    /// Whether the peer sent the whole request (up to its empty `FCGI_STDIN`): if not, it may
+    /// still be sending when the request ends, and closing must linger.
+    pub(crate) fn input_complete(&self) -> bool {
+        matches!(self.phase, Phase::Running(Stdin::Ended))
     }
 
     /// Whether the peer may still send body bytes the app will read: the body has not ended,
@@ -234,7 +287,8 @@ impl RequestState {
                 received,
             }) => received < expected,
             Phase::Running(Stdin::Open { expected: None, .. }) => true,
-            Phase::Params { .. } | Phase::Running(Stdin::Discarding | Stdin::Ended) => false,
+            Phase::Params { .. }
+            | Phase::Running(Stdin::Discarding | Stdin::Unused { .. } | Stdin::Ended) => false,
         }
     }
 
@@ -264,14 +318,27 @@ const LINEAR_DEDUP_MAX: usize = 48;
 /// `PATH_INFO`), so that setting them does not grow it.
 const ENV_HEADROOM: usize = 4;
 
-/// Builds the environment from a complete `FCGI_PARAMS` stream, exactly as the peer sent it:
-/// no variable added. A name sent twice keeps its first position. A repeated `HTTP_*` name
+/// `FCGI_ROLE`: the role of the request, as libfcgi sets it in its apps' environment.
+pub(crate) const FCGI_ROLE: &str = "FCGI_ROLE";
+
+/// The value of [`FCGI_ROLE`] for the roles we play (libfcgi's names).
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Authorizer => "AUTHORIZER",
+        Role::Filter => "FILTER",
+        Role::Responder | Role::Other(_) => "RESPONDER",
+    }
+}
+
+/// Builds the environment from a complete `FCGI_PARAMS` stream, as the peer sent it, with
+/// [`FCGI_ROLE`] first (libfcgi puts it there; a pair of that name from the peer is dropped,
+/// as libfcgi's own shadows it). A name sent twice keeps its first position. A repeated `HTTP_*` name
 /// (nginx before 1.23 sends one pair per repeated request header line) gets its values joined
 /// with `", "` (`"; "` for `HTTP_COOKIE`), as nginx 1.23+, our SCGI and our HTTP front ends do;
 /// any other repeated name keeps its last value (a `fastcgi_param` overriding an earlier one, as
 /// php-fpm reads it). Past a few dozen pairs duplicates are found through a map, so thousands
 /// of tiny pairs cost linear time.
-fn env_from_params(stream: &Bytes) -> Result<Env, RequestError> {
+fn env_from_params(stream: &Bytes, role: Role) -> Result<Env, RequestError> {
     // nginx's pairs take 20-40 bytes each: room for them all without growing.
     let mut unique: Vec<(Bytes, Bytes)> = Vec::with_capacity((stream.len() / 16).clamp(8, 64));
     let mut seen: Option<HashMap<Bytes, usize>> = None;
@@ -302,8 +369,19 @@ fn env_from_params(stream: &Bytes) -> Result<Env, RequestError> {
             }
         }
     }
-    let mut env = Env::with_capacity(unique.len() + ENV_HEADROOM);
+    let mut env = Env::with_capacity(unique.len() + 1 + ENV_HEADROOM);
+    env.push_unchecked(
+        Bytes::from_static(FCGI_ROLE.as_bytes()),
+        Bytes::from_static(role_name(role).as_bytes()),
+    );
+    // Only a name of FCGI_ROLE's class can be FCGI_ROLE: nearly always none is compared.
+    let role_class = name_class(FCGI_ROLE.as_bytes());
+    let maybe_role = classes & role_class != 0;
     for (name, value) in unique {
+        if maybe_role && name.as_ref() == FCGI_ROLE.as_bytes() {
+            tracing::debug!("the peer's FCGI_ROLE param ignored: the role is the request's");
+            continue;
+        }
         env.push_unchecked(name, value);
     }
     Ok(env)
@@ -350,9 +428,25 @@ mod tests {
     use crate::server::Shared;
 
     fn request() -> RequestState {
+        request_as(Role::Responder)
+    }
+
+    fn request_as(role: Role) -> RequestState {
         let shared = Shared::for_tests(Config::default());
         let slot = shared.try_slot().unwrap();
-        RequestState::new(RequestInfo::new(Protocol::FastCgi, Peer::Stdio), true, slot)
+        let info = RequestInfo::new(Protocol::FastCgi, Peer::Stdio);
+        RequestState::new(info, true, role, slot)
+    }
+
+    /// The variables of `env` after the `FCGI_ROLE=RESPONDER` that comes first.
+    fn peer_vars(env: &Env) -> Vec<(Bytes, Bytes)> {
+        let mut vars = env.iter().map(|(n, v)| (n.clone(), v.clone()));
+        let first = vars.next();
+        assert_eq!(
+            first,
+            Some((Bytes::from("FCGI_ROLE"), Bytes::from("RESPONDER")))
+        );
+        vars.collect()
     }
 
     fn params(pairs: &[(&str, &str)]) -> Bytes {
@@ -493,10 +587,9 @@ mod tests {
             ("HTTP_X_DUP", "b"),
             ("HTTP_COOKIE", "d=2"),
         ]);
-        let env = env_from_params(&p).unwrap();
-        let vars: Vec<_> = env.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        let env = env_from_params(&p, Role::Responder).unwrap();
         assert_eq!(
-            vars,
+            peer_vars(&env),
             vec![
                 (Bytes::from("HTTP_X_DUP"), Bytes::from("a, b")),
                 (Bytes::from("HTTP_COOKIE"), Bytes::from("c=1; d=2")),
@@ -513,8 +606,8 @@ mod tests {
         pairs.push(("X07Z", "w"));
         pairs.push(("REMOTE_ADDR", "1"));
         pairs.push(("SERVER_ADDR", "2"));
-        let env = env_from_params(&params(&pairs)).unwrap();
-        assert_eq!(env.len(), 32);
+        let env = env_from_params(&params(&pairs), Role::Responder).unwrap();
+        assert_eq!(env.len(), 33, "30 + 2 + FCGI_ROLE");
         assert_eq!(env.get("X07Z").map(|v| v.as_ref()), Some(&b"w"[..]));
         assert_eq!(env.get("SERVER_ADDR").map(|v| v.as_ref()), Some(&b"2"[..]));
         assert_eq!(name_class(b"X07Z"), name_class(b"X13Z"));
@@ -524,10 +617,9 @@ mod tests {
     #[test]
     fn duplicates_keep_first_position_last_value() {
         let p = params(&[("A", "1"), ("B", "2"), ("A", "3")]);
-        let env = env_from_params(&p).unwrap();
-        let vars: Vec<_> = env.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        let env = env_from_params(&p, Role::Responder).unwrap();
         assert_eq!(
-            vars,
+            peer_vars(&env),
             vec![
                 (Bytes::from("A"), Bytes::from("3")),
                 (Bytes::from("B"), Bytes::from("2"))
@@ -537,9 +629,62 @@ mod tests {
         let names: Vec<String> = (0..100).map(|i| format!("V{i}")).collect();
         let mut pairs: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "x")).collect();
         pairs.push(("V7", "last"));
-        let env = env_from_params(&params(&pairs)).unwrap();
-        assert_eq!(env.len(), 100);
-        let v7 = env.iter().nth(7).map(|(n, v)| (n.clone(), v.clone()));
+        let env = env_from_params(&params(&pairs), Role::Responder).unwrap();
+        assert_eq!(env.len(), 101);
+        let v7 = env.iter().nth(8).map(|(n, v)| (n.clone(), v.clone()));
         assert_eq!(v7, Some((Bytes::from("V7"), Bytes::from("last"))));
+    }
+
+    #[test]
+    fn the_role_is_in_the_env_whatever_the_peer_sends() {
+        let p = params(&[("FCGI_ROLE", "FILTER"), ("A", "1")]);
+        let env = env_from_params(&p, Role::Responder).unwrap();
+        assert_eq!(peer_vars(&env), vec![(Bytes::from("A"), Bytes::from("1"))]);
+        let env = env_from_params(&p, Role::Authorizer).unwrap();
+        assert_eq!(env.get_str("FCGI_ROLE"), Some("AUTHORIZER"));
+        assert_eq!(env.len(), 2);
+        // Names of FCGI_ROLE's class that are not it are kept.
+        let p = params(&[("FCGI_RULE", "x"), ("FCGI_ROLE", "y")]);
+        let env = env_from_params(&p, Role::Responder).unwrap();
+        assert_eq!(name_class(b"FCGI_RULE"), name_class(b"FCGI_ROLE"));
+        assert_eq!(
+            peer_vars(&env),
+            vec![(Bytes::from("FCGI_RULE"), Bytes::from("x"))]
+        );
+    }
+
+    #[test]
+    fn an_authorizer_has_no_body_and_waits_for_no_stdin() {
+        let mut r = request_as(Role::Authorizer);
+        let p = params(&[("CONTENT_LENGTH", "11"), ("REQUEST_METHOD", "POST")]);
+        r.push_params(p, 1000).unwrap();
+        assert!(r.waits_for_peer(), "its params are awaited");
+        let ready = r.end_params().unwrap().unwrap();
+        assert_eq!(ready.content_length, Some(0));
+        assert!(!ready.env.contains("CONTENT_LENGTH"));
+        assert_eq!(ready.env.get_str("FCGI_ROLE"), Some("AUTHORIZER"));
+        assert!(!r.input_open(), "nothing to hold its response for");
+        assert!(
+            !r.waits_for_peer(),
+            "no STDIN awaited (lighttpd sends none for a POST)"
+        );
+        assert!(
+            !r.input_complete(),
+            "a STDIN may still come: close with linger"
+        );
+        // Content sent anyway is dropped, logged once; the empty record ends the stream.
+        assert_eq!(r.stdin(5), Ok(StdinStep::Unwanted));
+        assert_eq!(r.stdin(5), Ok(StdinStep::Drop));
+        assert_eq!(r.stdin(0), Ok(StdinStep::Drop));
+        assert!(r.input_complete());
+        assert_eq!(r.stdin(0), Err("after the end of FCGI_STDIN"));
+
+        // lighttpd's GET: the empty FCGI_STDIN alone.
+        let mut r = request_as(Role::Authorizer);
+        r.push_params(params(&[("REQUEST_METHOD", "GET")]), 1000)
+            .unwrap();
+        r.end_params().unwrap().unwrap();
+        assert_eq!(r.stdin(0), Ok(StdinStep::Drop));
+        assert!(r.input_complete() && !r.waits_for_peer());
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use common::{begin, params, request, stdin, Seen, TestApp};
+use common::{begin, begin_role, params, request, stdin, Seen, TestApp};
 use gatehouse_channel_request::{
     delivery_queue, BodyError, CancellationToken, DeliveryReceiver, Peer, QueueChannel, Response,
     ResponseHead,
@@ -18,7 +18,7 @@ use gatehouse_channel_request::{
 use gatehouse_fastcgi::conn::{Connection, Dispatch, Event, MAX_IDLE_RECORDS};
 use gatehouse_fastcgi::record::{EndRequestBody, Payload, Record};
 use gatehouse_fastcgi::response::MAX_IOVECS;
-use gatehouse_fastcgi::{Config, Error, LimitError, ProtocolStatus, Server};
+use gatehouse_fastcgi::{Config, Error, LimitError, ProtocolStatus, Role, Server};
 use tokio_util::codec::Decoder;
 
 fn server(config: Config) -> Arc<Server> {
@@ -90,7 +90,8 @@ fn dispatch_when_params_end_then_body_events() {
     conn.handle_record(now, p[1].clone());
     let d = dispatched(events(&mut conn));
     assert_eq!(d.content_length, Some(5));
-    assert_eq!(d.env.len(), 2, "nothing added to what the peer sent");
+    assert_eq!(d.env.len(), 3, "only FCGI_ROLE added to what the peer sent");
+    assert_eq!(d.env.get_str("FCGI_ROLE"), Some("RESPONDER"));
     assert_eq!(d.env.query(), b"a=1");
     let tag = d.info.id;
     feed(
@@ -573,4 +574,99 @@ fn a_held_response_goes_out_when_the_body_ends() {
         Payload::Stdout(Bytes::from("Status: 200 OK\r\n\r\nearly"))
     );
     assert_eq!(conn.poll_hold_timeout(), None);
+}
+
+/// Starts an Authorizer request (section 6.3) as lighttpd sends it: params with
+/// `FCGI_KEEP_CONN` unset, no `CONTENT_LENGTH`; returns its dispatch after checking that its
+/// body ended with it.
+fn authorizer(conn: &mut Connection, now: Instant, pairs: &[(&str, &str)]) -> Dispatch {
+    conn.handle_record(now, begin_role(1, Role::Authorizer, false));
+    feed(conn, now, params(1, pairs));
+    let mut evs = events(conn).into_iter();
+    let Some(Event::Dispatch(d)) = evs.next() else {
+        panic!("a Dispatch first");
+    };
+    assert!(
+        matches!(evs.next(), Some(Event::StdinEnd { tag, error: None }) if tag == d.info.id),
+        "the body ends at dispatch"
+    );
+    assert!(evs.next().is_none());
+    d
+}
+
+#[test]
+fn an_authorizer_is_dispatched_without_a_body_and_answered_like_a_responder() {
+    let srv = server(Config::default());
+    let now = Instant::now();
+    let mut conn = Connection::new(&srv, Peer::Stdio, now);
+    let pairs = [
+        ("CONTENT_LENGTH", "11"),
+        ("HTTP_CONTENT_LENGTH", "11"),
+        ("FCGI_ROLE", "RESPONDER"),
+        ("HTTP_AUTHORIZATION", "Bearer good"),
+    ];
+    let d = authorizer(&mut conn, now, &pairs);
+    assert_eq!(d.content_length, Some(0));
+    assert_eq!(
+        d.env.get_str("FCGI_ROLE"),
+        Some("AUTHORIZER"),
+        "ours, not the peer's"
+    );
+    assert_eq!(d.env.get("CONTENT_LENGTH"), None);
+    assert_eq!(d.env.get_str("HTTP_CONTENT_LENGTH"), Some("11"));
+    assert_eq!(d.env.len(), 3);
+    assert_eq!(
+        conn.poll_timeout(),
+        None,
+        "no FCGI_STDIN awaited: the app works"
+    );
+    // Content sent anyway never reaches the app.
+    feed(&mut conn, now, vec![stdin(1, b"hello")]);
+    assert!(events(&mut conn).is_empty());
+    answer(&mut conn, now, d.info.id);
+    let recs = written(&mut conn);
+    assert_eq!(
+        recs[0].payload,
+        Payload::Stdout(Bytes::from("Status: 201 Created\r\nX-A: b\r\n\r\nbody")),
+        "not held: there is no body to wait for"
+    );
+    let end = end_of(&recs, 1).unwrap();
+    assert_eq!(
+        (end.app_status, end.protocol_status),
+        (0, ProtocolStatus::RequestComplete)
+    );
+    let evs = events(&mut conn);
+    assert!(matches!(evs[0], Event::Ended { .. }));
+    assert!(
+        matches!(evs[1], Event::Close { linger: true }),
+        "FCGI_STDIN did not end: the peer may still send it"
+    );
+    assert_eq!(srv.stats().connection_errors, 0);
+}
+
+#[test]
+fn an_authorizer_whose_empty_stdin_came_closes_without_lingering() {
+    let srv = server(Config::default());
+    let now = Instant::now();
+    let mut conn = Connection::new(&srv, Peer::Stdio, now);
+    let d = authorizer(&mut conn, now, &[("REQUEST_METHOD", "GET")]);
+    // lighttpd's GET: the empty FCGI_STDIN right behind the params; no second StdinEnd.
+    feed(&mut conn, now, vec![stdin(1, b"")]);
+    assert!(events(&mut conn).is_empty());
+    answer(&mut conn, now, d.info.id);
+    assert!(end_of(&written(&mut conn), 1).is_some());
+    let evs = events(&mut conn);
+    assert!(matches!(evs[1], Event::Close { linger: false }));
+}
+
+#[test]
+fn filter_is_still_an_unknown_role() {
+    let srv = server(Config::default());
+    let now = Instant::now();
+    let mut conn = Connection::new(&srv, Peer::Stdio, now);
+    conn.handle_record(now, begin_role(1, Role::Filter, true));
+    feed(&mut conn, now, params(1, &[]));
+    assert!(events(&mut conn).is_empty(), "never dispatched");
+    let end = end_of(&written(&mut conn), 1).unwrap();
+    assert_eq!(end.protocol_status, ProtocolStatus::UnknownRole);
 }

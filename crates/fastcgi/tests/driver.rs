@@ -166,14 +166,10 @@ async fn unknown_management_type_gets_unknown_type_and_connection_goes_on() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn authorizer_filter_and_unknown_roles_are_refused() {
+async fn filter_and_unknown_roles_are_refused() {
     let h = Harness::new(keep_alive());
     let (mut c, _task) = h.connect();
-    for (id, role) in [
-        (1, Role::Authorizer),
-        (2, Role::Filter),
-        (3, Role::Other(99)),
-    ] {
+    for (id, role) in [(2, Role::Filter), (3, Role::Other(99))] {
         c.send(&[begin_role(id, role, true)]).await;
         c.send(&params(id, &[])).await;
         c.send(&[stdin(id, b"")]).await;
@@ -593,4 +589,65 @@ async fn spec_example_1_byte_exact() {
     let shutdown = h.shutdown.clone();
     gatehouse_fastcgi::serve_connection(server, io, Peer::Unix(None), shutdown).await;
     assert_eq!(h.calls(), 1);
+}
+
+/// Section 6.3 over a real driver: Authorizer requests (with and without their empty
+/// `FCGI_STDIN`, with content sent anyway) between management records and a Responder, on one
+/// kept-alive connection. The answer bytes are the CGI head on `FCGI_STDOUT`, as a Responder's.
+#[tokio::test(start_paused = true)]
+async fn authorizer_requests_are_served_without_a_body() {
+    let h = Harness::new(keep_alive());
+    let (mut c, _task) = h.connect();
+    let good = [
+        ("APP", "authz"),
+        ("HTTP_AUTHORIZATION", "Bearer good"),
+        ("CONTENT_LENGTH", "5"),
+    ];
+    // No FCGI_STDIN at all (lighttpd's POST): answered anyway.
+    c.send(&[begin_role(1, Role::Authorizer, true)]).await;
+    c.send(&params(1, &good)).await;
+    let a = c.response(1).await;
+    assert_eq!(
+        a.stdout,
+        b"Status: 200 OK\r\nVariable-AUTH_USER: alice\r\nContent-Type: text/plain\r\n\r\n\
+          role=AUTHORIZER body=0 length=-"
+    );
+    assert_eq!(
+        a.end.unwrap().protocol_status,
+        ProtocolStatus::RequestComplete
+    );
+    assert_eq!(a.end.unwrap().app_status, 0);
+    // Its empty FCGI_STDIN after the end: the request is inactive, ignored.
+    c.send(&[stdin(1, b"")]).await;
+
+    let mut q = bytes::BytesMut::new();
+    nv::put_pair(&mut q, b"FCGI_MPXS_CONNS", b"");
+    c.send(&[Record::new(0, Payload::GetValues(q.freeze()))])
+        .await;
+    let r = c.recv().await.unwrap();
+    assert_eq!(
+        r.payload,
+        Payload::GetValuesResult(Bytes::from_static(b"\x0f\x01FCGI_MPXS_CONNS1"))
+    );
+
+    // Denied, with STDIN content sent anyway (dropped: the app's body stays empty).
+    c.send(&[begin_role(2, Role::Authorizer, true)]).await;
+    c.send(&params(2, &[("APP", "authz")])).await;
+    c.send(&[stdin(2, b"unwanted"), stdin(2, b"")]).await;
+    let a = c.response(2).await;
+    assert_eq!(
+        a.stdout,
+        b"Status: 401 Unauthorized\r\nWWW-Authenticate: Bearer\r\nContent-Type: text/plain\r\n\r\ndenied"
+    );
+    assert_eq!(
+        a.end.unwrap().protocol_status,
+        ProtocolStatus::RequestComplete
+    );
+
+    // A Responder on the same connection still gets its body, and FCGI_ROLE=RESPONDER.
+    c.send(&request(3, true, &good, b"hello")).await;
+    let a = c.response(3).await;
+    assert_eq!(a.body(), b"role=RESPONDER body=5 length=5");
+    assert_eq!(h.calls(), 3);
+    assert_eq!(h.server.stats().connection_errors, 0);
 }

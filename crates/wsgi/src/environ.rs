@@ -210,6 +210,7 @@ well_known!(
     "HTTP_X_REAL_IP",
     "HTTP_IF_MODIFIED_SINCE",
     "HTTP_IF_NONE_MATCH",
+    "FCGI_ROLE",
 );
 
 pub(crate) use crate::interpreter::latin1;

@@ -45,6 +45,9 @@ pub(crate) struct Seen {
 /// - `early`: answers its head and `early\n` before reading its body, then `read N\n`;
 /// - `stall`: answers its head and `early\n`, then neither reads its body nor ends;
 /// - `stderr`: sends `complaint\n` as stderr from another task, then answers "ok".
+/// - `authz`: an Authorizer (section 6.3): reads its body; with `Authorization: Bearer good`
+///   answers 200 with `Variable-AUTH_USER: alice` and `role=FCGI_ROLE body=N length=CONTENT_LENGTH`,
+///   else 401 with `WWW-Authenticate: Bearer` and `denied`.
 pub(crate) struct TestApp(pub Arc<Seen>);
 
 struct CancelGuard(Arc<Seen>, bool);
@@ -118,6 +121,27 @@ impl Application for TestApp {
                     });
                     task.await??;
                     resp.send_full(200, "text/plain", "ok").await?;
+                }
+                "authz" => {
+                    let body = req.body.read_to_end(1 << 20).await?;
+                    if req.env.get_str("HTTP_AUTHORIZATION") == Some("Bearer good") {
+                        let role = req.env.get_str("FCGI_ROLE").unwrap_or("-");
+                        let length = req.env.get_str("CONTENT_LENGTH").unwrap_or("-");
+                        let text = format!("role={role} body={} length={length}", body.len());
+                        let head = ResponseHead::new(200)
+                            .with_header("Variable-AUTH_USER", "alice")?
+                            .with_header("Content-Type", "text/plain")?;
+                        resp.send_head(head).await?;
+                        resp.write(Bytes::from(text)).await?;
+                        resp.finish().await?;
+                    } else {
+                        let head = ResponseHead::new(401)
+                            .with_header("WWW-Authenticate", "Bearer")?
+                            .with_header("Content-Type", "text/plain")?;
+                        resp.send_head(head).await?;
+                        resp.write(Bytes::from_static(b"denied")).await?;
+                        resp.finish().await?;
+                    }
                 }
                 "hang" => std::future::pending::<()>().await,
                 "panic" => panic!("test app panics"),
