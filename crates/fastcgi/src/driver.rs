@@ -4,7 +4,7 @@
 //! ```text
 //!            ┌──────────────────── select! ────────────────┐
 //!  socket ─► │ socket (write OutQueue, read records) ·      │ ─► Connection::handle_*
-//!            │ shutdown · app outputs · held body chunk ·   │ ◄─ Connection::poll_event
+//!            │ shutdown · app outputs · body backlogs ·     │ ◄─ Connection::poll_event
 //!            │ idle timer · reap finished tasks             │
 //!            └──────────────────────────────────────────────┘
 //! ```
@@ -19,12 +19,15 @@
 //! `requests.rs` starts apps and feeds their bodies; `socket.rs` reads records, writes the
 //! output and closes (at once when the peer sent everything, else lingering).
 //!
-//! Backpressure: a body chunk that does not fit its request's body queue is held, and no record
-//! is read until the app makes room. FastCGI has no per-request flow control, so while one
-//! request's app does not read its body, the whole connection reads nothing (its responses
-//! still go out; the idle timer stops, but a response held while its body arrives is still
-//! released after `RESPONSE_HOLD_TIMEOUT`). Reading also pauses while more than [`OUT_HIGH_WATER`] bytes wait for the
-//! socket, which bounds what management answers and refusals can queue.
+//! Backpressure: a body chunk that does not fit its request's body queue waits in that
+//! request's backlog. FastCGI has no per-request flow control, so a request alone on its
+//! connection (nginx's way) stops the reading at once until its app makes room; when several
+//! are multiplexed, reading goes on until [`MULTIPLEXED_BACKLOG`] bytes wait in backlogs, so one
+//! app not reading its body does not stop the others' bodies (past it, reading pauses: memory
+//! stays bounded). Responses still go out meanwhile; the idle timer stops, but a response held
+//! while its body arrives is still released after `RESPONSE_HOLD_TIMEOUT`. Reading also pauses
+//! while more than [`OUT_HIGH_WATER`] bytes wait for the socket, which bounds what management
+//! answers and refusals can queue.
 
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
@@ -33,7 +36,7 @@ use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use gatehouse_channel_request::{
-    delivery_queue, BodyClosed, CancellationToken, Delivery, DeliveryReceiver, DeliverySender, Peer,
+    delivery_queue, CancellationToken, Delivery, DeliveryReceiver, DeliverySender, Peer,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::task::{JoinError, JoinSet};
@@ -49,11 +52,15 @@ use crate::server::Server;
 mod requests;
 mod socket;
 
-use requests::{poll_room, Handle, Held, Starting};
+use requests::{poll_backlogs, Handle, Starting};
 use socket::{poll_socket, Input, Socket};
 
 /// Reading and taking app outputs pause while this many bytes wait for the socket.
 pub(crate) const OUT_HIGH_WATER: usize = 256 * 1024;
+
+/// Body bytes a connection with several requests keeps for apps that do not read them yet,
+/// before it stops reading records (see the module documentation).
+pub(crate) const MULTIPLEXED_BACKLOG: usize = 1024 * 1024;
 
 /// Serves one accepted connection until it closes.
 ///
@@ -95,7 +102,7 @@ pub async fn serve_connection<IO>(
         outputs_tx,
         tasks: None,
         requests: IdMap::default(),
-        held: None,
+        backlog_bytes: 0,
         starting: None,
         shutdown_seen: false,
         armed: None,
@@ -115,8 +122,8 @@ struct Driver<IO> {
     /// The apps that did not finish where they were dispatched; made for the first one.
     tasks: Option<JoinSet<()>>,
     requests: IdMap<u64, Handle>,
-    /// A body chunk waiting for room in its request's body queue.
-    held: Option<Held>,
+    /// Body bytes in the requests' backlogs (chunks that did not fit their body queues).
+    backlog_bytes: usize,
     /// An app dispatched alone, to start before the driver waits.
     starting: Option<Starting>,
     shutdown_seen: bool,
@@ -138,7 +145,7 @@ enum Woke {
     Socket(Socket),
     Shutdown,
     Output(Delivery),
-    Room(Result<(), BodyClosed>),
+    Room,
     Timer,
     Joined(Result<(), JoinError>),
 }
@@ -176,11 +183,11 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
 
     /// Waits for one thing to happen and hands it to the connection.
     async fn step(&mut self, waits: &mut Waits<'_, '_>) {
-        let deadline = match self.held {
-            None => self.conn.poll_timeout(),
+        let deadline = match self.reading_paused() {
+            false => self.conn.poll_timeout(),
             // Not reading: the peer cannot be idle on our account, but a held response whose
             // app stopped reading its body must still go out.
-            Some(_) => self.conn.poll_hold_timeout(),
+            true => self.conn.poll_hold_timeout(),
         }
         .map(Instant::from_std);
         if let Some(d) = deadline {
@@ -195,10 +202,10 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
         let roomy = self.conn.out_len() < OUT_HIGH_WATER;
         let can_read = self.can_read();
         let can_write = self.conn.out_len() > 0;
-        let held_tag = self.held.as_ref().map(|h| h.tag);
+        let backlogged = self.backlog_bytes > 0;
         let running = !self.requests.is_empty();
         let (io, input, conn) = (&mut self.io, &mut self.input, &mut self.conn);
-        let requests = &mut self.requests;
+        let (requests, backlog_bytes) = (&mut self.requests, &mut self.backlog_bytes);
         let has_tasks = self.tasks.as_ref().is_some_and(|t| !t.is_empty());
         let tasks = &mut self.tasks;
         let mut timer = waits.timer.as_mut();
@@ -210,8 +217,8 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
             // Only running requests send: with none, an app answering where it is dispatched
             // later queues its outputs without waking this task for nothing.
             Some(d) = self.outputs.recv(), if roomy && running => Woke::Output(d),
-            res = poll_fn(|cx| poll_room(requests, held_tag, cx)), if held_tag.is_some() => {
-                Woke::Room(res)
+            () = poll_fn(|cx| poll_backlogs(requests, backlog_bytes, cx)), if backlogged => {
+                Woke::Room
             }
             () = poll_fn(|cx| poll_timer(timer.as_mut(), cx)), if deadline.is_some() => Woke::Timer,
             Some(res) = poll_fn(|cx| poll_join(tasks, cx)), if has_tasks => Woke::Joined(res),
@@ -232,12 +239,12 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
                     self.conn.handle_delivery(self.clock, d);
                 }
             }
-            Woke::Room(res) => self.release_held(res),
+            Woke::Room => self.conn.handle_body_accepted(self.clock),
             Woke::Timer => {
                 self.armed = None;
-                match self.held {
-                    None => self.conn.handle_timeout(self.clock),
-                    Some(_) => self.conn.handle_hold_timeout(self.clock),
+                match self.reading_paused() {
+                    false => self.conn.handle_timeout(self.clock),
+                    true => self.conn.handle_hold_timeout(self.clock),
                 }
             }
             Woke::Joined(Err(e)) if e.is_panic() => {
@@ -250,7 +257,20 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
     /// Whether to read records: not while a body chunk is held, the connection is closing, or
     /// too much output waits.
     fn can_read(&self) -> bool {
-        self.held.is_none() && self.conn.wants_read() && self.conn.out_len() < OUT_HIGH_WATER
+        !self.reading_paused() && self.conn.wants_read() && self.conn.out_len() < OUT_HIGH_WATER
+    }
+
+    /// Whether reading waits for apps to take their backlogged body chunks: at once for a
+    /// request alone on its connection (reading more would only buffer it), past
+    /// [`MULTIPLEXED_BACKLOG`] bytes when several share it (so that one app not reading its
+    /// body does not stop the others' bodies at once).
+    fn reading_paused(&self) -> bool {
+        let limit = if self.requests.len() > 1 {
+            MULTIPLEXED_BACKLOG
+        } else {
+            0
+        };
+        self.backlog_bytes > limit
     }
 
     async fn on_socket(&mut self, sock: Socket) {
@@ -294,10 +314,7 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
             match event {
                 Event::Dispatch(d) => self.dispatch(d),
                 Event::Stdin { tag, data } => self.stdin(tag, data),
-                Event::StdinEnd { tag, error } => match &mut self.held {
-                    Some(held) if held.tag == tag => held.end = Some(error),
-                    _ => self.end_body(tag, error),
-                },
+                Event::StdinEnd { tag, error } => self.stdin_end(tag, error),
                 Event::Cancel { tag } => {
                     if let Some(handle) = self.forget(tag) {
                         handle.gone.cancel();

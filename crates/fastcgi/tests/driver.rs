@@ -333,6 +333,67 @@ async fn slow_app_stops_reading_and_memory_stays_bounded() {
     assert_eq!(a.body(), total.to_string().as_bytes());
 }
 
+/// Two requests multiplexed on one connection: the app of request 1 does not read its body (it
+/// waits on the gate), yet request 2's body, sent behind 600 KiB of request 1's, reaches its app
+/// and is answered (FastCGI has no per-request flow control: request 1's chunks wait in its backlog
+/// while reading goes on). A body much larger than the connection's backlog still stops
+/// reading: memory stays bounded.
+#[tokio::test(start_paused = true)]
+async fn an_app_not_reading_its_body_does_not_stop_the_other_requests() {
+    let h = Harness::new(keep_alive());
+    let (c, _task) = h.connect();
+    let (mut rd, mut wr) = tokio::io::split(c.io);
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let first = 600 * 1024;
+    let total = 20 * 1024 * 1024;
+    let writer = {
+        let sent = sent.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let mut head = encode(&[begin(1, true), begin(2, true)]);
+            head.extend(encode(&params(1, &[("APP", "hold")])));
+            head.extend(encode(&params(
+                2,
+                &[("APP", "echo"), ("CONTENT_LENGTH", "6")],
+            )));
+            wr.write_all(&head).await.unwrap();
+            let mut left = total;
+            let mut second_sent = false;
+            while left > 0 {
+                if !second_sent && total - left >= first {
+                    let two = encode(&[stdin(2, b"abcdef"), stdin(2, b"")]);
+                    wr.write_all(&two).await.unwrap();
+                    second_sent = true;
+                }
+                let n = left.min(65535);
+                wr.write_all(&encode(&[stdin(1, &vec![b'b'; n])]))
+                    .await
+                    .unwrap();
+                sent.fetch_add(n, Ordering::SeqCst);
+                left -= n;
+            }
+            wr.write_all(&encode(&[stdin(1, b"")])).await.unwrap();
+            wr
+        })
+    };
+    let mut c = common_client(&mut rd);
+    let a2 = tokio::time::timeout(Duration::from_secs(60), c.response(2))
+        .await
+        .expect("request 2 waited for request 1's app to read its body");
+    assert_eq!(a2.body(), b"abcdef");
+    settle().await;
+    let buffered = sent.load(Ordering::SeqCst);
+    assert!(
+        buffered < 3 * 1024 * 1024,
+        "{buffered} bytes accepted while the app does not read"
+    );
+    assert!(!writer.is_finished());
+    h.seen.gate.notify_one();
+    let _wr = writer.await.unwrap();
+    let a1 = c.response(1).await;
+    assert_eq!(a1.body(), total.to_string().as_bytes());
+}
+
 #[tokio::test(start_paused = true)]
 async fn slow_reader_makes_the_app_wait_and_memory_stays_bounded() {
     let h = Harness::new(keep_alive());

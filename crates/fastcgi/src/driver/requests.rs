@@ -1,6 +1,7 @@
 //! The driver's side of requests: starting an app (polled once where it is dispatched when
 //! alone on its connection, else in a task), feeding its body with backpressure, forgetting it.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -21,6 +22,8 @@ use crate::id_map::IdMap;
 /// The driver's side of a running request.
 pub(super) struct Handle {
     pub(super) body: Option<BodySender>,
+    /// Its body chunks that did not fit its body queue yet.
+    pub(super) backlog: Backlog,
     pub(super) gone: CancellationToken,
     /// `None` while the app waits in `starting`, or when it finished where it was started.
     pub(super) task: Option<AbortHandle>,
@@ -35,12 +38,19 @@ pub(super) struct Starting {
     app: App,
 }
 
-/// A body chunk waiting for room in its request's body queue (no record is read meanwhile).
-pub(super) struct Held {
-    pub(super) tag: u64,
-    data: Bytes,
-    /// The end of the body, when it arrived behind the held chunk.
-    pub(super) end: Option<Option<BodyError>>,
+/// Body chunks of one request waiting for room in its body queue, in order, and the end of its
+/// body when that came behind them.
+#[derive(Default)]
+pub(super) struct Backlog {
+    chunks: VecDeque<Bytes>,
+    bytes: usize,
+    end: Option<Option<BodyError>>,
+}
+
+impl Backlog {
+    fn is_empty(&self) -> bool {
+        self.chunks.is_empty() && self.end.is_none()
+    }
 }
 
 impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
@@ -79,6 +89,7 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
         };
         let handle = Handle {
             body: Some(body_tx),
+            backlog: Backlog::default(),
             gone,
             task,
         };
@@ -101,43 +112,49 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
         }
     }
 
-    /// Queues a body chunk, or holds it (and stops reading) when the queue is full.
+    /// Queues a body chunk, or keeps it in its request's backlog when the queue is full (or
+    /// others wait before it). Reading goes on while the connection's backlogs are small
+    /// ([`Driver::can_read`]).
     pub(super) fn stdin(&mut self, tag: u64, data: Bytes) {
-        let mut cx = Context::from_waker(Waker::noop());
-        match poll_room(&mut self.requests, Some(tag), &mut cx) {
-            Poll::Pending => {
-                self.held = Some(Held {
-                    tag,
-                    data,
-                    end: None,
-                })
-            }
-            res => self.send_body(tag, data, res),
-        }
-    }
-
-    pub(super) fn release_held(&mut self, room: Result<(), BodyClosed>) {
-        let Some(held) = self.held.take() else {
-            return;
-        };
-        self.send_body(held.tag, held.data, Poll::Ready(room));
-        if let Some(error) = held.end {
-            self.end_body(held.tag, error);
-        }
-        self.conn.handle_body_accepted(self.clock);
-    }
-
-    fn send_body(&mut self, tag: u64, data: Bytes, room: Poll<Result<(), BodyClosed>>) {
         let Some(handle) = self.requests.get_mut(&tag) else {
             return;
         };
-        let sent = match (room, handle.body.as_mut()) {
-            (Poll::Ready(Ok(())), Some(body)) => body.send_item(data).is_ok(),
-            _ => false,
-        };
-        if !sent {
-            // The app dropped its body: the rest of it is discarded as it arrives.
-            handle.body = None;
+        if handle.body.is_none() || data.is_empty() {
+            return; // The app dropped its body: the rest is discarded as it arrives.
+        }
+        if handle.backlog.is_empty() {
+            let mut cx = Context::from_waker(Waker::noop());
+            let room = handle.body.as_mut().map(|b| b.poll_reserve(&mut cx));
+            match room {
+                Some(Poll::Ready(Ok(()))) => {
+                    let sent = handle
+                        .body
+                        .as_mut()
+                        .is_some_and(|b| b.send_item(data).is_ok());
+                    if !sent {
+                        handle.body = None;
+                    }
+                    return;
+                }
+                Some(Poll::Ready(Err(BodyClosed))) | None => {
+                    handle.body = None;
+                    return;
+                }
+                Some(Poll::Pending) => {}
+            }
+        }
+        self.backlog_bytes += data.len();
+        handle.backlog.bytes += data.len();
+        handle.backlog.chunks.push_back(data);
+    }
+
+    /// The end of request `tag`'s body: now, or behind its backlog.
+    pub(super) fn stdin_end(&mut self, tag: u64, error: Option<BodyError>) {
+        match self.requests.get_mut(&tag) {
+            Some(handle) if !handle.backlog.chunks.is_empty() => {
+                handle.backlog.end = Some(error);
+            }
+            _ => self.end_body(tag, error),
         }
     }
 
@@ -151,13 +168,14 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
     }
 
     pub(super) fn forget(&mut self, tag: u64) -> Option<Handle> {
-        if self.held.as_ref().is_some_and(|h| h.tag == tag) {
-            self.held = None;
-        }
         if self.starting.as_ref().is_some_and(|s| s.tag == tag) {
             self.starting = None; // Cancelled before it ran: dropping it is all there is to do.
         }
-        self.requests.remove(&tag)
+        let handle = self.requests.remove(&tag);
+        if let Some(h) = &handle {
+            self.backlog_bytes -= h.backlog.bytes;
+        }
+        handle
     }
 }
 
@@ -181,17 +199,62 @@ fn poll_inline(app: Pin<&mut (dyn Future<Output = ()> + Send)>, peer: &Peer, tag
     }
 }
 
-/// Polls for room in the body queue of request `tag`; `Err` when the app no longer reads it.
-pub(super) fn poll_room(
+/// Moves backlogged chunks into body queues that have room; `Ready` when any moved (or a
+/// backlog was dropped because its app no longer reads). Registers for wake-ups on the
+/// queues still full.
+pub(super) fn poll_backlogs(
     requests: &mut IdMap<u64, Handle>,
-    tag: Option<u64>,
+    backlog_bytes: &mut usize,
     cx: &mut Context<'_>,
-) -> Poll<Result<(), BodyClosed>> {
-    match tag
-        .and_then(|tag| requests.get_mut(&tag))
-        .and_then(|h| h.body.as_mut())
-    {
-        Some(body) => body.poll_reserve(cx),
-        None => Poll::Ready(Err(BodyClosed)),
+) -> Poll<()> {
+    let mut moved = false;
+    for handle in requests.values_mut() {
+        if handle.backlog.is_empty() {
+            continue;
+        }
+        while let Some(front) = handle.backlog.chunks.front() {
+            let len = front.len();
+            let Some(body) = handle.body.as_mut() else {
+                break;
+            };
+            match body.poll_reserve(cx) {
+                Poll::Pending => break,
+                Poll::Ready(Ok(())) => {
+                    let chunk = handle.backlog.chunks.pop_front().unwrap_or_default();
+                    if body.send_item(chunk).is_err() {
+                        handle.body = None;
+                    }
+                }
+                Poll::Ready(Err(BodyClosed)) => {
+                    handle.body = None;
+                    handle.backlog.chunks.pop_front();
+                }
+            }
+            handle.backlog.bytes -= len;
+            *backlog_bytes -= len;
+            moved = true;
+        }
+        if handle.body.is_none() {
+            // Its app dropped its body: what waited for it is discarded.
+            *backlog_bytes -= handle.backlog.bytes;
+            handle.backlog = Backlog::default();
+            moved = true;
+            continue;
+        }
+        if handle.backlog.chunks.is_empty() {
+            if let Some(error) = handle.backlog.end.take() {
+                match (handle.body.take(), error) {
+                    (Some(body), None) => body.finish(),
+                    (Some(body), Some(e)) => body.fail(e),
+                    (None, _) => {}
+                }
+                moved = true;
+            }
+        }
+    }
+    if moved {
+        Poll::Ready(())
+    } else {
+        Poll::Pending
     }
 }
