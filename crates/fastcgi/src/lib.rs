@@ -56,11 +56,12 @@
 //! error).
 //!
 //! # Backpressure
-//! A request's body flows through a bounded queue (`Config::body_queue_chunks`). When it is
-//! full the connection stops reading its socket: FastCGI has no per-request flow control, so one
-//! request whose app does not read its body blocks every request multiplexed on that
-//! connection (their responses still flow). Responses are bounded per request by
-//! `Config::response_budget`.
+//! A request's body flows through a bounded queue (`Config::body_queue_chunks`). FastCGI has no
+//! per-request flow control: when a request alone on its connection fills its queue, the
+//! connection stops reading its socket; when requests are multiplexed, a full queue's chunks
+//! wait in that request's backlog and reading goes on for the others, up to 1 MiB of backlog
+//! per connection (then reading pauses too: memory stays bounded). Responses are bounded per
+//! request by `Config::response_budget`.
 //!
 //! A response is held back (not written) while its request's body is still arriving, because
 //! nginx stops sending the request body once it has the response header (with request
