@@ -253,7 +253,7 @@ impl Activation {
             }
             tracing::warn!(
                 "systemd passed socket fd:{} named '{}', and no listener uses it (give \
-                 --fastcgi/--scgi/--http systemd:{})",
+                 --fastcgi/--scgi/--http/--uwsgi systemd:{})",
                 s.fd,
                 s.name.escape_default(),
                 s.name.escape_default()
@@ -265,17 +265,18 @@ impl Activation {
     }
 }
 
-/// The protocol a `FileDescriptorName=` names: `fastcgi`, `scgi`, `http`; anything else is
+/// The protocol a `FileDescriptorName=` names: `fastcgi`, `scgi`, `http`, `uwsgi`; anything else is
 /// FastCGI (with a log line unless it is systemd's `unknown`).
 pub(crate) fn kind_for(name: &str) -> Kind {
     match name {
         "fastcgi" => Kind::FastCgi,
         "scgi" => Kind::Scgi,
         "http" => Kind::Http,
+        "uwsgi" => Kind::Uwsgi,
         UNKNOWN => Kind::FastCgi,
         other => {
             tracing::info!(
-                "systemd socket name '{}' is not fastcgi, scgi or http: serving FastCGI on it",
+                "systemd socket name '{}' is not fastcgi, scgi, http or uwsgi: serving FastCGI on it",
                 other.escape_default()
             );
             Kind::FastCgi

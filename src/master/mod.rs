@@ -65,6 +65,7 @@ pub(crate) const MASTER_SETTINGS: &[&str] = &[
     "fastcgi",
     "scgi",
     "http",
+    "uwsgi",
     "socket-mode",
     "socket-owner",
     "backlog",
