@@ -98,9 +98,12 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
                 match event {
                     Event::Request(head) => self.start(app.clone(), head),
                     Event::Body(chunk) => {
-                        let sent = self.app.body.as_mut().map(|tx| tx.send_item(chunk));
-                        if matches!(sent, Some(Err(_))) {
-                            self.conn.handle_body_closed();
+                        // Ready at once: the slot was reserved before the read, or (the bytes
+                        // that came with the packet) the queue is new and empty.
+                        if let Some(tx) = self.app.body.as_mut() {
+                            if tx.send(chunk).await.is_err() {
+                                self.conn.handle_body_closed();
+                            }
                         }
                     }
                     Event::BodyEnd => {
