@@ -97,6 +97,8 @@ pub struct Connection {
     events: VecDeque<Event>,
     /// The app's response went out whole.
     complete: bool,
+    /// The packet was read (the body decoder counts the request's body).
+    head_read: bool,
 }
 
 impl Connection {
@@ -117,6 +119,7 @@ impl Connection {
             unsent: Vec::new(),
             events: VecDeque::new(),
             complete: false,
+            head_read: false,
         }
     }
 
@@ -174,11 +177,14 @@ impl Connection {
 
     /// What the peer may still send once the connection closes.
     pub fn linger(&self) -> Linger {
-        match self.phase {
-            _ if self.read_closed => Linger::No,
-            Phase::Head => Linger::UntilEof,
-            _ if self.body.remaining() > 0 => Linger::Body(self.body.remaining()),
-            _ => Linger::No,
+        if self.read_closed {
+            Linger::No
+        } else if !self.head_read {
+            Linger::UntilEof
+        } else if self.body.remaining() > 0 {
+            Linger::Body(self.body.remaining())
+        } else {
+            Linger::No
         }
     }
 
@@ -240,6 +246,7 @@ impl Connection {
             tracing::debug!(peer = %self.info.peer, request_id = self.info.id, vars = ?names, "uwsgi: magic variables dropped (never acted on)");
         }
         self.body = BodyDecoder::new(head.content_length);
+        self.head_read = true;
         self.phase = Phase::Running;
         self.events.push_back(Event::Request(head));
     }
