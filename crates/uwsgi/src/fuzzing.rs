@@ -53,39 +53,52 @@ pub fn connection_events(data: &[u8]) {
     let info = RequestInfo::new(Protocol::Uwsgi, Peer::Stdio);
     let mut conn = Connection::new(info, Config::default(), start);
     let mut buf = BytesMut::new();
-    let (mut requests, mut body, mut closes, mut expected) = (0, 0u64, 0, 0u64);
-    let mut drain = |conn: &mut Connection| {
-        while let Some(event) = conn.poll_event() {
-            match event {
-                Event::Request(head) => {
-                    requests += 1;
-                    expected = head.content_length;
-                }
-                Event::Body(chunk) => body += chunk.len() as u64,
-                Event::Close(_) => closes += 1,
-                Event::BodyEnd | Event::Transmit(_) => {}
-            }
-        }
-    };
+    let mut seen = Counts::default();
     for piece in input.chunks(usize::from(step.max(1))) {
         if !conn.wants_input() {
             break;
         }
         buf.extend_from_slice(piece);
         conn.handle_input(start, &mut buf);
-        drain(&mut conn);
+        seen.drain(&mut conn);
     }
     if conn.wants_input() {
         conn.handle_eof(start, &mut buf);
-        drain(&mut conn);
+        seen.drain(&mut conn);
     }
-    if closes == 0 {
+    if seen.closes == 0 {
         // Still running (the body was complete) or waiting: the header deadline ends it.
         conn.handle_timeout(start + Duration::from_secs(3600));
         conn.handle_app_gone();
-        drain(&mut conn);
+        seen.drain(&mut conn);
     }
+    let Counts { requests, body, closes, expected } = seen;
     assert!(requests <= 1 && body <= expected, "{requests} requests, {body}/{expected}");
     assert_eq!(closes, 1, "one close");
     assert!(!conn.wants_input());
+}
+
+/// What a connection's events added up to.
+#[derive(Default)]
+struct Counts {
+    requests: usize,
+    body: u64,
+    closes: usize,
+    expected: u64,
+}
+
+impl Counts {
+    fn drain(&mut self, conn: &mut Connection) {
+        while let Some(event) = conn.poll_event() {
+            match event {
+                Event::Request(head) => {
+                    self.requests += 1;
+                    self.expected = head.content_length;
+                }
+                Event::Body(chunk) => self.body += chunk.len() as u64,
+                Event::Close(_) => self.closes += 1,
+                Event::BodyEnd | Event::Transmit(_) => {}
+            }
+        }
+    }
 }
