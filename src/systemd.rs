@@ -7,7 +7,7 @@
 //!        ▼                    ▼                    ▼
 //!  Activation { sockets: [(3, "fastcgi"), (4, "http"), ...] }
 //!        │ no listener option: each socket served by the protocol its name names
-//!        │                     (fastcgi, scgi, http; anything else: FastCGI)
+//!        │                     (fastcgi, scgi, http, uwsgi; anything else: FastCGI)
 //!        │ --fastcgi/--scgi/--http systemd:NAME: every socket named NAME
 //!        ▼
 //!  listen::Planned { addr: fd:N } ──► adopted by listen::bind_all through crate::inherit
@@ -435,6 +435,7 @@ mod tests {
     fn protocol_names() {
         assert_eq!(kind_for("fastcgi"), Kind::FastCgi);
         assert_eq!(kind_for("scgi"), Kind::Scgi);
+        assert_eq!(kind_for("uwsgi"), Kind::Uwsgi);
         assert_eq!(kind_for("http"), Kind::Http);
         assert_eq!(kind_for("unknown"), Kind::FastCgi);
         assert_eq!(kind_for("gatehouse.socket"), Kind::FastCgi);

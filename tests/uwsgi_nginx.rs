@@ -32,7 +32,10 @@ fn nginx_for(d: &Daemon, dir: &Path) -> Nginx {
     let upstream = d.listener("uwsgi");
     Nginx::start_with(
         TEMPLATE,
-        &[("@UPSTREAM@", &upstream), ("@EVIL@", &evil.display().to_string())],
+        &[
+            ("@UPSTREAM@", &upstream),
+            ("@EVIL@", &evil.display().to_string()),
+        ],
         dir,
     )
 }
@@ -42,7 +45,7 @@ fn evil_script(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("evil.py");
     let mark = dir.join("evil-ran");
     let code = format!("open({:?}, 'w').write('ran')\n", mark.display().to_string());
-    std::fs::write(&path, code).unwrap();
+    std::fs::write(&path, code).expect("write evil.py");
     path
 }
 
@@ -141,7 +144,12 @@ fn flask_routes_mounted_behind_uwsgi_pass() {
         r.json(),
         serde_json::json!({"items": [1, 2, 3], "name": "gate house"})
     );
-    let r = post(n, "/plain/json", "application/json", br#"{"a": [1, "two"]}"#);
+    let r = post(
+        n,
+        "/plain/json",
+        "application/json",
+        br#"{"a": [1, "two"]}"#,
+    );
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(
         r.json(),
@@ -163,7 +171,11 @@ fn flask_routes_mounted_behind_uwsgi_pass() {
     assert_eq!(get(n, "/plain/nowhere", &[]).status, 404);
     let r = get(n, "/plain/boom", &[]);
     assert_eq!(r.status, 500, "{}", r.text());
-    assert!(!r.text().contains("flask-route-secret-marker"), "{}", r.text());
+    assert!(
+        !r.text().contains("flask-route-secret-marker"),
+        "{}",
+        r.text()
+    );
     d.wait_log("RuntimeError: flask-route-secret-marker");
     assert_eq!(get(n, "/plain/", &[]).status, 200, "still serving");
 }
@@ -177,11 +189,20 @@ fn magic_variables_never_load_or_change_anything() {
     assert_eq!(r.status, 200, "{}", nginx.error_log());
     let env = r.text();
     assert!(env.contains("REQUEST_METHOD=GET\n"), "{env}");
-    assert!(env.contains("PATH_INFO=/x\n"), "dispatcher split at the mount: {env}");
+    assert!(
+        env.contains("PATH_INFO=/x\n"),
+        "dispatcher split at the mount: {env}"
+    );
     assert!(env.contains("SCRIPT_NAME=/magic\n"), "{env}");
-    assert!(!env.contains("UWSGI_"), "magic variables reach the app: {env}");
+    assert!(
+        !env.contains("UWSGI_"),
+        "magic variables reach the app: {env}"
+    );
     assert!(!env.contains("GATEHOUSE_EVIL"), "{env}");
-    assert!(!env.contains("HTTPS=on"), "UWSGI_SCHEME changed the scheme: {env}");
+    assert!(
+        !env.contains("HTTPS=on"),
+        "UWSGI_SCHEME changed the scheme: {env}"
+    );
     assert!(!dir.path().join("evil-ran").exists(), "UWSGI_FILE was run");
     // The daemon is unchanged: the next request still reaches echo at /.
     let r = http::request(nginx.port, "GET", "/plain/after", &[], b"");
@@ -193,12 +214,12 @@ fn magic_variables_never_load_or_change_anything() {
 /// Sends `bytes` from a fresh connection, half-closes unless `hold_open`, and returns the
 /// answer and the client's address (what the log line must name).
 fn raw(addr: &str, bytes: &[u8], hold_open: bool) -> (Vec<u8>, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(support::TIMEOUT)).unwrap();
-    let peer = s.local_addr().unwrap().to_string();
-    s.write_all(bytes).unwrap();
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(support::TIMEOUT)).expect("timeout");
+    let peer = s.local_addr().expect("local addr").to_string();
+    s.write_all(bytes).expect("send");
     if !hold_open {
-        s.shutdown(std::net::Shutdown::Write).unwrap();
+        s.shutdown(std::net::Shutdown::Write).expect("half-close");
     }
     let mut answer = Vec::new();
     let _ = s.read_to_end(&mut answer);
@@ -229,19 +250,41 @@ fn bad_packets_are_refused_and_the_daemon_carries_on() {
     let cases: [(&str, Vec<u8>, bool, &str); 5] = [
         ("modifier1 5", modifier5, false, "modifier1 5"),
         ("overrun", overrun, false, "runs past the vars block"),
-        ("over the limit", too_long, false, "vars block of 2000 bytes, limit 1024"),
-        ("truncated", good[..7].to_vec(), false, "closed after 7 bytes of the packet"),
-        ("datasize past what arrives", short, true, "no complete packet within 2s"),
+        (
+            "over the limit",
+            too_long,
+            false,
+            "vars block of 2000 bytes, limit 1024",
+        ),
+        (
+            "truncated",
+            good[..7].to_vec(),
+            false,
+            "closed after 7 bytes of the packet",
+        ),
+        (
+            "datasize past what arrives",
+            short,
+            true,
+            "no complete packet within 2s",
+        ),
     ];
     for (what, bytes, hold_open, reason) in cases {
         let (answer, peer) = raw(&addr, &bytes, hold_open);
         let line = d.wait_log(&format!("peer={peer}"));
-        assert!(line.contains("WARN") && line.contains(reason), "{what}: {line}");
+        assert!(
+            line.contains("WARN") && line.contains(reason),
+            "{what}: {line}"
+        );
         assert_eq!(d.count_log(&format!("peer={peer}")), 1, "{what}: one line");
         if !answer.is_empty() {
             assert_eq!(uwsgi::parse(&answer).status, 400, "{what}");
         }
-        let ok = uwsgi::call(&addr, &[("REQUEST_METHOD", "GET"), ("PATH_INFO", "/ok")], b"");
+        let ok = uwsgi::call(
+            &addr,
+            &[("REQUEST_METHOD", "GET"), ("PATH_INFO", "/ok")],
+            b"",
+        );
         assert_eq!(ok.status, 200, "after {what}");
         assert_eq!(ok.json()["path"], "/ok");
     }

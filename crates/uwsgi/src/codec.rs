@@ -179,7 +179,10 @@ mod tests {
         );
         let mut dec = BodyDecoder::new(5);
         let mut buf = BytesMut::from(&b"ab"[..]);
-        assert!(matches!(dec.decode(&mut buf), Ok(Some(BodyFrame::Chunk(_)))));
+        assert!(matches!(
+            dec.decode(&mut buf),
+            Ok(Some(BodyFrame::Chunk(_)))
+        ));
         let err = dec.decode_eof(&mut buf).unwrap_err().to_string();
         assert!(err.contains("after 2 of 5 body bytes"), "{err}");
     }

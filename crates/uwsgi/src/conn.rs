@@ -17,8 +17,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use gatehouse_channel_request::{
-    Delivery, Hold, Offer, Output, RequestInfo,
-    SHUTDOWN_FIRST_REQUEST_GRACE,
+    Delivery, Hold, Offer, Output, RequestInfo, SHUTDOWN_FIRST_REQUEST_GRACE,
 };
 use tokio_util::codec::Decoder;
 
@@ -145,9 +144,10 @@ impl Connection {
     /// shutdown grace, or the end of a response hold.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {
-            Phase::Head => Some(self.shutdown_deadline.map_or(self.head_deadline, |s| {
-                s.min(self.head_deadline)
-            })),
+            Phase::Head => Some(
+                self.shutdown_deadline
+                    .map_or(self.head_deadline, |s| s.min(self.head_deadline)),
+            ),
             Phase::Running => self.hold.deadline(RESPONSE_HOLD_TIMEOUT),
             Phase::Done => None,
         }
@@ -242,7 +242,11 @@ impl Connection {
 
     fn start(&mut self, head: RequestHead) {
         if !head.dropped.is_empty() {
-            let names: Vec<String> = head.dropped.iter().map(|n| n.escape_ascii().to_string()).collect();
+            let names: Vec<String> = head
+                .dropped
+                .iter()
+                .map(|n| n.escape_ascii().to_string())
+                .collect();
             tracing::debug!(peer = %self.info.peer, request_id = self.info.id, vars = ?names, "uwsgi: magic variables dropped (never acted on)");
         }
         self.body = BodyDecoder::new(head.content_length);
@@ -274,7 +278,10 @@ impl Connection {
         // The clock matters only while the body is incomplete (a hold may start).
         let open_at = (self.body.remaining() > 0).then_some(now);
         let was_holding = self.hold.is_holding();
-        match self.hold.offer(delivery, open_at, self.config.response_budget) {
+        match self
+            .hold
+            .offer(delivery, open_at, self.config.response_budget)
+        {
             Offer::Started | Offer::Kept => {}
             Offer::Full => {
                 let held = self.hold.release();
@@ -315,7 +322,12 @@ impl Connection {
             Phase::Head if now >= self.head_deadline => {
                 self.fail(Error::HeaderTimeout(self.config.header_timeout));
             }
-            Phase::Running if self.hold.deadline(RESPONSE_HOLD_TIMEOUT).is_some_and(|d| now >= d) => {
+            Phase::Running
+                if self
+                    .hold
+                    .deadline(RESPONSE_HOLD_TIMEOUT)
+                    .is_some_and(|d| now >= d) =>
+            {
                 tracing::debug!(peer = %self.info.peer, request_id = self.info.id, timeout = ?RESPONSE_HOLD_TIMEOUT, "uwsgi: no request body input: the held response goes out");
                 let held = self.hold.release();
                 self.write_held(held);
@@ -388,7 +400,8 @@ impl Connection {
 
     fn answer(&mut self, status: u16) {
         self.events.clear(); // Nothing half-written goes before our answer.
-        self.events.push_back(Event::Transmit(error_response(status)));
+        self.events
+            .push_back(Event::Transmit(error_response(status)));
         self.close(Close::Graceful);
     }
 
@@ -417,4 +430,3 @@ fn log_failure(info: &RequestInfo, err: &Error) {
         _ => tracing::warn!(peer = %peer, request_id = id, error = %err, "uwsgi: bad request"),
     }
 }
-

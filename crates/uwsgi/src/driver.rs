@@ -148,7 +148,12 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
         let (body_tx, body) = body_channel(self.config.body_queue_chunks, Some(content_length));
         let (dtx, drx) = delivery_queue();
         let info = self.conn.info().clone();
-        let chan = QueueChannel::new(info.id, dtx, self.config.response_budget, self.app.gone.clone());
+        let chan = QueueChannel::new(
+            info.id,
+            dtx,
+            self.config.response_budget,
+            self.app.gone.clone(),
+        );
         let req = Request { env, body, info };
         self.app.task = Some(AbortOnDrop(tokio::spawn(async move {
             serve_request(&*app, req, Response::new(chan)).await;
@@ -227,11 +232,11 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
 /// # Cancel safety
 /// Cancel-safe: a reserved body slot stays reserved, read bytes stay buffered.
 async fn read_step<IO: AsyncRead + Unpin>(
-io: &mut IO,
-buf: &mut BytesMut,
-conn: &mut Connection,
-config: &Config,
-body: &mut Option<BodySender>,
+    io: &mut IO,
+    buf: &mut BytesMut,
+    conn: &mut Connection,
+    config: &Config,
+    body: &mut Option<BodySender>,
 ) {
     if conn.wants_body_room() {
         if let Some(tx) = body.as_mut() {
@@ -257,7 +262,9 @@ body: &mut Option<BodySender>,
 }
 
 /// The next delivery, or never when the app is not started.
-async fn recv(outputs: &mut Option<DeliveryReceiver>) -> Option<gatehouse_channel_request::Delivery> {
+async fn recv(
+    outputs: &mut Option<DeliveryReceiver>,
+) -> Option<gatehouse_channel_request::Delivery> {
     match outputs {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

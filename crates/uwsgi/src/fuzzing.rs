@@ -25,7 +25,10 @@ pub fn parse_head_round_trip(data: &[u8]) {
         match parse_head(&encoded, DEFAULT_MAX_VARS_BYTES) {
             Ok(Some((again, n))) => {
                 assert!(n == encoded.len(), "re-encoded length differs");
-                assert!(again.env == head.env && again.dropped.is_empty(), "reparse differs");
+                assert!(
+                    again.env == head.env && again.dropped.is_empty(),
+                    "reparse differs"
+                );
                 assert_eq!(again.content_length, head.content_length);
             }
             other => panic!("re-encoded head does not parse: {other:?}"),
@@ -36,7 +39,10 @@ pub fn parse_head_round_trip(data: &[u8]) {
                 "prefix of {cut} bytes"
             );
             if cut >= 4 {
-                assert!(matches!(parse_head(&data[..cut], limit), Ok(None)), "prefix {cut}");
+                assert!(
+                    matches!(parse_head(&data[..cut], limit), Ok(None)),
+                    "prefix {cut}"
+                );
             }
         }
     }
@@ -72,8 +78,16 @@ pub fn connection_events(data: &[u8]) {
         conn.handle_app_gone();
         seen.drain(&mut conn);
     }
-    let Counts { requests, body, closes, expected } = seen;
-    assert!(requests <= 1 && body <= expected, "{requests} requests, {body}/{expected}");
+    let Counts {
+        requests,
+        body,
+        closes,
+        expected,
+    } = seen;
+    assert!(
+        requests <= 1 && body <= expected,
+        "{requests} requests, {body}/{expected}"
+    );
     assert_eq!(closes, 1, "one close");
     assert!(!conn.wants_input());
 }

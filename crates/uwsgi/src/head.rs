@@ -69,7 +69,9 @@ impl RequestHead {
         let content_length = match env.get(CONTENT_LENGTH) {
             None => 0,
             Some(v) if v.is_empty() => 0,
-            Some(v) => parse_decimal(v).ok_or_else(|| PeerError::BadContentLength(Excerpt::new(v)))?,
+            Some(v) => {
+                parse_decimal(v).ok_or_else(|| PeerError::BadContentLength(Excerpt::new(v)))?
+            }
         };
         Ok(Self {
             env,
@@ -129,7 +131,10 @@ mod tests {
 
     fn encoded(pairs: &[(&str, &str)]) -> Vec<u8> {
         let mut out = BytesMut::new();
-        encode_packet(pairs.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())), &mut out);
+        encode_packet(
+            pairs.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())),
+            &mut out,
+        );
         out.to_vec()
     }
 
@@ -193,7 +198,10 @@ mod tests {
     #[test]
     fn bad_heads() {
         let cl = parse(&[("REQUEST_METHOD", "GET"), ("CONTENT_LENGTH", "-1")]).unwrap_err();
-        assert!(cl.contains("CONTENT_LENGTH is not a number: \"-1\""), "{cl}");
+        assert!(
+            cl.contains("CONTENT_LENGTH is not a number: \"-1\""),
+            "{cl}"
+        );
         let m = parse(&[("PATH_INFO", "/")]).unwrap_err();
         assert!(m.contains("no REQUEST_METHOD"), "{m}");
     }

@@ -161,7 +161,10 @@ mod tests {
     fn encode_then_split() {
         let mut out = BytesMut::new();
         encode_packet([(&b"A"[..], &b"xy"[..]), (b"EMPTY", b"")], &mut out);
-        assert_eq!(&out[..], b"\x00\x10\x00\x00\x01\x00A\x02\x00xy\x05\x00EMPTY\x00\x00");
+        assert_eq!(
+            &out[..],
+            b"\x00\x10\x00\x00\x01\x00A\x02\x00xy\x05\x00EMPTY\x00\x00"
+        );
         let framed = frame(&out, 100).unwrap().unwrap();
         assert_eq!(framed.consumed, out.len());
         let pairs = pairs(&out[HEADER_LEN..]).unwrap();
@@ -183,7 +186,10 @@ mod tests {
             pairs(b"\x05\x00ab"),
             Err(PeerError::VarOverrun(_))
         ));
-        assert!(matches!(pairs(b"\x01\x00a\x05"), Err(PeerError::VarOverrun(_))));
+        assert!(matches!(
+            pairs(b"\x01\x00a\x05"),
+            Err(PeerError::VarOverrun(_))
+        ));
         assert_eq!(pairs(b"\x00\x00\x00\x00"), Err(PeerError::EmptyKey));
         assert_eq!(pairs(b"").unwrap(), []);
     }

@@ -139,7 +139,11 @@ impl ResponseWriter {
 /// Appends `head` as an HTTP/1.1 response head: `HTTP/1.1 NNN reason`, the headers (already
 /// validated by [`ResponseHead`]: no CR, LF or NUL), a blank line.
 pub fn write_http_head(head: &ResponseHead, out: &mut BytesMut) {
-    let fields: usize = head.headers().iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+    let fields: usize = head
+        .headers()
+        .iter()
+        .map(|(n, v)| n.len() + v.len() + 4)
+        .sum();
     out.reserve(9 + 4 + head.reason().len() + 2 + fields + 2);
     out.put_slice(b"HTTP/1.1 ");
     out.put_slice(head.status().min(999).to_string().as_bytes());
@@ -213,7 +217,11 @@ mod tests {
         assert_eq!(w.handle_output(Output::Abort), Action::Abort);
         let mut w = ResponseWriter::new();
         w.handle_output(Output::Head(head()));
-        assert_eq!(w.handle_output(Output::Abort), Action::Fail, "head still held");
+        assert_eq!(
+            w.handle_output(Output::Abort),
+            Action::Fail,
+            "head still held"
+        );
     }
 
     #[test]

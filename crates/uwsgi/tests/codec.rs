@@ -30,7 +30,10 @@ fn nginx_post(body: &[u8]) -> Vec<u8> {
         ("UWSGI_FILE", "/tmp/evil.py"),
     ];
     let mut out = BytesMut::new();
-    encode_packet(pairs.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())), &mut out);
+    encode_packet(
+        pairs.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())),
+        &mut out,
+    );
     out.extend_from_slice(body);
     out.to_vec()
 }
@@ -142,7 +145,8 @@ fn bad_packets_at_every_split() {
         let seen = every_split(&input, &config);
         assert_eq!(seen.close, Some(Close::Graceful), "{what}");
         assert!(
-            seen.transmitted.starts_with(b"HTTP/1.1 400 Bad Request\r\n"),
+            seen.transmitted
+                .starts_with(b"HTTP/1.1 400 Bad Request\r\n"),
             "{what}: {:?}",
             seen.transmitted.escape_ascii().to_string()
         );
@@ -168,13 +172,19 @@ fn truncated_packets_and_bodies() {
         );
     }
     let silent = run(b"", &[], Config::default());
-    assert_eq!((silent.close, silent.transmitted.len()), (Some(Close::Quiet), 0));
+    assert_eq!(
+        (silent.close, silent.transmitted.len()),
+        (Some(Close::Quiet), 0)
+    );
 }
 
 #[test]
 fn header_decoder_refuses_before_buffering() {
     let mut buf = BytesMut::from(&b"\x00\xff\xff\x00"[..]);
-    let err = HeadDecoder::new(100).decode(&mut buf).unwrap_err().to_string();
+    let err = HeadDecoder::new(100)
+        .decode(&mut buf)
+        .unwrap_err()
+        .to_string();
     assert_eq!(err, "limit exceeded: vars block of 65535 bytes, limit 100");
     assert_eq!(parse_head(b"\x00\x05\x00", 100).unwrap(), None);
 }
@@ -200,7 +210,10 @@ fn deadlines_are_values() {
         panic!("answered")
     };
     assert!(answer.starts_with(b"HTTP/1.1 400"));
-    assert!(matches!(conn.poll_event(), Some(Event::Close(Close::Graceful))));
+    assert!(matches!(
+        conn.poll_event(),
+        Some(Event::Close(Close::Graceful))
+    ));
     assert_eq!(conn.linger(), Linger::UntilEof);
     assert!(!conn.wants_input());
     assert_eq!(conn.poll_timeout(), None);
@@ -214,6 +227,9 @@ fn shutdown_grace_closes_a_silent_connection_quietly() {
     let grace = conn.poll_timeout().unwrap();
     assert!(grace < now + Config::default().header_timeout);
     conn.handle_timeout(grace);
-    assert!(matches!(conn.poll_event(), Some(Event::Close(Close::Quiet))));
+    assert!(matches!(
+        conn.poll_event(),
+        Some(Event::Close(Close::Quiet))
+    ));
     let _ = Bytes::new();
 }

@@ -58,7 +58,11 @@ impl Application for App {
             let _signal = signal;
             match self.then {
                 Then::Echo => {
-                    resp.send_head(ResponseHead::new(200).with_header("X-Method", req.env.method().to_vec())?).await?;
+                    resp.send_head(
+                        ResponseHead::new(200)
+                            .with_header("X-Method", req.env.method().to_vec())?,
+                    )
+                    .await?;
                     while let Some(chunk) = req.body.chunk().await? {
                         resp.write(chunk).await?;
                     }
@@ -107,7 +111,12 @@ fn connect(app: Arc<dyn Application>) -> (DuplexStream, JoinHandle<()>) {
     let server = Server::new(app, Config::default());
     let (client, conn) = tokio::io::duplex(16 * 1024);
     let peer = Peer::Tcp("192.0.2.7:40000".parse().unwrap());
-    let task = tokio::spawn(serve_connection(server, conn, peer, CancellationToken::new()));
+    let task = tokio::spawn(serve_connection(
+        server,
+        conn,
+        peer,
+        CancellationToken::new(),
+    ));
     (client, task)
 }
 
@@ -144,13 +153,24 @@ async fn an_early_answer_is_held_until_the_body_is_complete() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut probe = [0u8; 64];
     let early = tokio::time::timeout(Duration::from_millis(1), client.read(&mut probe)).await;
-    assert!(early.is_err(), "response sent while the body was incomplete");
+    assert!(
+        early.is_err(),
+        "response sent while the body was incomplete"
+    );
     client.write_all(b"56789").await.unwrap();
     let mut out = Vec::new();
     client.read_to_end(&mut out).await.unwrap();
     task.await.unwrap();
-    assert!(out.starts_with(b"HTTP/1.1 200 OK\r\n"), "{:?}", out.escape_ascii().to_string());
-    assert!(out.ends_with(b"\r\n\r\nearly"), "{:?}", out.escape_ascii().to_string());
+    assert!(
+        out.starts_with(b"HTTP/1.1 200 OK\r\n"),
+        "{:?}",
+        out.escape_ascii().to_string()
+    );
+    assert!(
+        out.ends_with(b"\r\n\r\nearly"),
+        "{:?}",
+        out.escape_ascii().to_string()
+    );
 }
 
 #[tokio::test]
@@ -178,7 +198,10 @@ async fn a_client_gone_mid_response_cancels_a_streaming_app() {
     assert!(some.starts_with(b"HTTP/1.1 200 OK\r\n\r\nxxxx"));
     // The app is blocked by backpressure (its budget is full while we do not read); then we go.
     drop(client);
-    tokio::time::timeout(Duration::from_secs(30), ended).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), ended)
+        .await
+        .unwrap()
+        .unwrap();
     task.await.unwrap();
 }
 

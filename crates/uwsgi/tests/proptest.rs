@@ -34,7 +34,10 @@ fn var_set() -> impl Strategy<Value = (u64, Pairs)> {
 
 fn encode(pairs: &Pairs) -> Vec<u8> {
     let mut out = BytesMut::new();
-    encode_packet(pairs.iter().map(|(n, v)| (n.as_slice(), v.as_slice())), &mut out);
+    encode_packet(
+        pairs.iter().map(|(n, v)| (n.as_slice(), v.as_slice())),
+        &mut out,
+    );
     out.to_vec()
 }
 

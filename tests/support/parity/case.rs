@@ -127,9 +127,7 @@ impl Case {
             Route::NginxFastCgi
             | Route::NginxFastCgiStreamed
             | Route::NginxScgi
-            | Route::NginxUwsgi => {
-                merge_slashes(&self.cgi_path())
-            }
+            | Route::NginxUwsgi => merge_slashes(&self.cgi_path()),
             _ => self.cgi_path(),
         };
         json!({
