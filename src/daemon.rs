@@ -229,6 +229,7 @@ async fn serve_until_signal(
     let frontends = Frontends {
         fastcgi: gatehouse_fastcgi::Server::new(app.clone(), configs.fastcgi),
         scgi: gatehouse_scgi::Server::new(app.clone(), configs.scgi),
+        uwsgi: gatehouse_uwsgi::Server::new(app.clone(), configs.uwsgi),
         http: gatehouse_http::Server::new(app, configs.http),
     };
     let sharing = match worker {
@@ -332,6 +333,7 @@ struct Configs {
     fastcgi: gatehouse_fastcgi::Config,
     scgi: gatehouse_scgi::Config,
     http: gatehouse_http::Config,
+    uwsgi: gatehouse_uwsgi::Config,
 }
 
 impl Configs {
@@ -343,6 +345,7 @@ impl Configs {
             fastcgi: fastcgi_config(cli),
             scgi: scgi_config(cli),
             http: http_config(cli),
+            uwsgi: uwsgi_config(cli),
         };
         configs
             .fastcgi
@@ -350,6 +353,10 @@ impl Configs {
             .map_err(|e| Error::Usage(e.to_string()))?;
         configs
             .scgi
+            .validate()
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        configs
+            .uwsgi
             .validate()
             .map_err(|e| Error::Usage(e.to_string()))?;
         Ok(configs)
@@ -381,6 +388,17 @@ fn scgi_config(cli: &Cli) -> gatehouse_scgi::Config {
             gatehouse_scgi::Duplicates::JoinHttpHeaders
         },
         ..gatehouse_scgi::Config::default()
+    }
+}
+
+fn uwsgi_config(cli: &Cli) -> gatehouse_uwsgi::Config {
+    let args = &cli.uwsgi;
+    gatehouse_uwsgi::Config {
+        max_vars_bytes: args.uwsgi_max_vars_bytes,
+        max_conns: cli.limits.max_conns,
+        header_timeout: args.uwsgi_header_timeout.0,
+        idle_timeout: args.uwsgi_idle_timeout.0,
+        ..gatehouse_uwsgi::Config::default()
     }
 }
 

@@ -39,6 +39,8 @@ pub(crate) enum Kind {
     Scgi,
     /// HTTP/1.1.
     Http,
+    /// The uwsgi protocol.
+    Uwsgi,
 }
 
 impl Kind {
@@ -47,6 +49,7 @@ impl Kind {
             Self::FastCgi => "fastcgi",
             Self::Scgi => "scgi",
             Self::Http => "http",
+            Self::Uwsgi => "uwsgi",
         }
     }
 
@@ -56,6 +59,7 @@ impl Kind {
             Self::FastCgi => "--fastcgi",
             Self::Scgi => "--scgi",
             Self::Http => "--http",
+            Self::Uwsgi => "--uwsgi",
         }
     }
 }
@@ -100,6 +104,7 @@ pub(crate) fn plan(listen: &ListenArgs, systemd: &Activation) -> Result<Vec<Plan
         (Kind::FastCgi, &listen.fastcgi),
         (Kind::Scgi, &listen.scgi),
         (Kind::Http, &listen.http),
+        (Kind::Uwsgi, &listen.uwsgi),
     ];
     let planned: Vec<Planned> = given
         .into_iter()

@@ -34,6 +34,7 @@ pub(crate) struct Frontends {
     pub(crate) fastcgi: Arc<gatehouse_fastcgi::Server>,
     pub(crate) scgi: Arc<gatehouse_scgi::Server>,
     pub(crate) http: Arc<gatehouse_http::Server>,
+    pub(crate) uwsgi: Arc<gatehouse_uwsgi::Server>,
 }
 
 /// A connection, whatever the transport.
@@ -436,7 +437,7 @@ fn admit(ctx: &LoopCtx, peer: &Peer) -> bool {
 fn allowed(ctx: &LoopCtx, peer: &Peer) -> bool {
     match ctx.kind {
         Kind::FastCgi => ctx.frontends.fastcgi.peer_allowed(peer),
-        Kind::Scgi | Kind::Http => true,
+        Kind::Scgi | Kind::Http | Kind::Uwsgi => true,
     }
 }
 
@@ -478,6 +479,9 @@ async fn serve_io<IO>(
         }
         Kind::Scgi => {
             gatehouse_scgi::serve_connection(frontends.scgi.clone(), io, peer, shutdown).await
+        }
+        Kind::Uwsgi => {
+            gatehouse_uwsgi::serve_connection(frontends.uwsgi.clone(), io, peer, shutdown).await
         }
         Kind::Http => {
             gatehouse_http::serve_connection(frontends.http.clone(), io, peer, local, shutdown)

@@ -7,7 +7,7 @@
 //!        ▼                    ▼                    ▼
 //!  Activation { sockets: [(3, "fastcgi"), (4, "http"), ...] }
 //!        │ no listener option: each socket served by the protocol its name names
-//!        │                     (fastcgi, scgi, http; anything else: FastCGI)
+//!        │                     (fastcgi, scgi, http, uwsgi; anything else: FastCGI)
 //!        │ --fastcgi/--scgi/--http systemd:NAME: every socket named NAME
 //!        ▼
 //!  listen::Planned { addr: fd:N } ──► adopted by listen::bind_all through crate::inherit
@@ -253,7 +253,7 @@ impl Activation {
             }
             tracing::warn!(
                 "systemd passed socket fd:{} named '{}', and no listener uses it (give \
-                 --fastcgi/--scgi/--http systemd:{})",
+                 --fastcgi/--scgi/--http/--uwsgi systemd:{})",
                 s.fd,
                 s.name.escape_default(),
                 s.name.escape_default()
@@ -265,17 +265,18 @@ impl Activation {
     }
 }
 
-/// The protocol a `FileDescriptorName=` names: `fastcgi`, `scgi`, `http`; anything else is
+/// The protocol a `FileDescriptorName=` names: `fastcgi`, `scgi`, `http`, `uwsgi`; anything else is
 /// FastCGI (with a log line unless it is systemd's `unknown`).
 pub(crate) fn kind_for(name: &str) -> Kind {
     match name {
         "fastcgi" => Kind::FastCgi,
         "scgi" => Kind::Scgi,
         "http" => Kind::Http,
+        "uwsgi" => Kind::Uwsgi,
         UNKNOWN => Kind::FastCgi,
         other => {
             tracing::info!(
-                "systemd socket name '{}' is not fastcgi, scgi or http: serving FastCGI on it",
+                "systemd socket name '{}' is not fastcgi, scgi, http or uwsgi: serving FastCGI on it",
                 other.escape_default()
             );
             Kind::FastCgi
@@ -434,6 +435,7 @@ mod tests {
     fn protocol_names() {
         assert_eq!(kind_for("fastcgi"), Kind::FastCgi);
         assert_eq!(kind_for("scgi"), Kind::Scgi);
+        assert_eq!(kind_for("uwsgi"), Kind::Uwsgi);
         assert_eq!(kind_for("http"), Kind::Http);
         assert_eq!(kind_for("unknown"), Kind::FastCgi);
         assert_eq!(kind_for("gatehouse.socket"), Kind::FastCgi);

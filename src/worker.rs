@@ -161,6 +161,7 @@ pub(crate) fn parse_listeners(text: &str) -> Result<Vec<(Kind, RawFd, String)>, 
                 Some("fastcgi") => Kind::FastCgi,
                 Some("scgi") => Kind::Scgi,
                 Some("http") => Kind::Http,
+                Some("uwsgi") => Kind::Uwsgi,
                 _ => return Err(bad()),
             };
             let fd = parts.next().and_then(|f| f.parse().ok()).ok_or_else(bad)?;

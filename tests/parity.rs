@@ -3,7 +3,8 @@
 //!
 //! Ways in ([`Route`]): FastCGI, SCGI and HTTP directly (our clients standing in for a web server,
 //! tests/support/parity/server.rs), the binary run as a CGI program, and nginx `fastcgi_pass`
-//! (buffered and `fastcgi_request_buffering off`), `scgi_pass` and `proxy_pass` to `--http`
+//! (buffered and `fastcgi_request_buffering off`), `scgi_pass`, `uwsgi_pass` to `--uwsgi` and
+//! `proxy_pass` to `--http`
 //! (one nginx, fixtures/conf/nginx/parity.conf.tmpl).
 //!
 //! Every answer is compared with one oracle written from the specifications
@@ -12,7 +13,7 @@
 //! so for that route and checks the defined value; nothing is skipped silently:
 //!
 //! - CGI: the program's own `SCRIPT_NAME` is part of the path (`/cgi-bin/gatehouse/...`).
-//! - nginx `fastcgi_pass`/`scgi_pass`: `//` folded into `/` (`merge_slashes`).
+//! - nginx `fastcgi_pass`/`scgi_pass`/`uwsgi_pass`: `//` folded into `/` (`merge_slashes`).
 //! - nginx `proxy_pass`: no `connection`, `transfer-encoding` or `expect`, plus
 //!   `x-forwarded-for` (hop-by-hop fields belong to one connection; nginx answers
 //!   `100-continue` itself).
@@ -97,6 +98,7 @@ fn rejected_targets() {
         Route::NginxFastCgiStreamed,
         Route::NginxScgi,
         Route::NginxProxy,
+        Route::NginxUwsgi,
     ];
     for target in ["/../x", "/a/%2e%2e/%2E%2E/x", "/a%00b", "/a/../../b?q"] {
         let case = Case::new("GET", target);

@@ -90,7 +90,7 @@ fn unnamed_and_unknown_names_serve_fastcgi() {
         "{listeners:?}"
     );
     assert_eq!(
-        d.count_log("is not fastcgi, scgi or http: serving FastCGI"),
+        d.count_log("is not fastcgi, scgi, http or uwsgi: serving FastCGI"),
         1,
         "one line for the unrecognised name, none for `unknown`"
     );

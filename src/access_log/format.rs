@@ -136,6 +136,7 @@ fn protocol_name(p: Protocol) -> &'static str {
         Protocol::Scgi => "scgi",
         Protocol::Cgi => "cgi",
         Protocol::Http => "http",
+        Protocol::Uwsgi => "uwsgi",
     }
 }
 

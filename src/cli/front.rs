@@ -38,6 +38,13 @@ pub struct ListenArgs {
     #[arg(long = "http", value_name = "ADDR", action = ArgAction::Append)]
     pub http: Vec<ListenAddr>,
 
+    /// Serve the uwsgi protocol on ADDR (repeatable; same ADDR forms as --fastcgi).
+    ///
+    /// For nginx `uwsgi_pass`, Apache mod_proxy_uwsgi: one request per connection, answered
+    /// in HTTP/1.1 as uWSGI does. uWSGI's magic UWSGI_* variables are dropped, never acted on.
+    #[arg(long = "uwsgi", value_name = "ADDR", action = ArgAction::Append)]
+    pub uwsgi: Vec<ListenAddr>,
+
     /// Permissions of the unix sockets we create, in octal (e.g. 660).
     ///
     /// A web server needs write permission on the socket to connect: `660` lets the owner and
@@ -74,12 +81,19 @@ pub struct ListenArgs {
 impl ListenArgs {
     /// Whether any listener option was given.
     pub fn any(&self) -> bool {
-        !(self.fastcgi.is_empty() && self.scgi.is_empty() && self.http.is_empty())
+        !(self.fastcgi.is_empty()
+            && self.scgi.is_empty()
+            && self.http.is_empty()
+            && self.uwsgi.is_empty())
     }
 
-    /// Every listener address, FastCGI first, then SCGI, then HTTP.
+    /// Every listener address, FastCGI first, then SCGI, HTTP, uwsgi.
     pub fn all(&self) -> impl Iterator<Item = &ListenAddr> {
-        self.fastcgi.iter().chain(&self.scgi).chain(&self.http)
+        self.fastcgi
+            .iter()
+            .chain(&self.scgi)
+            .chain(&self.http)
+            .chain(&self.uwsgi)
     }
 
     /// What the parser cannot see: one inherited descriptor given twice (for any protocols).
@@ -200,6 +214,29 @@ pub struct ScgiArgs {
     /// joined with ", " and other repeats refused.
     #[arg(long)]
     pub scgi_strict_duplicates: bool,
+}
+
+/// uwsgi limits.
+#[derive(Debug, Clone, Args)]
+pub struct UwsgiArgs {
+    /// Largest uwsgi vars block (the packet's datasize), in bytes; a larger one gets 400.
+    ///
+    /// Checked on the 4-byte packet header, before the vars are read. uWSGI calls this
+    /// buffer-size (default 4096 there); the protocol's most is 65535.
+    #[arg(long, value_name = "BYTES", default_value_t = gatehouse_uwsgi::DEFAULT_MAX_VARS_BYTES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new()
+              .range(gatehouse_uwsgi::MIN_VARS_BYTES as u64..=gatehouse_uwsgi::MAX_DATASIZE as u64))]
+    pub uwsgi_max_vars_bytes: usize,
+
+    /// From accepting a uwsgi connection to having its whole packet (header and vars); then 400.
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout,
+          default_value_t = HumanDuration(gatehouse_uwsgi::DEFAULT_HEADER_TIMEOUT))]
+    pub uwsgi_header_timeout: HumanDuration,
+
+    /// How long a uwsgi peer may make no progress reading or writing.
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout,
+          default_value_t = HumanDuration(gatehouse_uwsgi::DEFAULT_IDLE_TIMEOUT))]
+    pub uwsgi_idle_timeout: HumanDuration,
 }
 
 /// HTTP limits.

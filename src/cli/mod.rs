@@ -30,7 +30,9 @@ use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser};
 use crate::addr::ListenAddr;
 
 pub use app::{AppSpec, CgiScriptArgs, CgiStderr, Mount, TimeLimitArgs, WsgiArgs};
-pub use front::{HttpArgs, LimitArgs, ListenArgs, PrivilegeArgs, ScgiArgs, DEFAULT_BACKLOG};
+pub use front::{
+    HttpArgs, LimitArgs, ListenArgs, PrivilegeArgs, ScgiArgs, UwsgiArgs, DEFAULT_BACKLOG,
+};
 pub use log::{LogArgs, LogFormat};
 pub use process::{ProcessArgs, DEFAULT_WORKER_START_TIMEOUT, MAX_WORKERS};
 pub use settings::{Setting, Settings, Source};
@@ -177,6 +179,10 @@ pub struct Cli {
     /// HTTP limits.
     #[command(flatten, next_help_heading = "HTTP")]
     pub http: HttpArgs,
+
+    /// uwsgi limits.
+    #[command(flatten, next_help_heading = "uwsgi")]
+    pub uwsgi: UwsgiArgs,
 
     /// Worker processes.
     #[command(flatten, next_help_heading = "Processes")]

@@ -41,6 +41,11 @@ fn defaults() {
     assert_eq!(cli.scgi.scgi_header_timeout.0, s.header_timeout);
     assert_eq!(cli.scgi.scgi_idle_timeout.0, s.idle_timeout);
     assert!(!cli.scgi.scgi_strict_duplicates);
+    let u = gatehouse_uwsgi::Config::default();
+    assert_eq!(cli.uwsgi.uwsgi_max_vars_bytes, u.max_vars_bytes);
+    assert_eq!(cli.uwsgi.uwsgi_header_timeout.0, u.header_timeout);
+    assert_eq!(cli.uwsgi.uwsgi_idle_timeout.0, u.idle_timeout);
+    assert!(cli.listen.uwsgi.is_empty(), "no default uwsgi listener");
     let h = gatehouse_http::Config::default();
     assert_eq!(cli.http.http_max_header_bytes, h.max_header_bytes);
     assert_eq!(cli.http.http_max_headers, h.max_headers);
@@ -128,6 +133,10 @@ fn usage_errors_exit_2() {
         &["--log-level", "info,=[="],
         &["--scgi-max-header-bytes", "10"],
         &["--scgi-header-timeout", "0"],
+        &["--uwsgi", "3031"],
+        &["--uwsgi-max-vars-bytes", "10"],
+        &["--uwsgi-max-vars-bytes", "65536"],
+        &["--uwsgi-idle-timeout", "0s"],
         &["--http-max-headers", "0"],
         &["--http-idle-timeout", "0ms"],
         &["--threads", "0"],

@@ -67,6 +67,7 @@ pub(crate) const MASTER_SETTINGS: &[&str] = &[
     "fastcgi",
     "scgi",
     "http",
+    "uwsgi",
     "socket-mode",
     "socket-owner",
     "backlog",

@@ -215,6 +215,7 @@ pub(crate) fn connection(kind: Kind) -> Option<Connection> {
         Kind::FastCgi => 0,
         Kind::Scgi => 1,
         Kind::Http => 2,
+        Kind::Uwsgi => 3,
     };
     b.add(table::ACCEPTED + p, 1);
     b.add(table::CONN_OPEN + p, 1);

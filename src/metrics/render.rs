@@ -27,8 +27,8 @@ pub(crate) fn prometheus(snap: Snapshot) -> String {
 #[derive(Debug)]
 struct Figures(Snapshot);
 
-/// Listener protocols: FastCGI, SCGI and HTTP (CGI requests come without a connection).
-const LISTENER_PROTOCOLS: usize = 3;
+/// Listener protocols: FastCGI, SCGI, HTTP and uwsgi (CGI requests come without a connection).
+const LISTENER_PROTOCOLS: usize = 4;
 
 impl Collector for Figures {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {

@@ -21,7 +21,8 @@ use std::sync::atomic::{fence, AtomicU64, Ordering};
 use gatehouse_channel_request::Protocol;
 
 /// Protocol label values, in cell order.
-pub(crate) const PROTOCOLS: [&str; 4] = ["fastcgi", "scgi", "http", "cgi"];
+/// The listener protocols come first (`LISTENER_PROTOCOLS` of them), then CGI mode.
+pub(crate) const PROTOCOLS: [&str; 5] = ["fastcgi", "scgi", "http", "uwsgi", "cgi"];
 /// Status label values, in cell order: the class of the status sent (see the README: a label
 /// per class keeps the series bounded whatever codes apps send).
 pub(crate) const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
@@ -89,7 +90,8 @@ pub(crate) fn protocol_index(p: Protocol) -> usize {
         Protocol::FastCgi => 0,
         Protocol::Scgi => 1,
         Protocol::Http => 2,
-        Protocol::Cgi => 3,
+        Protocol::Uwsgi => 3,
+        Protocol::Cgi => 4,
     }
 }
 

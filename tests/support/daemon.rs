@@ -52,12 +52,12 @@ impl Daemon {
     }
 
     /// Starts the `gatehouse` binary with `args`, which must name listeners with `--fastcgi`,
-    /// `--scgi` or `--http` (IP literals, `unix:` or `fd:`, one socket each), and waits until
+    /// `--scgi`, `--http` or `--uwsgi` (IP literals, `unix:` or `fd:`, one socket each), and waits until
     /// every one of them is announced.
     pub fn serve(args: &[&str]) -> Self {
         let n = args
             .iter()
-            .filter(|a| matches!(**a, "--fastcgi" | "--scgi" | "--http"))
+            .filter(|a| matches!(**a, "--fastcgi" | "--scgi" | "--http" | "--uwsgi"))
             .count();
         assert!(n > 0, "Daemon::serve needs listener options in {args:?}");
         let d = Self::start(args);

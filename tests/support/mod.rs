@@ -20,6 +20,7 @@ pub mod netns;
 pub mod nginx;
 pub mod scgi;
 pub mod systemd;
+pub mod uwsgi;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

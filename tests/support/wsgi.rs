@@ -67,7 +67,7 @@ pub fn start(args: &[String]) -> Daemon {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let listeners = args
         .iter()
-        .filter(|a| matches!(**a, "--fastcgi" | "--scgi" | "--http"))
+        .filter(|a| matches!(**a, "--fastcgi" | "--scgi" | "--http" | "--uwsgi"))
         .count();
     assert!(
         listeners > 0,

@@ -28,6 +28,8 @@ pub enum Protocol {
     Cgi,
     /// HTTP/1.x served directly.
     Http,
+    /// The uwsgi protocol (modifier1 0), from nginx `uwsgi_pass` or Apache `mod_proxy_uwsgi`.
+    Uwsgi,
 }
 
 impl fmt::Display for Protocol {
@@ -37,6 +39,7 @@ impl fmt::Display for Protocol {
             Self::Scgi => "scgi",
             Self::Cgi => "cgi",
             Self::Http => "http",
+            Self::Uwsgi => "uwsgi",
         })
     }
 }

@@ -140,6 +140,7 @@ pub(crate) fn build<'py>(
         Protocol::Scgi => intern!(py, "scgi"),
         Protocol::Cgi => intern!(py, "cgi"),
         Protocol::Http => intern!(py, "http"),
+        Protocol::Uwsgi => intern!(py, "uwsgi"),
     };
     environ.set_item(intern!(py, "gatehouse.protocol"), protocol)?;
     Ok(environ)

@@ -124,9 +124,10 @@ impl Case {
             // stock params send as DOCUMENT_URI (and SCRIPT_NAME). Empty segments are part of a
             // path (RFC 3986 section 3.3), so nobody else folds them, and `proxy_pass` without a
             // URI part passes the client's target on as it came.
-            Route::NginxFastCgi | Route::NginxFastCgiStreamed | Route::NginxScgi => {
-                merge_slashes(&self.cgi_path())
-            }
+            Route::NginxFastCgi
+            | Route::NginxFastCgiStreamed
+            | Route::NginxScgi
+            | Route::NginxUwsgi => merge_slashes(&self.cgi_path()),
             _ => self.cgi_path(),
         };
         json!({
@@ -184,7 +185,7 @@ impl Case {
             return out;
         }
         // Everyone else passes the client's hop-by-hop fields on as HTTP_* (nginx's fastcgi and
-        // scgi modules do; so does our HTTP front end, and the stand-in servers copy nginx).
+        // scgi and uwsgi modules do; so does our HTTP front end, and the stand-in servers copy nginx).
         out.insert("connection".into(), "close".into());
         if self.framing == Framing::Chunked {
             out.insert("transfer-encoding".into(), "chunked".into());

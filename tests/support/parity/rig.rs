@@ -1,5 +1,5 @@
-//! The parity rig: one `gatehouse echo` with a FastCGI, an SCGI and an HTTP listener, one nginx
-//! in front of all three (fixtures/conf/nginx/parity.conf.tmpl), and [`Rig::send`], which
+//! The parity rig: one `gatehouse echo` with a FastCGI, an SCGI, an HTTP and a uwsgi listener,
+//! one nginx in front of all four (fixtures/conf/nginx/parity.conf.tmpl), and [`Rig::send`], which
 //! carries a [`Case`] to `echo` along one [`Route`].
 
 use std::io::Write;
@@ -17,8 +17,8 @@ use crate::support::{fcgi, free_port};
 pub struct Rig {
     // Field order is drop order: nginx goes before the daemon it talks to.
     nginx: Nginx,
-    /// nginx's ports: fastcgi (buffered), fastcgi (streamed), scgi, proxy.
-    ports: [u16; 4],
+    /// nginx's ports: fastcgi (buffered), fastcgi (streamed), scgi, proxy, uwsgi.
+    ports: [u16; 5],
     daemon: Daemon,
     fastcgi: String,
     scgi: String,
@@ -38,16 +38,19 @@ impl Rig {
             "127.0.0.1:0",
             "--http",
             "127.0.0.1:0",
+            "--uwsgi",
+            "127.0.0.1:0",
         ]);
         let fastcgi = daemon.listener("fastcgi");
         let scgi = daemon.listener("scgi");
         let http_addr = daemon.listener("http");
+        let uwsgi = daemon.listener("uwsgi");
         let http = http_addr
             .rsplit(':')
             .next()
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("http listener {http_addr:?}"));
-        let extra = [free_port(), free_port(), free_port()];
+        let extra = [free_port(), free_port(), free_port(), free_port()];
         let extra_s = extra.map(|p| p.to_string());
         let nginx = Nginx::start_with(
             "parity.conf.tmpl",
@@ -55,6 +58,8 @@ impl Rig {
                 ("@PORT_FCGI_STREAM@", &extra_s[0]),
                 ("@PORT_SCGI@", &extra_s[1]),
                 ("@PORT_PROXY@", &extra_s[2]),
+                ("@PORT_UWSGI@", &extra_s[3]),
+                ("@UWSGI@", &uwsgi),
                 ("@FASTCGI@", &fastcgi),
                 ("@SCGI@", &scgi),
                 ("@HTTP@", &http_addr),
@@ -66,7 +71,7 @@ impl Rig {
                 std::net::TcpStream::connect(("127.0.0.1", port)).ok()
             });
         }
-        let ports = [nginx.port, extra[0], extra[1], extra[2]];
+        let ports = [nginx.port, extra[0], extra[1], extra[2], extra[3]];
         Self {
             nginx,
             ports,
@@ -89,6 +94,7 @@ impl Rig {
             Route::NginxFastCgiStreamed => wire::http(self.ports[1], case),
             Route::NginxScgi => wire::http(self.ports[2], case),
             Route::NginxProxy => wire::http(self.ports[3], case),
+            Route::NginxUwsgi => wire::http(self.ports[4], case),
         }
     }
 

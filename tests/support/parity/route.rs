@@ -33,11 +33,14 @@ pub enum Route {
     /// By design the app sees no `Connection`, `Transfer-Encoding` or `Expect` (hop-by-hop,
     /// or answered by nginx itself) and an `X-Forwarded-For` the client did not send.
     NginxProxy,
+    /// nginx `uwsgi_pass` to `--uwsgi`, stock `uwsgi_params` (the path only as `PATH_INFO`,
+    /// `$document_uri`).
+    NginxUwsgi,
 }
 
 impl Route {
     /// Every way in.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::FastCgi,
         Self::Scgi,
         Self::Http,
@@ -46,6 +49,7 @@ impl Route {
         Self::NginxFastCgiStreamed,
         Self::NginxScgi,
         Self::NginxProxy,
+        Self::NginxUwsgi,
     ];
 
     /// Whether the route ends in an HTTP exchange our client has (so `Expect: 100-continue`
@@ -66,6 +70,7 @@ impl fmt::Display for Route {
             Self::NginxFastCgiStreamed => "nginx>fastcgi(unbuffered)",
             Self::NginxScgi => "nginx>scgi",
             Self::NginxProxy => "nginx>http",
+            Self::NginxUwsgi => "nginx>uwsgi",
         })
     }
 }
