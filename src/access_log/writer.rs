@@ -86,6 +86,22 @@ struct State {
     stop: bool,
 }
 
+impl State {
+    /// Appends a whole line, or drops and counts it when the buffer is full (or the writer
+    /// stopped); the buffer's length before and after when appended.
+    fn append(&mut self, line: &[u8]) -> Option<(usize, usize)> {
+        let before = self.buf.len();
+        if self.stop || before + line.len() > CAPACITY {
+            self.dropped += 1;
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        self.buf.extend_from_slice(line);
+        self.lines += 1;
+        Some((before, self.buf.len()))
+    }
+}
+
 struct Shared {
     state: Mutex<State>,
     wake: Condvar,
@@ -132,15 +148,9 @@ impl Writer {
     /// Never blocks beyond the short buffer lock.
     pub(crate) fn push(&self, line: &[u8]) {
         let mut state = self.shared.lock();
-        let before = state.buf.len();
-        if state.stop || before + line.len() > CAPACITY {
-            state.dropped += 1;
-            DROPPED.fetch_add(1, Ordering::Relaxed);
+        let Some((before, after)) = state.append(line) else {
             return;
-        }
-        state.buf.extend_from_slice(line);
-        state.lines += 1;
-        let after = state.buf.len();
+        };
         drop(state);
         // The writer sleeps until a first line comes, then until the batch is full enough.
         if before == 0 || (before < HIGH_WATER && after >= HIGH_WATER) {
@@ -338,27 +348,27 @@ mod tests {
 
     #[test]
     fn a_full_buffer_drops_and_counts() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("access.log");
-        let w = Writer::start(Target::File(path.clone())).unwrap();
-        // Hold the lock so the writer cannot take the buffer, then overfill it.
+        // The buffer itself, without the writer thread (which could take it meanwhile).
+        let mut state = State {
+            buf: vec![b'\n'; CAPACITY - 10],
+            lines: 1,
+            dropped: 0,
+            reopen: false,
+            stop: false,
+        };
         let line = vec![b'x'; 1023]
             .into_iter()
             .chain([b'\n'])
             .collect::<Vec<_>>();
         let before = dropped();
-        {
-            let mut state = w.shared.lock();
-            state.buf.resize(CAPACITY - 10, b'\n');
-            state.lines = 1;
-        }
-        w.push(&line);
-        w.push(&line);
-        assert!(dropped() >= before + 2);
-        w.shutdown();
+        assert_eq!(state.append(&line), None);
+        assert_eq!(state.append(&line), None);
         assert_eq!(
-            std::fs::metadata(&path).unwrap().len() as usize,
-            CAPACITY - 10
+            state.append(b"short\n"),
+            Some((CAPACITY - 10, CAPACITY - 4))
         );
+        assert_eq!((state.dropped, state.lines), (2, 2));
+        assert!(dropped() >= before + 2);
+        assert_eq!(state.buf.len(), CAPACITY - 4, "a dropped line left bytes");
     }
 }
