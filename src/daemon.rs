@@ -409,6 +409,10 @@ fn http_config(cli: &Cli) -> gatehouse_http::Config {
         max_headers: args.http_max_headers,
         header_read_timeout: args.http_header_timeout.0,
         idle_timeout: args.http_idle_timeout.0,
+        body_min_rate: (args.http_body_min_rate > 0).then_some(gatehouse_http::MinRate {
+            grace: args.http_body_timeout.0,
+            rate: args.http_body_min_rate,
+        }),
         max_conns: cli.limits.max_conns,
         ..gatehouse_http::Config::default()
     }

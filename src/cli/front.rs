@@ -261,6 +261,18 @@ pub struct HttpArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_timeout,
           default_value_t = HumanDuration(gatehouse_http::DEFAULT_IDLE_TIMEOUT))]
     pub http_idle_timeout: HumanDuration,
+
+    /// A request body may take this long, plus a second per --http-body-min-rate bytes
+    /// (Apache's RequestReadTimeout body=20,MinRate=500); a slower one is cut. Only time spent
+    /// waiting on the client counts.
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout,
+          default_value_t = HumanDuration(gatehouse_http::DEFAULT_BODY_MIN_RATE.grace))]
+    pub http_body_timeout: HumanDuration,
+
+    /// Bytes per second a request body must average past --http-body-timeout (0: no minimum
+    /// rate, only --http-idle-timeout between pieces).
+    #[arg(long, value_name = "BYTES", default_value_t = gatehouse_http::DEFAULT_BODY_MIN_RATE.rate)]
+    pub http_body_min_rate: u64,
 }
 
 pub(crate) fn fastcgi_defaults() -> gatehouse_fastcgi::Config {

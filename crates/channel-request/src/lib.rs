@@ -13,6 +13,7 @@
 //!
 //! - [`env`](mod@env): the request head as CGI meta-variables (RFC 3875 section 4.1), stored as bytes.
 //! - [`body`]: the request body as a bounded stream: a slow app stops the front end's reads.
+//! - [`body_rate`]: a minimum rate for request bodies (a slow client cannot hold a request).
 //! - [`channel`]: [`ResponseChannel`], what front ends implement, and [`Response`], what apps use.
 //! - [`queue`]: [`QueueChannel`], the channel most front ends use: tagged outputs to a driver
 //!   task, with a byte budget per request; and [`StderrSender`], an app's diagnostic output
@@ -28,6 +29,7 @@
 
 pub mod app;
 pub mod body;
+pub mod body_rate;
 pub mod cgi_head;
 pub mod channel;
 pub mod env;

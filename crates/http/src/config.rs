@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+pub use gatehouse_channel_request::body_rate::MinRate;
+
 /// Default for [`Config::max_header_bytes`]: 64 KiB for the request line and all header lines
 /// together (nginx allows 4 × 8 KiB by default; gatehouse's FastCGI front end allows 64 KiB of
 /// PARAMS).
@@ -16,6 +18,13 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Default for [`Config::idle_timeout`]: 60 s without progress from the client.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Default for [`Config::body_min_rate`]: Apache `mod_reqtimeout`'s `body=20,MinRate=500`, 20 s
+/// plus a second per 500 bytes.
+pub const DEFAULT_BODY_MIN_RATE: MinRate = MinRate {
+    grace: Duration::from_secs(20),
+    rate: 500,
+};
 
 /// Default for [`Config::linger_timeout`]: 5 s of draining after we close our side.
 pub const DEFAULT_LINGER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -61,6 +70,10 @@ pub struct Config {
     /// request body, and for the client to accept response bytes. Time spent waiting on the app
     /// does not count.
     pub idle_timeout: Duration,
+    /// How fast a request body must come: `grace` plus a second per `rate` bytes, counting only
+    /// time spent waiting on the client (see `gatehouse_channel_request::body_rate`); a slower
+    /// body is cut and its connection closed. `None`: only `idle_timeout` applies.
+    pub body_min_rate: Option<MinRate>,
     /// Lingering close (Twisted's `lingeringClose`, nginx's `lingering_close`): after our last
     /// response we shut our write side and read and discard what the client still sends for at
     /// most this long, so that a client still uploading sees the response rather than a reset.
@@ -83,6 +96,7 @@ impl Default for Config {
             max_headers: DEFAULT_MAX_HEADERS,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            body_min_rate: Some(DEFAULT_BODY_MIN_RATE),
             linger_timeout: DEFAULT_LINGER_TIMEOUT,
             max_conns: DEFAULT_MAX_CONNS,
             response_budget: DEFAULT_RESPONSE_BUDGET,

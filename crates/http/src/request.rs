@@ -36,6 +36,7 @@ use crate::conn::ConnShared;
 use crate::driver::sleep_until;
 use crate::env::request_env;
 use crate::error::Error;
+use gatehouse_channel_request::body_rate::BodyClock;
 
 /// The service hyper calls for every request of one connection.
 #[derive(Clone)]
@@ -363,6 +364,12 @@ struct Pump {
 impl Pump {
     async fn run(mut self) {
         let idle = self.shared.server.config().idle_timeout;
+        let mut clock = self
+            .shared
+            .server
+            .config()
+            .body_min_rate
+            .map(BodyClock::new);
         if !self.sender.wanted().await {
             // The app dropped its body unread: never solicit it.
             return;
@@ -377,7 +384,15 @@ impl Pump {
                 // response (with a lingering close).
                 return;
             }
-            let frame = match tokio::time::timeout(idle, self.incoming.frame()).await {
+            let rate_left = clock.as_ref().map(BodyClock::time_left);
+            let wait = rate_left.map_or(idle, |left| left.min(idle));
+            let started = tokio::time::Instant::now();
+            let frame = tokio::time::timeout(wait, self.incoming.frame()).await;
+            let waited = started.elapsed();
+            let frame = match frame {
+                Err(_elapsed) if rate_left.is_some_and(|left| left < idle) => {
+                    return self.too_slow(clock.as_ref());
+                }
                 Err(_elapsed) => return self.stalled(idle),
                 Ok(None) => {
                     self.shared.set_unread(false);
@@ -388,10 +403,15 @@ impl Pump {
             };
             // Trailers are dropped: CGI has no place for them.
             if let Ok(data) = frame.into_data() {
+                if let Some(clock) = clock.as_mut() {
+                    clock.record(waited, data.len());
+                }
                 if !data.is_empty() && self.sender.send_item(data).is_err() {
                     return;
                 }
                 self.progress.progressed();
+            } else if let Some(clock) = clock.as_mut() {
+                clock.record(waited, 0);
             }
         }
     }
@@ -402,6 +422,22 @@ impl Pump {
             during: "the request body",
         };
         tracing::warn!(peer = %self.info.peer, request_id = self.info.id, %error, "closing the connection");
+        self.shared.kill.cancel();
+        self.sender.fail(BodyError::Aborted);
+    }
+
+    /// The body came slower than `--http-body-min-rate` allows: like a stall, the connection
+    /// closes and the app's body fails.
+    fn too_slow(self, clock: Option<&BodyClock>) {
+        let (received, limit) = clock.map_or((0, None), |c| (c.received(), Some(c.limit())));
+        tracing::warn!(
+            peer = %self.info.peer,
+            request_id = self.info.id,
+            received,
+            grace = ?limit.map(|l| l.grace),
+            min_rate = limit.map_or(0, |l| l.rate),
+            "request body slower than the minimum rate (--http-body-timeout, --http-body-min-rate): closing the connection"
+        );
         self.shared.kill.cancel();
         self.sender.fail(BodyError::Aborted);
     }
