@@ -23,6 +23,8 @@ fn config() -> Config {
     Config {
         header_read_timeout: HEAD,
         idle_timeout: IDLE,
+        // The idle rules alone; the minimum body rate has its own test.
+        body_min_rate: None,
         ..Config::default()
     }
 }
@@ -100,6 +102,48 @@ async fn a_slow_app_is_not_timed_out() {
     c.send(get("/", "")).await;
     let resp = c.read_response().await;
     assert_eq!(resp.body, b"late but fine");
+}
+
+/// A body that keeps coming, a byte every 5 s (never idle), is cut by the minimum rate: 20 s of
+/// grace, plus 1 s per 500 bytes; a stalled one by the same rule before the idle timeout.
+#[tokio::test(start_paused = true)]
+async fn a_trickling_body_is_cut_by_the_minimum_rate() {
+    let (logs, _guard) = Logs::capture();
+    let (client, server_io) = tokio::io::duplex(64 * 1024);
+    let peer = Peer::Tcp("192.0.2.1:4000".parse().unwrap());
+    let server = Server::new(
+        echo(),
+        Config {
+            body_min_rate: Some(gatehouse_http::DEFAULT_BODY_MIN_RATE),
+            ..config()
+        },
+    );
+    let conn = tokio::spawn(serve_connection(
+        server,
+        server_io,
+        peer,
+        None,
+        CancellationToken::new(),
+    ));
+    let mut c = Client::new(client);
+    c.send("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n")
+        .await;
+    let start = Instant::now();
+    while !conn.is_finished() && start.elapsed() < IDLE {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        use tokio::io::AsyncWriteExt;
+        if c.stream.get_mut().write_all(b"x").await.is_err() {
+            break;
+        }
+    }
+    let waited = start.elapsed();
+    assert!(waited < IDLE, "not cut before the idle timeout: {waited:?}");
+    conn.await.unwrap();
+    assert!(
+        logs.text().contains("slower than the minimum rate"),
+        "{}",
+        logs.text()
+    );
 }
 
 #[tokio::test(start_paused = true)]
