@@ -238,7 +238,7 @@ async fn serve_until_signal(
     };
     let serving = serving_status(&bound);
     let mut accepting =
-        serve::start(bound, &frontends, cli.limits.max_conns, sharing).map_err(|source| {
+        serve::start(bound, &frontends, connection_budget(cli), sharing).map_err(|source| {
             Error::Io {
                 what: "cannot register the listeners with the runtime",
                 source,
@@ -399,6 +399,14 @@ fn uwsgi_config(cli: &Cli) -> gatehouse_uwsgi::Config {
         header_timeout: args.uwsgi_header_timeout.0,
         idle_timeout: args.uwsgi_idle_timeout.0,
         ..gatehouse_uwsgi::Config::default()
+    }
+}
+
+/// `--max-conns` and `--max-conns-per-listener`.
+fn connection_budget(cli: &Cli) -> serve::Budget {
+    serve::Budget {
+        total: cli.limits.max_conns,
+        per_listener: cli.limits.max_conns_per_listener,
     }
 }
 

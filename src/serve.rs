@@ -2,14 +2,20 @@
 //! listener's protocol (FastCGI, SCGI or HTTP).
 //!
 //! ```text
-//!  listener ──► acquire a connection permit ──► accept ──► peer allowed? ──► front end task
-//!     ▲            (waits at --max-conns: the        │                    (TaskTracker; the
-//!     └─────────────  kernel backlog holds the rest)  └─ error: log, back off, retry   permit drops
-//!                                                                                     with it)
+//!  listener ──► its own permit ──► accept ──► a permit of ──► peer allowed? ──► front end task
+//!     ▲   (waits at the listener's     │      --max-conns            (TaskTracker; the
+//!     │    budget: its backlog holds   │      (waits, with this      permits drop with it)
+//!     │    the rest)                   │      one connection)
+//!     └────────────────────────────────┴─ error: log, back off, retry
 //! ```
 //!
-//! The permit is taken before `accept`, so beyond the limit connections wait in the kernel's
-//! backlog rather than costing us memory. Accept errors (`EMFILE` and friends) are logged and
+//! Each listener has its own budget within `--max-conns` (`--max-conns-per-listener`; three
+//! quarters of it when there are several), taken before `accept`, so beyond it connections wait
+//! in that listener's kernel backlog rather than costing us memory, and clients of one listener
+//! (slow HTTP clients, a flood) cannot take every connection from another (the web server's
+//! FastCGI socket). The global permit is taken after `accept`: an idle listener holds none, so a
+//! small `--max-conns` never leaves another listener unanswered; at the global limit, at most
+//! one accepted connection per listener waits for a permit. Accept errors (`EMFILE` and friends) are logged and
 //! retried after a growing pause: they never stop the daemon. Shutdown cancels one token: the
 //! accept loops end (closing the listeners) and each connection finishes what it has in flight.
 
@@ -131,13 +137,34 @@ pub(crate) fn prepare_shared(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> 
 
 /// Starts one accept loop per listener. Logs `listening on <protocol> <address>` for each of
 /// its own (a worker's master has said it already for shared ones: then only at debug).
+/// Connection budgets: `total` over every listener, and each listener's share of it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Budget {
+    /// `--max-conns`.
+    pub(crate) total: usize,
+    /// `--max-conns-per-listener`; `None`: all of `total` for a single listener, three quarters
+    /// of it (at least 1) for each of several.
+    pub(crate) per_listener: Option<usize>,
+}
+
+impl Budget {
+    fn per_listener(&self, listeners: usize) -> usize {
+        let default = match listeners {
+            0 | 1 => self.total,
+            _ => (self.total * 3 / 4).max(1),
+        };
+        self.per_listener.unwrap_or(default).min(self.total)
+    }
+}
+
 pub(crate) fn start(
     bound: Vec<Bound>,
     frontends: &Frontends,
-    max_conns: usize,
+    budget: Budget,
     sharing: Sharing,
 ) -> io::Result<Accepting> {
-    let limit = Arc::new(Semaphore::new(max_conns));
+    let limit = Arc::new(Semaphore::new(budget.total));
+    let own_limit = budget.per_listener(bound.len());
     let mut acc = Accepting {
         loops: JoinSet::new(),
         connections: TaskTracker::new(),
@@ -153,6 +180,7 @@ pub(crate) fn start(
             name: Arc::from(b.name),
             frontends: frontends.clone(),
             limit: limit.clone(),
+            own: Arc::new(Semaphore::new(own_limit)),
             connections: acc.connections.clone(),
             shutdown: acc.shutdown.clone(),
         };
@@ -200,7 +228,10 @@ struct LoopCtx {
     kind: Kind,
     name: Arc<str>,
     frontends: Frontends,
+    /// `--max-conns`, over every listener.
     limit: Arc<Semaphore>,
+    /// This listener's budget.
+    own: Arc<Semaphore>,
     connections: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -208,12 +239,16 @@ struct LoopCtx {
 async fn accept_loop(listener: Listener, ctx: LoopCtx) {
     let mut warned_full: Option<Instant> = None;
     loop {
-        let Some(permit) = acquire(&ctx, &mut warned_full).await else {
+        let Some(own) = acquire_own(&ctx, &mut warned_full).await else {
             return;
         };
         let Some((conn, peer)) = accept_one(&listener, &ctx).await else {
             return;
         };
+        let Some(global) = acquire_global(&ctx, &mut warned_full).await else {
+            return;
+        };
+        let permit = (own, global);
         if !admit(&ctx, &peer) {
             continue;
         }
@@ -230,8 +265,9 @@ async fn accept_loop(listener: Listener, ctx: LoopCtx) {
 }
 
 /// The accept loop of a shared listener ([`Sharing::Shared`]), on a blocking thread: takes a
-/// connection permit, blocks in `accept(2)` (at most [`SHARED_ACCEPT_WAIT`] at a time, to see a
-/// shutdown), and hands the connection to the runtime.
+/// permit of the listener's budget, blocks in `accept(2)` (at most [`SHARED_ACCEPT_WAIT`] at a
+/// time, to see a shutdown), takes a `--max-conns` permit and hands the connection to the
+/// runtime.
 fn accept_blocking(
     listener: &StdListener,
     ctx: &LoopCtx,
@@ -245,11 +281,11 @@ fn accept_blocking(
         // the front end's slot) does.
         let free = match ctx.kind {
             Kind::Scgi => None,
-            _ => ctx.limit.clone().try_acquire_owned().ok(),
+            _ => ctx.own.clone().try_acquire_owned().ok(),
         };
-        let permit = match free {
+        let own = match free {
             Some(permit) => permit,
-            None => match rt.block_on(acquire(ctx, &mut warned_full)) {
+            None => match rt.block_on(acquire_own(ctx, &mut warned_full)) {
                 Some(permit) => permit,
                 None => break,
             },
@@ -283,6 +319,14 @@ fn accept_blocking(
                 continue;
             }
         };
+        let global = match ctx.limit.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => match rt.block_on(acquire_global(ctx, &mut warned_full)) {
+                Some(permit) => permit,
+                None => break,
+            },
+        };
+        let permit = (own, global);
         if !admit(ctx, &peer) {
             continue;
         }
@@ -362,23 +406,17 @@ impl StdConn {
 /// How often a listener may say that the connection limit holds it back.
 const LIMIT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
-/// A connection permit, or `None` at shutdown. Says so (at most every 10 s) when it must wait.
-/// For SCGI also waits for a free slot of the front end, which then never answers 503 to a
-/// connection we accepted.
-async fn acquire(ctx: &LoopCtx, warned: &mut Option<Instant>) -> Option<OwnedSemaphorePermit> {
-    let permit = match ctx.limit.clone().try_acquire_owned() {
-        Ok(permit) => permit,
-        Err(_) => {
-            if warned.is_none_or(|at| at.elapsed() >= LIMIT_WARNING_INTERVAL) {
-                *warned = Some(Instant::now());
-                tracing::warn!(listener = %ctx.name, "connection limit (--max-conns) reached: new connections wait in the backlog");
-            }
-            tokio::select! {
-                _ = ctx.shutdown.cancelled() => return None,
-                permit = ctx.limit.clone().acquire_owned() => permit.ok()?,
-            }
-        }
-    };
+/// A permit of this listener's budget, or `None` at shutdown. Says so (at most every 10 s)
+/// when it must wait. For SCGI also waits for a free slot of the front end, which then never
+/// answers 503 to a connection we accepted.
+async fn acquire_own(ctx: &LoopCtx, warned: &mut Option<Instant>) -> Option<OwnedSemaphorePermit> {
+    let permit = wait_permit(
+        ctx,
+        &ctx.own,
+        warned,
+        "connection budget of this listener (--max-conns-per-listener) reached: new connections wait in its backlog",
+    )
+    .await?;
     if ctx.kind == Kind::Scgi {
         tokio::select! {
             _ = ctx.shutdown.cancelled() => return None,
@@ -386,6 +424,41 @@ async fn acquire(ctx: &LoopCtx, warned: &mut Option<Instant>) -> Option<OwnedSem
         }
     }
     Some(permit)
+}
+
+/// A permit of `--max-conns`, for a connection just accepted; `None` at shutdown.
+async fn acquire_global(
+    ctx: &LoopCtx,
+    warned: &mut Option<Instant>,
+) -> Option<OwnedSemaphorePermit> {
+    wait_permit(
+        ctx,
+        &ctx.limit,
+        warned,
+        "connection limit (--max-conns) reached: new connections wait",
+    )
+    .await
+}
+
+async fn wait_permit(
+    ctx: &LoopCtx,
+    sem: &Arc<Semaphore>,
+    warned: &mut Option<Instant>,
+    what: &'static str,
+) -> Option<OwnedSemaphorePermit> {
+    match sem.clone().try_acquire_owned() {
+        Ok(permit) => Some(permit),
+        Err(_) => {
+            if warned.is_none_or(|at| at.elapsed() >= LIMIT_WARNING_INTERVAL) {
+                *warned = Some(Instant::now());
+                tracing::warn!(listener = %ctx.name, "{what}");
+            }
+            tokio::select! {
+                _ = ctx.shutdown.cancelled() => None,
+                permit = sem.clone().acquire_owned() => permit.ok(),
+            }
+        }
+    }
 }
 
 /// The next connection, retrying after errors; `None` at shutdown.

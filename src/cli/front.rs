@@ -163,6 +163,15 @@ pub struct LimitArgs {
           value_parser = at_least_one())]
     pub max_conns: usize,
 
+    /// Connections one listener may hold at once, within --max-conns [default: --max-conns
+    /// with one listener; three quarters of it with several].
+    ///
+    /// So the web server's FastCGI socket keeps a share however many clients hold the HTTP
+    /// listener (slow clients, a flood): each listener waits at its own budget, its further
+    /// connections in its own backlog.
+    #[arg(long, value_name = "N", value_parser = at_least_one())]
+    pub max_conns_per_listener: Option<usize>,
+
     /// FastCGI: requests in progress at once, over all connections (of one worker).
     ///
     /// A request beyond it is refused with FCGI_OVERLOADED (nginx answers its client 502).
