@@ -148,6 +148,16 @@ impl ResponseSpool {
     }
 }
 
+impl PartialEq for ResponseSpool {
+    /// Same configuration (not same counts).
+    fn eq(&self, other: &Self) -> bool {
+        (&self.dir, self.max_file_bytes, self.memory_budget)
+            == (&other.dir, other.max_file_bytes, other.memory_budget)
+    }
+}
+
+impl Eq for ResponseSpool {}
+
 /// Answer bytes counted in [`ResponseSpool::in_memory_bytes`] until dropped.
 #[derive(Debug)]
 pub(crate) struct MemoryCharge {
