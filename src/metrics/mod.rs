@@ -138,7 +138,10 @@ fn publish_stats(b: Block<'_>) {
     if let Some(cpu) = process::cpu_us(std::process::id()) {
         b.0[table::CPU_US].fetch_max(cpu, Ordering::Relaxed);
     }
-    b.set(table::ACCESS_LOG_DROPPED, crate::access_log::dropped_lines());
+    b.set(
+        table::ACCESS_LOG_DROPPED,
+        crate::access_log::dropped_lines(),
+    );
     let cgi = gatehouse_cgi_exec::stats();
     let mut timeouts = cgi.timeouts_total;
     #[cfg(feature = "wsgi")]

@@ -102,7 +102,7 @@ impl DeliveryReceiver {
     /// Polls for the next delivery (see [`recv`](Self::recv)).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
         loop {
-            if let Some(d) = self.from_file() {
+            if let Some(d) = self.next_spilled() {
                 return Poll::Ready(Some(d));
             }
             match ready!(self.rx.poll_recv(cx)) {
@@ -118,7 +118,7 @@ impl DeliveryReceiver {
     /// The next delivery if one is ready.
     pub fn try_recv(&mut self) -> Result<Delivery, TryRecvError> {
         loop {
-            if let Some(d) = self.from_file() {
+            if let Some(d) = self.next_spilled() {
                 return Ok(d);
             }
             let next = self.rx.try_recv()?;
@@ -140,7 +140,7 @@ impl DeliveryReceiver {
     }
 
     /// The next chunk of the file being read, if any; a read error aborts its response.
-    fn from_file(&mut self) -> Option<Delivery> {
+    fn next_spilled(&mut self) -> Option<Delivery> {
         let (tag, file) = self.reading.as_ref()?;
         let tag = *tag;
         match file.read_next() {
