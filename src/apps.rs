@@ -96,7 +96,7 @@ fn spooled(
 }
 
 /// `--spool-dir`, or the system's temp dir; it must be a directory.
-fn spool_dir(cli: &Cli) -> Result<std::path::PathBuf, Error> {
+pub(crate) fn spool_dir(cli: &Cli) -> Result<std::path::PathBuf, Error> {
     let dir = cli
         .spool
         .spool_dir
@@ -104,7 +104,7 @@ fn spool_dir(cli: &Cli) -> Result<std::path::PathBuf, Error> {
         .unwrap_or_else(std::env::temp_dir);
     if !dir.is_dir() {
         return Err(Error::Usage(format!(
-            "--spool-dir {}: not a directory (request bodies are spooled there)",
+            "--spool-dir {}: not a directory (request bodies and answers are spooled there)",
             dir.display()
         )));
     }

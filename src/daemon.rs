@@ -20,10 +20,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_channel_request::observe::{self, Observer};
-use gatehouse_channel_request::{Application, CancellationToken};
+use gatehouse_channel_request::{Application, CancellationToken, ResponseSpool};
 
 use crate::addr::ListenAddr;
-use crate::cli::{Cli, HumanDuration};
+use crate::cli::{Cli, HumanDuration, SpoolFrontEnds};
 use crate::error::Error;
 use crate::listen::{self, BindOptions, Kind};
 use crate::notify::Notifier;
@@ -341,12 +341,25 @@ impl Configs {
     /// accept loops enforce it over all listeners, and the SCGI and HTTP front ends (which
     /// answer 503 beyond their own limit) never reach theirs.
     fn from_cli(cli: &Cli) -> Result<Self, Error> {
-        let configs = Self {
+        let mut configs = Self {
             fastcgi: fastcgi_config(cli),
             scgi: scgi_config(cli),
             http: http_config(cli),
             uwsgi: uwsgi_config(cli),
         };
+        let args = &cli.response_spool;
+        if args.spool_response != SpoolFrontEnds::Off {
+            let spool = ResponseSpool::new(
+                crate::apps::spool_dir(cli)?,
+                args.max_response_spool_bytes,
+                usize::try_from(args.response_buffer_memory).unwrap_or(usize::MAX),
+            );
+            configs.http.response_spool = Some(spool.clone());
+            if args.spool_response == SpoolFrontEnds::All {
+                configs.fastcgi.response_spool = Some(spool.clone());
+                configs.scgi.response_spool = Some(spool);
+            }
+        }
         configs
             .fastcgi
             .validate()

@@ -7,7 +7,8 @@
 //! - `values`: durations, modes, IP lists, log filters.
 //! - `front`: listeners and the limits of each front end.
 //! - `app`: APP, `--mount`, and the options of WSGI and CGI-script apps.
-//! - `spool`: which apps get their request body read first, and its limits.
+//! - `spool`: which apps get their request body read first, and its limits; which front ends
+//!   buffer answers for slow clients.
 //! - `settings`: the merge of the command line, `GATEHOUSE_*` variables (`env`) and the
 //!   `--config` file (`file`), with each option's key and variable read off clap (`keys`).
 
@@ -36,7 +37,7 @@ pub use front::{
 pub use log::{LogArgs, LogFormat};
 pub use process::{ProcessArgs, DEFAULT_WORKER_START_TIMEOUT, MAX_WORKERS};
 pub use settings::{Setting, Settings, Source};
-pub use spool::{SpoolApps, SpoolArgs};
+pub use spool::{ResponseSpoolArgs, SpoolApps, SpoolArgs, SpoolFrontEnds};
 pub use values::{parse_duration, HumanDuration, IpList};
 
 use settings::{Failure, Inputs};
@@ -171,6 +172,10 @@ pub struct Cli {
     /// Request bodies.
     #[command(flatten, next_help_heading = "Request bodies")]
     pub spool: SpoolArgs,
+
+    /// Response buffering.
+    #[command(flatten, next_help_heading = "Response buffering")]
+    pub response_spool: ResponseSpoolArgs,
 
     /// SCGI limits.
     #[command(flatten, next_help_heading = "SCGI")]

@@ -47,3 +47,40 @@ pub enum SpoolApps {
     /// None.
     Off,
 }
+
+/// Response buffering options (nginx's proxy buffering).
+#[derive(Debug, Clone, Args)]
+pub struct ResponseSpoolArgs {
+    /// Which front ends buffer answers for slow clients: http, all or off.
+    ///
+    /// A buffering front end takes what the app writes without waiting for the client: up to
+    /// the per-request budget in memory, the rest in an unlinked temp file under --spool-dir,
+    /// so a CGI script or WSGI thread is done as soon as its answer is, whatever the client's
+    /// speed. `http` (the default): the HTTP front end, which faces clients directly; FastCGI
+    /// and SCGI sit behind a web server that reads answers at once and buffers them itself
+    /// (nginx's fastcgi_buffering, scgi_buffering). `all`: every front end (a front server
+    /// that does not buffer); `off`: none (a slow client makes the app wait).
+    #[arg(long, value_name = "FRONT_ENDS", value_enum, default_value_t = SpoolFrontEnds::Http)]
+    pub spool_response: SpoolFrontEnds,
+
+    /// Bytes of answers kept in memory for slow clients over all requests of a process; past
+    /// it every new chunk goes straight to its temp file.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "32M")]
+    pub response_buffer_memory: u64,
+
+    /// The most of one answer held in its temp file (nginx's proxy_max_temp_file_size); past
+    /// it the app waits for the client.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1G")]
+    pub max_response_spool_bytes: u64,
+}
+
+/// The front ends whose answers are buffered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SpoolFrontEnds {
+    /// HTTP.
+    Http,
+    /// HTTP, FastCGI and SCGI.
+    All,
+    /// None.
+    Off,
+}

@@ -18,6 +18,8 @@
 //! - [`queue`]: [`QueueChannel`], the channel most front ends use: tagged outputs to a driver
 //!   task, with a byte budget per request; and [`StderrSender`], an app's diagnostic output
 //!   for front ends that forward it (FastCGI's `FCGI_STDERR`).
+//! - [`spill`]: [`ResponseSpool`], answers a slow client has not taken yet spilled to temp
+//!   files (nginx's proxy buffering), with a process-wide memory budget.
 //! - [`head`] and [`cgi_head`]: response heads, header validation, and the CGI head format
 //!   (RFC 3875 section 6).
 //! - [`hold`]: [`Hold`], a response held back while its request body still arrives (front ends
@@ -40,6 +42,7 @@ pub mod head;
 pub mod hold;
 pub mod observe;
 pub mod queue;
+pub mod spill;
 
 pub use app::{serve_request, AppError, Application, Peer, Protocol, Request, RequestInfo};
 pub use body::{body_channel, BodyClosed, BodySender, RequestBody};
@@ -52,6 +55,7 @@ pub use hold::{Hold, Offer};
 pub use queue::{
     delivery_queue, Delivery, DeliveryReceiver, DeliverySender, QueueChannel, StderrSender,
 };
+pub use spill::ResponseSpool;
 pub use tokio_util::sync::CancellationToken;
 
 /// On a graceful shutdown (SIGTERM, a reload, a recycled worker), how long a connection that

@@ -2,7 +2,10 @@
 //! allow-list (FastCGI 1.0 section 3.2). Every default is a documented `pub const`.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use gatehouse_channel_request::ResponseSpool;
 
 use crate::error::Error;
 
@@ -78,6 +81,10 @@ pub struct Config {
     /// The web servers allowed to connect over TCP (`FCGI_WEB_SERVER_ADDRS`, section 3.2);
     /// `None` allows every peer.
     pub web_server_addrs: Option<Vec<IpAddr>>,
+    /// Where answer bytes that the client has not taken yet spill (nginx's proxy buffering):
+    /// with a spool, a slow client no longer makes the app's `write` wait; the app ends and
+    /// frees its slot while the rest goes out from memory and a temp file. `None`: no spilling.
+    pub response_spool: Option<Arc<ResponseSpool>>,
 }
 
 impl Default for Config {
@@ -92,6 +99,7 @@ impl Default for Config {
             response_budget: DEFAULT_RESPONSE_BUDGET,
             body_queue_chunks: DEFAULT_BODY_QUEUE_CHUNKS,
             web_server_addrs: None,
+            response_spool: None,
         }
     }
 }

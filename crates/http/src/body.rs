@@ -8,7 +8,10 @@
 //! ```
 //!
 //! hyper polls for the next frame only once its write buffer has room, so holding each delivery
-//! until that next poll makes the per-request budget real backpressure.
+//! until that next poll makes the per-request budget real backpressure. hyper's write buffer
+//! may hold up to its `max_buf_size` (256 KiB) per connection; a stream gives it no more than
+//! [`WRITE_AHEAD`] bytes beyond what the socket accepted, so a slow client costs little memory
+//! (with a response spool, the rest of the answer waits in a temp file).
 //!
 //! hyper drops the body as soon as the message is complete: after the last announced byte, or
 //! at once for `HEAD`, 204 and 304. The app may still be running then (about to call `finish`),
@@ -29,6 +32,9 @@ use tokio::task::AbortHandle;
 
 use crate::conn::ConnShared;
 use crate::error::Error;
+
+/// The most body bytes given to hyper that the socket has not accepted yet.
+pub(crate) const WRITE_AHEAD: u64 = 64 << 10;
 
 /// Marks a request as in progress for the connection's timeouts until dropped.
 pub(crate) struct InFlight(Arc<ConnShared>);
@@ -115,6 +121,8 @@ pub(crate) struct Stream {
     ended: bool,
     overrun_logged: bool,
     ctx: Option<RequestCtx>,
+    /// The connection's written-bytes count when the stream started.
+    written_base: u64,
 }
 
 impl ResponseBody {
@@ -130,6 +138,7 @@ impl ResponseBody {
         enforce_length: bool,
         ctx: RequestCtx,
     ) -> Self {
+        let written_base = ctx.shared.written();
         Self::Stream(Box::new(Stream {
             rx: Some(rx),
             early,
@@ -140,6 +149,7 @@ impl ResponseBody {
             ended: false,
             overrun_logged: false,
             ctx: Some(ctx),
+            written_base,
         }))
     }
 }
@@ -182,6 +192,17 @@ impl Stream {
         self.held = None;
         if self.ended {
             return Poll::Ready(None);
+        }
+        if let Some(ctx) = &self.ctx {
+            // `sent` counts our body bytes; what the socket accepted since we started also
+            // counts our head (and, pipelined, the end of the previous response): a bit lenient.
+            let accepted = || ctx.shared.written().saturating_sub(self.written_base);
+            if self.sent > accepted() + WRITE_AHEAD {
+                ctx.shared.wake_on_write(cx.waker());
+                if self.sent > accepted() + WRITE_AHEAD {
+                    return Poll::Pending;
+                }
+            }
         }
         loop {
             let Some(rx) = self.rx.as_mut() else {

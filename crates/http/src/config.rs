@@ -1,8 +1,10 @@
 //! The front end's limits and timeouts, each default a documented constant.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use gatehouse_channel_request::body_rate::MinRate;
+use gatehouse_channel_request::ResponseSpool;
 
 /// Default for [`Config::max_header_bytes`]: 64 KiB for the request line and all header lines
 /// together (nginx allows 4 × 8 KiB by default; gatehouse's FastCGI front end allows 64 KiB of
@@ -87,6 +89,10 @@ pub struct Config {
     /// Depth, in chunks, of a request body's queue to the app; a full queue stops reading the
     /// socket.
     pub body_queue_chunks: usize,
+    /// Where answer bytes that the client has not taken yet spill (nginx's proxy buffering):
+    /// with a spool, a slow client no longer makes the app's `write` wait; the app ends and
+    /// frees its slot while the rest goes out from memory and a temp file. `None`: no spilling.
+    pub response_spool: Option<Arc<ResponseSpool>>,
 }
 
 impl Default for Config {
@@ -101,6 +107,7 @@ impl Default for Config {
             max_conns: DEFAULT_MAX_CONNS,
             response_budget: DEFAULT_RESPONSE_BUDGET,
             body_queue_chunks: DEFAULT_BODY_QUEUE_CHUNKS,
+            response_spool: None,
         }
     }
 }

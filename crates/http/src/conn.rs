@@ -2,8 +2,9 @@
 //! service (running inside the connection) and the driver's `select!`.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
 use std::time::Instant;
 
 use gatehouse_channel_request::{CancellationToken, Peer};
@@ -30,6 +31,10 @@ pub(crate) struct ConnShared {
     pub(crate) kill: CancellationToken,
     /// Cancelled when the connection is over; every request's "client gone" token is a child.
     pub(crate) gone: CancellationToken,
+    /// Bytes the socket accepted so far (heads and bodies).
+    written: AtomicU64,
+    /// A response body waiting for hyper's buffered bytes to reach the socket.
+    write_waker: Mutex<Option<Waker>>,
 }
 
 impl ConnShared {
@@ -47,7 +52,32 @@ impl ConnShared {
             unread: AtomicBool::new(false),
             kill: CancellationToken::new(),
             gone: CancellationToken::new(),
+            written: AtomicU64::new(0),
+            write_waker: Mutex::new(None),
         })
+    }
+
+    /// Bytes the socket accepted so far.
+    pub(crate) fn written(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
+    }
+
+    /// The socket accepted `n` bytes: wakes a response body waiting for that.
+    pub(crate) fn wrote(&self, n: usize) {
+        self.written.fetch_add(n as u64, Ordering::AcqRel);
+        let waker = self
+            .write_waker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Wakes `waker` on the next bytes the socket accepts.
+    pub(crate) fn wake_on_write(&self, waker: &Waker) {
+        *self.write_waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(waker.clone());
     }
 
     /// Runs `f` on the timeouts with the current time; wakes the driver when `f` says a deadline

@@ -40,10 +40,13 @@ impl<IO> WatchedIo<IO> {
 
     fn wrote(&self, res: &Poll<std::io::Result<usize>>) {
         match res {
-            Poll::Ready(Ok(n)) if *n > 0 => self.shared.timeouts(|t, _| {
-                t.handle_write();
-                false
-            }),
+            Poll::Ready(Ok(n)) if *n > 0 => {
+                self.shared.wrote(*n);
+                self.shared.timeouts(|t, _| {
+                    t.handle_write();
+                    false
+                });
+            }
             Poll::Pending => self.shared.timeouts(|t, now| t.handle_write_blocked(now)),
             _ => {}
         }

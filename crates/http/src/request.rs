@@ -114,7 +114,10 @@ async fn answer(
     let budget = config.response_budget;
     let (tx, rx) = delivery_queue();
     let token = shared.gone.child_token();
-    let chan = QueueChannel::new(info.id, tx, config.response_budget, token.clone());
+    let mut chan = QueueChannel::new(info.id, tx, config.response_budget, token.clone());
+    if let Some(spool) = &config.response_spool {
+        chan = chan.with_spool(spool.clone());
+    }
     let request = Request {
         env,
         body,

@@ -166,7 +166,10 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn<IO> {
         let (body_tx, body) = body_channel(self.config.body_queue_chunks, Some(content_length));
         let (dtx, mut drx) = delivery_queue();
         let gone = CancellationToken::new();
-        let chan = QueueChannel::new(info.id, dtx, self.config.response_budget, gone.clone());
+        let mut chan = QueueChannel::new(info.id, dtx, self.config.response_budget, gone.clone());
+        if let Some(spool) = &self.config.response_spool {
+            chan = chan.with_spool(spool.clone());
+        }
         let req = Request {
             env,
             body,

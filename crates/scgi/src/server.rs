@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_channel_request::Application;
+use gatehouse_channel_request::{Application, ResponseSpool};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::Error;
@@ -68,6 +68,10 @@ pub struct Config {
     /// < 1.23 sends one per repeated request header) are joined and any other repeat is
     /// refused; [`Duplicates::Reject`] refuses every repeat, as the specification says.
     pub duplicates: Duplicates,
+    /// Where answer bytes that the client has not taken yet spill (nginx's proxy buffering):
+    /// with a spool, a slow client no longer makes the app's `write` wait; the app ends and
+    /// frees its slot while the rest goes out from memory and a temp file. `None`: no spilling.
+    pub response_spool: Option<Arc<ResponseSpool>>,
 }
 
 impl Config {
@@ -113,6 +117,7 @@ impl Default for Config {
             body_queue_chunks: DEFAULT_BODY_QUEUE_CHUNKS,
             linger_timeout: DEFAULT_LINGER_TIMEOUT,
             duplicates: Duplicates::JoinHttpHeaders,
+            response_spool: None,
         }
     }
 }

@@ -61,13 +61,16 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Driver<IO> {
         let tag = d.info.id;
         let (body_tx, body) = body_channel(cfg.body_queue_chunks, d.content_length);
         let gone = CancellationToken::new();
-        let chan = QueueChannel::new(
+        let mut chan = QueueChannel::new(
             tag,
             self.outputs_tx.clone(),
             cfg.response_budget,
             gone.clone(),
         )
         .with_stderr();
+        if let Some(spool) = &cfg.response_spool {
+            chan = chan.with_spool(spool.clone());
+        }
         let req = Request {
             env: d.env,
             body,
