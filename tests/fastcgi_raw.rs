@@ -303,8 +303,9 @@ fn max_conns_holds_new_connections_in_the_backlog() {
         b"",
     ));
     assert_eq!(first.answer(1).cgi().text(), "Hello, world!\n");
-    // The only permit is taken: the accept loop waits before accepting anything else.
-    d.wait_log("connection limit (--max-conns) reached");
+    // The only permit is taken: the accept loop waits before accepting anything else (the
+    // listener's budget is all of --max-conns: it is the only listener).
+    d.wait_log("reached: new connections wait");
 
     // The kernel still completes the handshake (backlog); the request is served once the first
     // connection closes and frees its permit.
