@@ -101,3 +101,46 @@ fn request_bytes_cannot_forge_log_lines() {
     d.wait_log_count("no script at", 2);
     assert_no_forged_line(&d);
 }
+
+#[test]
+fn transfer_codings_other_than_chunked_get_501() {
+    let d = Daemon::serve(&["echo", "--http", "127.0.0.1:0"]);
+    let addr = d.listener("http");
+    let chunked_body = "5\r\nhello\r\n0\r\n\r\n";
+    let post = |te: &str| {
+        let raw =
+            format!("POST /up HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{te}\r\n{chunked_body}");
+        exchange(&addr, raw.as_bytes())
+    };
+    // The one coding we implement, in any case.
+    for te in [
+        "Transfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: Chunked\r\n",
+    ] {
+        let answer = post(te);
+        assert_eq!(status_of(&answer), 200, "{te}: {answer}");
+        assert!(answer.contains("\"body_len\":5"), "{te}: {answer}");
+    }
+    // RFC 9112 section 6.1: a coding we do not implement is 501, and the app is never called.
+    let refused = [
+        "Transfer-Encoding: gzip, chunked\r\n",
+        "Transfer-Encoding: identity, chunked\r\n",
+        "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: x-custom;q=1, chunked\r\n",
+    ];
+    for (n, te) in refused.iter().enumerate() {
+        let answer = post(te);
+        assert_eq!(status_of(&answer), 501, "{te}: {answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{te}: {answer}"
+        );
+        let lines = d.wait_log_count("answered with 501", n + 1);
+        let line = lines.last().expect("a line");
+        assert!(line.contains("peer=127.0.0.1:"), "{line}");
+        assert!(line.contains("transfer coding"), "{line}");
+    }
+    // Still refused by the parser (chunked must come last): 400, no desync.
+    let answer = post("Transfer-Encoding: chunked, identity\r\n");
+    assert_eq!(status_of(&answer), 400, "{answer}");
+}
