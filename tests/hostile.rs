@@ -8,6 +8,7 @@ mod support;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use support::daemon::Daemon;
 use support::{require, TIMEOUT};
@@ -143,4 +144,95 @@ fn transfer_codings_other_than_chunked_get_501() {
     // Still refused by the parser (chunked must come last): 400, no desync.
     let answer = post("Transfer-Encoding: chunked, identity\r\n");
     assert_eq!(status_of(&answer), 400, "{answer}");
+}
+
+/// How long the slow download tests keep reading; several times their idle timeout.
+const SLOW_READ_FOR: Duration = Duration::from_secs(12);
+
+/// Reads from `s` at about `rate` bytes per second for `how_long` (or until the server closes);
+/// returns the bytes read and whether the server closed the connection.
+fn read_slowly(s: &mut TcpStream, rate: usize, how_long: Duration) -> (usize, bool) {
+    const STEP: Duration = Duration::from_millis(20);
+    let per_step = (rate as f64 * STEP.as_secs_f64()) as usize;
+    let start = Instant::now();
+    let mut buf = vec![0; per_step];
+    let mut total = 0;
+    while start.elapsed() < how_long {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return (total, true),
+            Ok(n) => total += n,
+        }
+        std::thread::sleep(STEP);
+    }
+    (total, false)
+}
+
+#[test]
+fn a_slow_but_steady_download_is_not_cut_and_a_stopped_one_is() {
+    let tree = support::cgi::cgi_tree();
+    let app = format!("cgi:{}", tree.www.display());
+    let d = Daemon::serve(&[&app, "--http", "127.0.0.1:0", "--http-idle-timeout", "3s"]);
+    let addr = d.listener("http");
+    let get = b"GET /cgi-bin/big.sh HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+    // 100 KB/s over 12 s (four idle timeouts): 1.2 MB of the 50 MiB answer.
+    let mut s = TcpStream::connect(&addr).expect("connect");
+    s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    s.write_all(get).expect("send");
+    let (read, closed) = read_slowly(&mut s, 100_000, SLOW_READ_FOR);
+    assert!(
+        !closed,
+        "a client reading steadily was cut after {read} bytes:\n{}",
+        d.log().join("\n")
+    );
+    assert!(read > 500_000, "read only {read} bytes");
+    assert_eq!(d.count_log("response bytes to be read"), 0);
+    drop(s);
+
+    // A client that stops reading is still cut, with one line naming it.
+    let mut s = TcpStream::connect(&addr).expect("connect");
+    s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    s.write_all(get).expect("send");
+    let local = s.local_addr().expect("local addr").to_string();
+    let line = d.wait_log("response bytes to be read");
+    assert!(line.contains(&local), "{line}");
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+}
+
+#[test]
+fn a_slow_but_steady_scgi_reader_is_not_cut_and_a_stopped_one_is() {
+    let tree = support::cgi::cgi_tree();
+    let app = format!("cgi:{}", tree.www.display());
+    let d = Daemon::serve(&[&app, "--scgi", "127.0.0.1:0", "--scgi-idle-timeout", "3s"]);
+    let addr = d.listener("scgi");
+    let get = support::scgi::request_bytes(
+        &[
+            ("REQUEST_METHOD", "GET"),
+            ("REQUEST_URI", "/cgi-bin/big.sh"),
+            ("SCRIPT_NAME", ""),
+            ("PATH_INFO", "/cgi-bin/big.sh"),
+            ("SERVER_PROTOCOL", "HTTP/1.1"),
+        ],
+        b"",
+    );
+
+    let mut s = TcpStream::connect(&addr).expect("connect");
+    s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    s.write_all(&get).expect("send");
+    let (read, _) = read_slowly(&mut s, 100_000, SLOW_READ_FOR);
+    assert!(read > 500_000, "read only {read} bytes");
+    assert_eq!(
+        d.count_log("peer made no progress"),
+        0,
+        "a steady reader was cut:\n{}",
+        d.log().join("\n")
+    );
+    drop(s);
+
+    let mut s = TcpStream::connect(&addr).expect("connect");
+    s.write_all(&get).expect("send");
+    let local = s.local_addr().expect("local addr").to_string();
+    let line = d.wait_log("peer made no progress");
+    assert!(line.contains(&local), "{line}");
 }

@@ -22,8 +22,11 @@
 //! - [`hold`]: [`Hold`], a response held back while its request body still arrives (front ends
 //!   whose front server stops sending the body once it has a response head).
 //! - [`app`]: [`Application`] and [`serve_request`], which turns errors and panics into answers.
+//! - [`sendq`]: [`SendQueue`], how much of what was written to a socket its peer has not taken
+//!   yet: a slow reader's progress while writes wait.
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)] // allowed in `sendq` alone (one ioctl)
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod app;
 pub mod body;
@@ -34,6 +37,7 @@ pub mod error;
 pub mod head;
 pub mod hold;
 pub mod queue;
+pub mod sendq;
 
 pub use app::{serve_request, AppError, Application, Peer, Protocol, Request, RequestInfo};
 pub use body::{body_channel, BodyClosed, BodySender, RequestBody};
@@ -46,6 +50,7 @@ pub use hold::{Hold, Offer};
 pub use queue::{
     delivery_queue, Delivery, DeliveryReceiver, DeliverySender, QueueChannel, StderrSender,
 };
+pub use sendq::SendQueue;
 pub use tokio_util::sync::CancellationToken;
 
 /// On a graceful shutdown (SIGTERM, a reload, a recycled worker), how long a connection that

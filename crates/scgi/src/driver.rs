@@ -28,12 +28,12 @@ use std::time::Duration;
 use gatehouse_channel_request::{
     body_channel, delivery_queue, serve_request, Application, BodySender, CancellationToken,
     Delivery, DeliveryReceiver, Output, Peer, Protocol, QueueChannel, Request, RequestInfo,
-    Response,
+    Response, SendQueue,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
-use tokio::time::{sleep_until, timeout, Instant, Sleep};
+use tokio::time::{sleep_until, timeout, timeout_at, Instant, Sleep};
 
 use crate::codec::{BodyDecoder, BodyFrame, HeadDecoder};
 use crate::error::{Error, LimitError};
@@ -111,15 +111,19 @@ impl Drop for AbortOnDrop {
 struct Conn<IO> {
     reader: Reader<ReadHalf<IO>>,
     wr: WriteHalf<IO>,
+    /// The socket's send queue: a slow reader's progress while a write waits.
+    send_queue: SendQueue,
     config: Config,
 }
 
 impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn<IO> {
     fn new(io: IO, config: Config) -> Self {
+        let send_queue = SendQueue::of(&io);
         let (rd, wr) = tokio::io::split(io);
         Self {
             reader: Reader::new(rd),
             wr,
+            send_queue,
             config,
         }
     }
@@ -378,17 +382,41 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn<IO> {
 
     /// Writes `data`, failing if the peer takes no byte for `idle_timeout`.
     async fn write_all(&mut self, mut data: &[u8]) -> Result<(), Error> {
-        let idle = self.config.idle_timeout;
         while !data.is_empty() {
-            let n = timeout(idle, self.wr.write(data))
-                .await
-                .map_err(|_| Error::IdleTimeout(idle))??;
+            let n = self.write_some(data).await?;
             if n == 0 {
                 return Err(io::Error::from(io::ErrorKind::WriteZero).into());
             }
             data = &data[n..];
         }
         Ok(())
+    }
+
+    /// One write, waited for as long as the peer makes progress: the write itself, or (while it
+    /// waits for room) the socket's send queue shrinking, sampled every quarter of
+    /// `idle_timeout`. A socket is writable again only once much of its buffer has drained,
+    /// which a slow but steady reader can take longer than `idle_timeout` to do.
+    async fn write_some(&mut self, data: &[u8]) -> Result<usize, Error> {
+        let idle = self.config.idle_timeout;
+        let mut write = pin!(self.wr.write(data));
+        let mut queued = self.send_queue.bytes();
+        let mut progress = Instant::now();
+        loop {
+            let step = if queued.is_some() { idle / 4 } else { idle };
+            let wake = (progress + idle).min(Instant::now() + step);
+            if let Ok(written) = timeout_at(wake, &mut write).await {
+                return Ok(written?);
+            }
+            let now = Instant::now();
+            let q = self.send_queue.bytes();
+            if matches!((q, queued), (Some(q), Some(before)) if q < before) {
+                progress = now;
+            }
+            queued = q;
+            if now >= progress + idle {
+                return Err(Error::IdleTimeout(idle));
+            }
+        }
     }
 
     /// Answers with our own `status` response, then closes.
