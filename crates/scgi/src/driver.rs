@@ -239,22 +239,38 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn<IO> {
             }
             let held = tokio::select! {
                 read = self.read_step(&mut inbound, dec), if !matches!(inbound, Inbound::Closed) => {
-                    if let Err(e) = read {
-                        return Ending::Failed(e);
+                    match read.map_err(|e| (e.short_body(), e)) {
+                        Err((None, e)) => return Ending::Failed(e),
+                        Err((Some(short), e)) => {
+                            // The body's error is the app's to see, as behind FastCGI and as a
+                            // CGI program: an app that reads its body gets it (answered 400),
+                            // one that does not is answered as it answers. Failing the
+                            // connection here made the answer depend on whether the app had
+                            // answered first.
+                            log_failure(info, &e);
+                            if let Inbound::Body(tx) = std::mem::replace(&mut inbound, Inbound::Closed) {
+                                tx.fail(short);
+                            }
+                            hold.release()
+                        }
+                        Ok(()) => {
+                            if hold.is_holding() {
+                                hold.input_progress(now());
+                            }
+                            if dec.remaining() > 0 {
+                                continue;
+                            }
+                            hold.release() // The body is complete.
+                        }
                     }
-                    if hold.is_holding() {
-                        hold.input_progress(now());
-                    }
-                    if dec.remaining() > 0 {
-                        continue;
-                    }
-                    hold.release() // The body is complete.
                 }
                 delivery = drx.recv() => {
                     // The queue ends with Finish or Abort; a closed queue is an app task gone.
                     let Some(delivery) = delivery else { return Ending::AppFailed };
                     // The clock is read only while the body is incomplete (a hold may start).
-                    let open_at = (dec.remaining() > 0).then(now);
+                    // (A body cut short never completes: nothing is held for it.)
+                    let body_due = dec.remaining() > 0 && !matches!(inbound, Inbound::Closed);
+                    let open_at = body_due.then(now);
                     let was_holding = hold.is_holding();
                     match hold.offer(delivery, open_at, budget) {
                         Offer::Started | Offer::Kept => continue,
