@@ -2,14 +2,16 @@
 //! listener's protocol (FastCGI, SCGI or HTTP).
 //!
 //! ```text
-//!  listener ──► acquire a connection permit ──► accept ──► peer allowed? ──► front end task
-//!     ▲            (waits at --max-conns: the        │                    (TaskTracker; the
-//!     └─────────────  kernel backlog holds the rest)  └─ error: log, back off, retry   permit drops
-//!                                                                                     with it)
+//!  listener ──► accept ──► peer allowed? ──► acquire a connection permit ──► front end task
+//!     ▲            │                          (waits at --max-conns: the     (TaskTracker; the
+//!     │            └─ error: log, back off,    kernel backlog holds the       permit drops
+//!     └──────────────── retry                  next ones)                     with it)
 //! ```
 //!
-//! The permit is taken before `accept`, so beyond the limit connections wait in the kernel's
-//! backlog rather than costing us memory. Accept errors (`EMFILE` and friends) are logged and
+//! The permit is taken once a connection is accepted, and the listener accepts no other until
+//! it has one: beyond the limit one connection per listener waits for a permit and the rest
+//! wait in the kernel's backlog, costing us nothing. (Taken before `accept`, a permit would be
+//! held by every idle listener: with `--max-conns 1` and two listeners, one never served.) Accept errors (`EMFILE` and friends) are logged and
 //! retried after a growing pause: they never stop the daemon. Shutdown cancels one token: the
 //! accept loops end (closing the listeners) and each connection finishes what it has in flight.
 
@@ -207,15 +209,18 @@ struct LoopCtx {
 async fn accept_loop(listener: Listener, ctx: LoopCtx) {
     let mut warned_full: Option<Instant> = None;
     loop {
-        let Some(permit) = acquire(&ctx, &mut warned_full).await else {
-            return;
-        };
+        // Accept first: a permit taken before would be held by an idle listener, and with
+        // `--max-conns` below the number of listeners the others could never serve.
         let Some((conn, peer)) = accept_one(&listener, &ctx).await else {
             return;
         };
         if !admit(&ctx, &peer) {
             continue;
         }
+        // At the limit this connection waits here and the next ones in the kernel's backlog.
+        let Some(permit) = acquire(&ctx, &mut warned_full).await else {
+            return;
+        };
         let frontends = ctx.frontends.clone();
         let shutdown = ctx.shutdown.clone();
         let kind = ctx.kind;
@@ -226,9 +231,9 @@ async fn accept_loop(listener: Listener, ctx: LoopCtx) {
     }
 }
 
-/// The accept loop of a shared listener ([`Sharing::Shared`]), on a blocking thread: takes a
-/// connection permit, blocks in `accept(2)` (at most [`SHARED_ACCEPT_WAIT`] at a time, to see a
-/// shutdown), and hands the connection to the runtime.
+/// The accept loop of a shared listener ([`Sharing::Shared`]), on a blocking thread: blocks in
+/// `accept(2)` (at most [`SHARED_ACCEPT_WAIT`] at a time, to see a shutdown), takes a
+/// connection permit, and hands the connection to the runtime.
 fn accept_blocking(
     listener: &StdListener,
     ctx: &LoopCtx,
@@ -238,19 +243,6 @@ fn accept_blocking(
     let mut warned_full: Option<Instant> = None;
     let mut pause = Duration::from_millis(10);
     while !ctx.shutdown.is_cancelled() {
-        // A free permit needs no trip through the runtime; waiting for one (or, for SCGI, for
-        // the front end's slot) does.
-        let free = match ctx.kind {
-            Kind::Scgi => None,
-            _ => ctx.limit.clone().try_acquire_owned().ok(),
-        };
-        let permit = match free {
-            Some(permit) => permit,
-            None => match rt.block_on(acquire(ctx, &mut warned_full)) {
-                Some(permit) => permit,
-                None => break,
-            },
-        };
         if let Some(b) = balance {
             b.wait_turn();
         }
@@ -283,6 +275,20 @@ fn accept_blocking(
         if !admit(ctx, &peer) {
             continue;
         }
+        // The permit is taken once a connection is in (an idle listener holds none). A free
+        // one needs no trip through the runtime; waiting for one (or, for SCGI, for the front
+        // end's slot) does, and meanwhile the next connections wait in the kernel's backlog.
+        let free = match ctx.kind {
+            Kind::Scgi => None,
+            _ => ctx.limit.clone().try_acquire_owned().ok(),
+        };
+        let permit = match free {
+            Some(permit) => permit,
+            None => match rt.block_on(acquire(ctx, &mut warned_full)) {
+                Some(permit) => permit,
+                None => break,
+            },
+        };
         let frontends = ctx.frontends.clone();
         let shutdown = ctx.shutdown.clone();
         let kind = ctx.kind;

@@ -353,3 +353,75 @@ fn a_truncated_scgi_body_is_answered_the_same_every_time() {
         "{lines:?}"
     );
 }
+
+/// With `--max-conns 1` and two listeners, an idle listener must not hold the only connection
+/// slot: each protocol is answered in turn, and nothing says the limit was reached. A
+/// connection over the limit still waits (and is served once the slot is free).
+fn one_slot_two_listeners(extra: &[&str], over_limit: bool) {
+    let mut args = vec![
+        "echo",
+        "--max-conns",
+        "1",
+        "--http",
+        "127.0.0.1:0",
+        "--fastcgi",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    let d = Daemon::serve(&args);
+    let http = d.listener("http");
+    let fastcgi = d.listener("fastcgi");
+    let get = b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let params = |path: &str| {
+        vec![
+            ("REQUEST_METHOD".to_owned(), "GET".to_owned()),
+            ("SCRIPT_NAME".to_owned(), String::new()),
+            ("PATH_INFO".to_owned(), path.to_owned()),
+            ("REQUEST_URI".to_owned(), path.to_owned()),
+            ("SERVER_PROTOCOL".to_owned(), "HTTP/1.1".to_owned()),
+        ]
+    };
+    for round in 0..3 {
+        let answer = exchange(&http, get);
+        assert_eq!(status_of(&answer), 200, "round {round}: {answer}");
+        if round == 0 {
+            // One connection so far: nothing can have waited for the slot. (Later, a
+            // connection may come a moment before the previous one has given its slot back.)
+            assert_eq!(
+                d.count_log("connection limit"),
+                0,
+                "an idle listener took the slot:\n{}",
+                d.log().join("\n")
+            );
+        }
+        let answer = support::fcgi::call(&fastcgi, &params("/y"), b"");
+        assert_eq!(answer.cgi().status, 200, "round {round}");
+    }
+    if !over_limit {
+        return;
+    }
+    // Over the limit: a kept-alive HTTP connection holds the slot; a FastCGI request waits for
+    // it, with a log line, and is answered once it is free.
+    let mut held = support::http::Conn::connect(&http);
+    let first = held.send("GET", "/held", &[], b"");
+    assert_eq!(first.status, 200);
+    let fastcgi_addr = fastcgi.clone();
+    let waiting =
+        std::thread::spawn(move || support::fcgi::call(&fastcgi_addr, &params("/z"), b""));
+    d.wait_log("connection limit (--max-conns) reached");
+    drop(held);
+    let answer = waiting.join().expect("the FastCGI client");
+    assert_eq!(answer.cgi().status, 200);
+}
+
+#[test]
+fn an_idle_listener_holds_no_connection_slot() {
+    one_slot_two_listeners(&[], true);
+}
+
+#[test]
+fn an_idle_shared_listener_holds_no_connection_slot() {
+    // Each worker has its own limit, so which one takes a connection decides whether it waits:
+    // only the idle case is checked.
+    one_slot_two_listeners(&["--workers", "2"], false);
+}
