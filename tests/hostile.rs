@@ -425,3 +425,34 @@ fn an_idle_shared_listener_holds_no_connection_slot() {
     // only the idle case is checked.
     one_slot_two_listeners(&["--workers", "2"], false);
 }
+
+#[test]
+fn a_segfaulting_app_logs_its_python_stack_and_its_worker_is_replaced() {
+    let app = format!(
+        "wsgi:{}",
+        support::fixtures().join("apps/segfault.py").display()
+    );
+    let mut d = Daemon::serve(&[&app, "--workers", "2", "--http", "127.0.0.1:0"]);
+    let addr = d.listener("http");
+    d.wait_log_count(") ready in ", 2);
+    let get = |path: &str| {
+        exchange(
+            &addr,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+    };
+    let answer = get("/segv");
+    assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // faulthandler's report, on the daemon's stderr (the log), with the app's frame in it.
+    d.wait_log("Fatal Python error: Segmentation fault");
+    let frame = d.wait_log("in crash_here");
+    assert!(frame.contains("segfault.py"), "{frame}");
+    d.wait_log("was killed by signal 11 (SIGSEGV) while serving; starting a new one");
+    d.wait_log_count(") ready in ", 3);
+    for _ in 0..4 {
+        let answer = get("/");
+        assert_eq!(status_of(&answer), 200, "{answer}");
+        assert!(answer.ends_with("alive\n"), "{answer}");
+    }
+    assert_eq!(d.stop().code(), Some(0));
+}
