@@ -78,7 +78,7 @@ fn request_bytes_cannot_forge_log_lines() {
         b"GET /odd%0aFORGED.sh HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(status_of(&answer), 403, "{answer}");
-    let line = d.wait_log("refused");
+    let line = d.wait_log("error=refused");
     assert!(line.contains("odd\\nFORGED.sh"), "{line}");
 
     // A unix-socket client names its own address: bind it to a name with a newline.
