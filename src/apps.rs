@@ -158,7 +158,7 @@ fn cgi_script_name() -> String {
         Ok(name) => name.trim_end_matches('/').to_owned(),
         Err(name) => {
             tracing::warn!(
-                script_name = %name.to_string_lossy(),
+                script_name = %std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()).escape_ascii(),
                 "SCRIPT_NAME is not UTF-8: mount points are matched against the whole path"
             );
             String::new()

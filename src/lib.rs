@@ -368,9 +368,74 @@ where
         mut writer: tracing_subscriber::fmt::format::Writer<'_>,
         event: &tracing::Event<'_>,
     ) -> std::fmt::Result {
-        if let Some(tag) = &self.tag {
-            write!(writer, "{tag} ")?;
+        if writer.has_ansi_escapes() {
+            // A terminal: the colours need the inner writer; the fields' own escaping holds.
+            if let Some(tag) = &self.tag {
+                write!(writer, "{tag} ")?;
+            }
+            return self.inner.format_event(ctx, writer, event);
         }
-        self.inner.format_event(ctx, writer, event)
+        let mut text = String::new();
+        if let Some(tag) = &self.tag {
+            text.push_str(tag);
+            text.push(' ');
+        }
+        self.inner.format_event(
+            ctx,
+            tracing_subscriber::fmt::format::Writer::new(&mut text),
+            event,
+        )?;
+        writer.write_str(&one_event(&text))
+    }
+}
+
+/// Continuation lines of an event that spans several (a Python traceback) start with this, so no
+/// line of one event can pass for another event.
+const CONTINUATION: &str = "  | ";
+
+/// A formatted event made safe for a line-oriented log, a net under the escaping of peer bytes
+/// where they are logged: a newline inside the event starts a [`CONTINUATION`] line, never a
+/// line of its own, and the other control characters (`\r`, ESC, ...) are escaped. The event's
+/// final newline stays.
+fn one_event(text: &str) -> std::borrow::Cow<'_, str> {
+    use std::fmt::Write as _;
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    if !body.chars().any(|c| c.is_control() && c != '\t') {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in body.chars() {
+        match c {
+            '\n' => {
+                out.push('\n');
+                out.push_str(CONTINUATION);
+            }
+            '\t' => out.push(c),
+            c if c.is_control() => {
+                let _ = write!(out, "{}", c.escape_default());
+            }
+            c => out.push(c),
+        }
+    }
+    if body.len() < text.len() {
+        out.push('\n');
+    }
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_event;
+
+    #[test]
+    fn an_event_stays_one_log_entry() {
+        assert_eq!(one_event("plain line\n"), "plain line\n");
+        assert_eq!(one_event("tab\there\n"), "tab\there\n");
+        assert_eq!(
+            one_event("error=no script at /a\nFORGED line\n"),
+            "error=no script at /a\n  | FORGED line\n"
+        );
+        assert_eq!(one_event("a\rb\x1b[31mc\n"), "a\\rb\\u{1b}[31mc\n");
+        assert_eq!(one_event("no final newline\nx"), "no final newline\n  | x");
     }
 }

@@ -303,12 +303,10 @@ fn max_conns_holds_new_connections_in_the_backlog() {
         b"",
     ));
     assert_eq!(first.answer(1).cgi().text(), "Hello, world!\n");
-    // The only permit is taken: the accept loop waits before accepting anything else (the
-    // listener's budget is all of --max-conns: it is the only listener).
-    d.wait_log("reached: new connections wait");
 
-    // The kernel still completes the handshake (backlog); the request is served once the first
-    // connection closes and frees its permit.
+    // The only permit is taken: the next connection waits for it (and those after it in the
+    // backlog, where the kernel still completes the handshake); its request is served once the
+    // first connection closes and frees the permit.
     let mut second = Client::connect(&addr);
     second.send(&fcgi::request(
         1,
@@ -316,6 +314,7 @@ fn max_conns_holds_new_connections_in_the_backlog() {
         &fcgi::params("GET", "/", "", None),
         b"",
     ));
+    d.wait_log("reached: new connections wait");
     drop(first);
     assert_eq!(second.answer(1).cgi().text(), "Hello, world!\n");
 }

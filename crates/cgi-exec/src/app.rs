@@ -26,7 +26,7 @@ use tokio::sync::Semaphore;
 
 use crate::childenv::{self, PATH_TRANSLATED};
 use crate::config::{self, Config, StderrMode, MAX_LOCAL_REDIRECTS, STDERR_LINGER};
-use crate::error::Error;
+use crate::error::{shown, Error};
 use crate::pump::{self, Ctl, Outcome};
 use crate::resolve::{self, RequestPath};
 use crate::safety::Policy;
@@ -238,7 +238,7 @@ impl CgiApp {
                 .iter()
                 .map(|n| n.escape_ascii().to_string())
                 .collect();
-            tracing::debug!(peer = %info.peer, request_id = info.id, script = %program.display(),
+            tracing::debug!(peer = %info.peer, request_id = info.id, script = %shown(&program),
                 refused = ?names, "request variables that could make the script run other code were not passed");
         }
         if !dropped.is_empty() {
@@ -246,7 +246,7 @@ impl CgiApp {
                 .iter()
                 .map(|n| n.escape_ascii().to_string())
                 .collect();
-            tracing::warn!(peer = %info.peer, request_id = info.id, script = %program.display(),
+            tracing::warn!(peer = %info.peer, request_id = info.id, script = %shown(&program),
                 dropped = ?names, "request variables the environment cannot carry were not passed");
         }
         let source = stderr::Source {
@@ -254,7 +254,7 @@ impl CgiApp {
             info: info.clone(),
         };
         tracing::debug!(peer = %info.peer, request_id = info.id, pid = guard.pid(),
-            script = %source.script.display(), "cgi script started");
+            script = %shown(&source.script), "cgi script started");
         let forward = match self.inner.config.stderr {
             StderrMode::FastCgi => resp.stderr(),
             StderrMode::Log => None,
@@ -296,7 +296,7 @@ impl CgiApp {
         if let Outcome::Complete(status) = &outcome {
             if !status.success() {
                 tracing::warn!(peer = %info.peer, request_id = info.id,
-                    script = %script.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_default(),
+                    script = %script.as_deref().map(|s| shown(s).to_string()).unwrap_or_default(),
                     %status, "cgi script failed after a complete response");
             }
         }
@@ -387,7 +387,7 @@ async fn fail(
     }
     let status = err.http_status();
     let path = env.path();
-    let script = script.map(|s| s.display().to_string()).unwrap_or_default();
+    let script = script.map(|s| shown(s).to_string()).unwrap_or_default();
     if err.is_peer_fault() {
         tracing::warn!(peer = %info.peer, request_id = info.id, path = %path.escape_ascii(),
             script, status, error = %err, "cgi request refused");

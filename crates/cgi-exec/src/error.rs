@@ -3,7 +3,8 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
 
@@ -178,14 +179,14 @@ impl fmt::Display for Refusal {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Root { path, why, .. } => write!(f, "cgi root {}: {why}", path.display()),
+            Self::Root { path, why, .. } => write!(f, "cgi root {}: {why}", shown(path)),
             Self::Config(what) => write!(f, "cgi configuration: {what}"),
             Self::BadPath(p) => write!(f, "request path \"{}\" has a NUL byte", p.escape_ascii()),
-            Self::NotFound { path } => write!(f, "no script at {}", path.display()),
-            Self::Forbidden { path, why } => write!(f, "refused {}: {why}", path.display()),
+            Self::NotFound { path } => write!(f, "no script at {}", shown(path)),
+            Self::Forbidden { path, why } => write!(f, "refused {}: {why}", shown(path)),
             Self::Body(e) => write!(f, "request body: {e}"),
             Self::ClientGone => f.write_str("client is gone"),
-            Self::Spawn { path, source } => write!(f, "cannot start {}: {source}", path.display()),
+            Self::Spawn { path, source } => write!(f, "cannot start {}: {source}", shown(path)),
             Self::BadHead(e) => write!(f, "malformed response head from script: {e}"),
             Self::NoOutput { status } => write!(f, "script wrote no output ({status})"),
             Self::Timeout { idle } => write!(f, "script idle for {idle:?}, killed"),
@@ -210,6 +211,12 @@ impl fmt::Display for Error {
             Self::Response(e) => write!(f, "response: {e}"),
         }
     }
+}
+
+/// A path for a log line: most of it comes from the request path, so its bytes are escaped
+/// (`escape_ascii`: a newline in it cannot start a forged log line).
+pub(crate) fn shown(path: &Path) -> impl fmt::Display + '_ {
+    path.as_os_str().as_bytes().escape_ascii()
 }
 
 impl std::error::Error for Error {
@@ -298,5 +305,9 @@ mod tests {
             why: Refusal::WorldWritable,
         };
         assert_eq!(e.to_string(), "refused /r/x.sh: world-writable");
+        let e = Error::NotFound {
+            path: PathBuf::from("/r/a\nFORGED"),
+        };
+        assert_eq!(e.to_string(), "no script at /r/a\\nFORGED");
     }
 }

@@ -168,7 +168,7 @@ fn emit(line: &[u8], source: &Source) {
     tracing::warn!(
         peer = %source.info.peer,
         request_id = source.info.id,
-        script = %source.script.display(),
+        script = %crate::error::shown(&source.script),
         "script stderr: {}",
         line.escape_ascii()
     );

@@ -13,7 +13,7 @@ pub enum Error {
     /// `CONTENT_LENGTH` is not a decimal number (RFC 3875 section 4.1.2): `400`. Holds the value.
     BadContentLength(Vec<u8>),
     /// Standard input ended before `CONTENT_LENGTH` bytes (the client or server gave up on the
-    /// upload): `400`.
+    /// upload): the app's body fails with it, and an app that reads its body is answered `400`.
     ShortBody {
         /// The announced length.
         expected: u64,

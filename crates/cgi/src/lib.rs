@@ -40,10 +40,11 @@
 //!
 //! # Errors
 //!
-//! A missing `REQUEST_METHOD` (`500`), a `CONTENT_LENGTH` that is not a number (`400`) and
-//! standard input ending before `CONTENT_LENGTH` bytes (`400`, the app cancelled) are answered
-//! with a CGI error response when nothing was written yet, and [`run`] writes ONE line about it
-//! to standard error, which web servers put in their error log. Errors of the app itself are
+//! A missing `REQUEST_METHOD` (`500`) and a `CONTENT_LENGTH` that is not a number (`400`) are
+//! answered with a CGI error response, and [`run`] writes ONE line about it to standard error,
+//! which web servers put in their error log. Standard input ending before `CONTENT_LENGTH` bytes
+//! fails the app's body, as behind the other front ends: an app that reads it gets the error
+//! (answered `400`), one that does not is answered as it answers; one line either way. Errors of the app itself are
 //! logged by the core through `tracing`: the binary should install its stderr subscriber before
 //! calling [`run`] (without one, those lines are lost; front-end lines are not).
 #![deny(missing_docs)]

@@ -14,8 +14,9 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use gatehouse_channel_request::{
-    body_channel, delivery_queue, serve_request, Application, BodySender, CancellationToken,
-    DeliveryReceiver, Peer, Protocol, QueueChannel, Request, RequestBody, RequestInfo, Response,
+    body_channel, delivery_queue, serve_request, Application, BodyError, BodySender,
+    CancellationToken, DeliveryReceiver, Peer, Protocol, QueueChannel, Request, RequestBody,
+    RequestInfo, Response,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
@@ -46,8 +47,14 @@ pub(crate) struct Outcome {
 ///
 /// The body is read only while the app has room for it and never past `CONTENT_LENGTH`. An
 /// error is answered on `stdout` with a CGI error response when no response byte went out yet
-/// (`400` for a bad `CONTENT_LENGTH` or a short body, `500` for a missing `REQUEST_METHOD`),
-/// then returned; nothing is logged here (the caller decides: `run` writes one line to stderr).
+/// (`400` for a bad `CONTENT_LENGTH`, `500` for a missing `REQUEST_METHOD`), then returned;
+/// nothing is logged here (the caller decides: `run` writes one line to stderr).
+///
+/// Standard input ending before `CONTENT_LENGTH` bytes fails the app's body stream
+/// ([`BodyError::Short`]): an app that reads its body sees the error and the request is
+/// answered `400`; one that does not read it is answered as it answers. Either way the
+/// response is written whole, and [`Error::ShortBody`] is returned when the end of the input
+/// was read before the response was out (always, for an app that reads its body).
 ///
 /// # Cancel safety
 /// Dropping the future cancels the app; the output may be incomplete.
@@ -97,18 +104,20 @@ where
     let req = Request { env, body, info };
     let running: Pin<Box<dyn Future<Output = ()> + '_>> =
         Box::pin(serve_request(&*app, req, Response::new(chan)));
-    let stdin = Stdin {
+    let mut stdin = Stdin {
         io: stdin,
         sender,
         expected: content_length,
         received: 0,
+        short: None,
     };
-    let result = pump(running, stdin, drx, &mut out).await;
+    let result = pump(running, &mut stdin, drx, &mut out).await;
     match result {
         Ok(()) => Outcome {
             request_id,
             answered: true,
-            error: None,
+            // The app answered; a short body is still worth its one log line.
+            error: stdin.short.take(),
         },
         Err(e) => out.fail(request_id, e).await,
     }
@@ -117,7 +126,7 @@ where
 /// Runs the app, feeds it the body, writes its outputs, until the response ends.
 async fn pump<R, W>(
     mut running: Pin<Box<dyn Future<Output = ()> + '_>>,
-    mut stdin: Stdin<R>,
+    stdin: &mut Stdin<R>,
     mut drx: DeliveryReceiver,
     out: &mut Stdout<W>,
 ) -> Result<(), Error>
@@ -149,6 +158,8 @@ struct Stdin<R> {
     sender: Option<BodySender>,
     expected: u64,
     received: u64,
+    /// Standard input ended before `CONTENT_LENGTH` bytes.
+    short: Option<Error>,
 }
 
 impl<R: AsyncRead + Unpin> Stdin<R> {
@@ -174,10 +185,16 @@ impl<R: AsyncRead + Unpin> Stdin<R> {
             .await
             .map_err(Error::Stdin)?;
         if n == 0 {
-            return Err(Error::ShortBody {
-                expected: self.expected,
-                received: self.received,
-            });
+            // The body's error is the app's to see, as behind FastCGI and SCGI: an app that
+            // reads its body gets it (and the request is answered 400), one that does not is
+            // answered as it answers. Ending the request here instead made the answer depend on
+            // whether the app had answered before the end of stdin was read.
+            let (expected, received) = (self.expected, self.received);
+            if let Some(tx) = self.sender.take() {
+                tx.fail(BodyError::Short { expected, received });
+            }
+            self.short = Some(Error::ShortBody { expected, received });
+            return Ok(());
         }
         self.received += n as u64;
         if tx.send_item(buf.freeze()).is_err() {
@@ -355,8 +372,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn short_stdin_cancels_the_app_and_answers_400() {
-        let (app, _gate, mut ended) = gated();
+    async fn short_stdin_fails_the_body_of_an_app_that_reads_it() {
+        let (app, gate, mut ended) = gated();
+        gate.notify_one(); // The app reads its body at once.
         let mut out = Vec::new();
         let env = vars(&[("REQUEST_METHOD", "POST"), ("CONTENT_LENGTH", "10")]);
         let err = serve_once(app, env, &b"abc"[..], &mut out)
@@ -369,15 +387,41 @@ mod tests {
                 received: 3
             }
         ));
-        assert!(out.starts_with(b"Status: 400 Bad Request\r\n"));
+        assert!(out.starts_with(b"Status: 400 Bad Request\r\n"), "{out:?}");
         assert!(out.ends_with(b"\r\n\r\nBad Request\n"));
-        // The app's future was dropped (it fired), or it was never polled before the short
-        // stdin ended the request (then the app, and its sender, are gone): `select!` picks
-        // its branches in random order. Empty would mean it is still alive somewhere.
-        assert!(
-            !matches!(ended.try_recv(), Err(oneshot::error::TryRecvError::Empty)),
-            "the app is still running"
-        );
+        assert!(ended.try_recv().is_ok(), "the app ran to its end");
+    }
+
+    /// Answers at once without reading its body.
+    struct Answers;
+
+    impl Application for Answers {
+        fn call<'a>(
+            &'a self,
+            _req: Request,
+            resp: &'a mut Response,
+        ) -> BoxFuture<'a, Result<(), AppError>> {
+            Box::pin(async move {
+                resp.send_full(200, "text/plain", "answered").await?;
+                Ok(())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn short_stdin_leaves_an_app_that_does_not_read_its_answer_every_time() {
+        for run in 0..200 {
+            let mut out = Vec::new();
+            let env = vars(&[("REQUEST_METHOD", "POST"), ("CONTENT_LENGTH", "10")]);
+            // The short body is reported when its end was read before the answer was out.
+            let err = serve_once(Arc::new(Answers), env, &b"abc"[..], &mut out).await;
+            assert!(
+                matches!(err, Ok(()) | Err(Error::ShortBody { .. })),
+                "run {run}: {err:?}"
+            );
+            assert!(out.starts_with(b"Status: 200 OK\r\n"), "run {run}: {out:?}");
+            assert!(out.ends_with(b"answered"), "run {run}: {out:?}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

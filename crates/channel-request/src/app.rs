@@ -5,6 +5,7 @@ use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::os::unix::ffi::OsStrExt;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -60,7 +61,8 @@ impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Tcp(addr) => addr.fmt(f),
-            Self::Unix(Some(p)) => write!(f, "unix:{}", p.display()),
+            // A client names its own socket: a newline in it must not end the log line.
+            Self::Unix(Some(p)) => write!(f, "unix:{}", p.as_os_str().as_bytes().escape_ascii()),
             Self::Unix(None) => f.write_str("unix"),
             Self::Stdio => f.write_str("stdio"),
         }

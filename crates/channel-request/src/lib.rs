@@ -26,8 +26,11 @@
 //!   whose front server stops sending the body once it has a response head).
 //! - [`app`]: [`Application`] and [`serve_request`], which turns errors and panics into answers.
 //! - [`observe`]: [`observe::Observer`]s of every request (the access log, the metrics).
+//! - [`sendq`]: [`SendQueue`], how much of what was written to a socket its peer has not taken
+//!   yet: a slow reader's progress while writes wait.
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)] // allowed in `sendq` alone (one ioctl)
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod app;
 pub mod body;
@@ -43,6 +46,7 @@ pub mod hold;
 pub mod observe;
 pub mod queue;
 pub mod spill;
+pub mod sendq;
 
 pub use app::{serve_request, AppError, Application, Peer, Protocol, Request, RequestInfo};
 pub use body::{body_channel, BodyClosed, BodySender, RequestBody};
@@ -56,6 +60,7 @@ pub use queue::{
     delivery_queue, Delivery, DeliveryReceiver, DeliverySender, QueueChannel, StderrSender,
 };
 pub use spill::ResponseSpool;
+pub use sendq::SendQueue;
 pub use tokio_util::sync::CancellationToken;
 
 /// On a graceful shutdown (SIGTERM, a reload, a recycled worker), how long a connection that

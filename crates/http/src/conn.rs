@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::Instant;
 
-use gatehouse_channel_request::{CancellationToken, Peer};
+use gatehouse_channel_request::{CancellationToken, Peer, SendQueue};
 use tokio::sync::Notify;
 
 use crate::watchdog::Timeouts;
@@ -19,6 +19,8 @@ pub(crate) struct ConnShared {
     pub(crate) server: Arc<Server>,
     pub(crate) peer: Peer,
     pub(crate) local: Option<SocketAddr>,
+    /// The socket's send queue, sampled while a write waits (a slow reader's progress).
+    send_queue: SendQueue,
     timeouts: Mutex<Timeouts>,
     /// Wakes the driver: a deadline may have moved, or a close was requested.
     wake: Notify,
@@ -38,13 +40,19 @@ pub(crate) struct ConnShared {
 }
 
 impl ConnShared {
-    pub(crate) fn new(server: Arc<Server>, peer: Peer, local: Option<SocketAddr>) -> Arc<Self> {
+    pub(crate) fn new(
+        server: Arc<Server>,
+        peer: Peer,
+        local: Option<SocketAddr>,
+        send_queue: SendQueue,
+    ) -> Arc<Self> {
         let config = server.config();
         let timeouts = Timeouts::new(config.idle_timeout, config.header_read_timeout, now());
         Arc::new(Self {
             server,
             peer,
             local,
+            send_queue,
             timeouts: Mutex::new(timeouts),
             wake: Notify::new(),
             close_after: AtomicBool::new(false),
@@ -78,6 +86,12 @@ impl ConnShared {
     /// Wakes `waker` on the next bytes the socket accepts.
     pub(crate) fn wake_on_write(&self, waker: &Waker) {
         *self.write_waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(waker.clone());
+
+    }
+
+    /// The socket's send queue, in bytes, when it can be known.
+    pub(crate) fn queued(&self) -> Option<u64> {
+        self.send_queue.bytes()
     }
 
     /// Runs `f` on the timeouts with the current time; wakes the driver when `f` says a deadline
@@ -100,7 +114,7 @@ impl ConnShared {
 
     /// What expired at the current time, if anything.
     pub(crate) fn expired(&self) -> Option<crate::watchdog::Expired> {
-        self.lock().handle_timeout(now())
+        self.lock().handle_timeout(now(), || self.queued())
     }
 
     /// Asks the driver to close the connection once the response in progress is written.

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_channel_request::{CancellationToken, Peer, SHUTDOWN_FIRST_REQUEST_GRACE};
+use gatehouse_channel_request::{CancellationToken, Peer, SendQueue, SHUTDOWN_FIRST_REQUEST_GRACE};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -53,7 +53,7 @@ pub async fn serve_connection<IO>(
     let Some(_permit) = server.admit() else {
         return refuse(io, &server, &peer).await;
     };
-    let shared = ConnShared::new(server.clone(), peer, local);
+    let shared = ConnShared::new(server.clone(), peer, local, SendQueue::of(&io));
     // However this function ends, the requests of the connection learn that it is over.
     let _gone = shared.gone.clone().drop_guard();
     let io = TokioIo::new(WatchedIo::new(io, shared.clone()));

@@ -21,6 +21,9 @@ pub enum Error {
         /// The offending bytes, for the log line.
         bytes: Vec<u8>,
     },
+    /// Peer: the request uses a transfer coding other than `chunked` (answered `501`, RFC 9112
+    /// section 6.1); holds the coding.
+    UnknownTransferCoding(Vec<u8>),
     /// Peer: the request body's framing was broken (bad chunk size, connection closed early).
     BadBody(String),
     /// Limit: the request head is larger than `max_header_bytes` or has more than `max_headers`
@@ -70,6 +73,7 @@ impl Error {
         match self {
             Self::Malformed(_) | Self::BadRequest { .. } | Self::BadBody(_) => Some(400),
             Self::HeadTooLarge => Some(431),
+            Self::UnknownTransferCoding(_) => Some(501),
             Self::TooManyConnections { .. } => Some(503),
             Self::BadResponseHead(_) => Some(500),
             Self::HeaderTimeout(_)
@@ -92,6 +96,11 @@ impl fmt::Display for Error {
             Self::BadRequest { what, bytes } => {
                 write!(f, "bad request: {what}: \"{}\"", bytes.escape_ascii())
             }
+            Self::UnknownTransferCoding(coding) => write!(
+                f,
+                "transfer coding \"{}\" is not implemented",
+                coding.escape_ascii()
+            ),
             Self::BadBody(why) => write!(f, "malformed request body: {why}"),
             Self::HeadTooLarge => f.write_str("request head too large or too many header lines"),
             Self::HeaderTimeout(d) => write!(f, "request head not complete after {d:?}"),
@@ -131,6 +140,9 @@ mod tests {
         assert_eq!(e.http_status(), Some(400));
         assert_eq!(e.to_string(), "bad request: invalid Host: \"a\\x01b\"");
         assert_eq!(Error::HeadTooLarge.http_status(), Some(431));
+        let e = Error::UnknownTransferCoding(b"gzip".to_vec());
+        assert_eq!(e.http_status(), Some(501));
+        assert_eq!(e.to_string(), "transfer coding \"gzip\" is not implemented");
         assert_eq!(
             Error::TooManyConnections { limit: 3 }.http_status(),
             Some(503)

@@ -47,7 +47,10 @@ impl<IO> WatchedIo<IO> {
                     false
                 });
             }
-            Poll::Pending => self.shared.timeouts(|t, now| t.handle_write_blocked(now)),
+            Poll::Pending => {
+                let shared = &self.shared;
+                shared.timeouts(|t, now| t.handle_write_blocked(now, || shared.queued()));
+            }
             _ => {}
         }
     }

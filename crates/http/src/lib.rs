@@ -42,7 +42,9 @@
 //! - **1xx responses** from apps (`Response::informational`) are not forwarded: hyper's server
 //!   has no API to send them, so the channel reports `forwards_informational() == false`.
 //! - **Limits** ([`Config`]): head size and header count (`431`), header-read and idle timeouts
-//!   (close), open connections (`503`). **Shutdown**: `serve_connection`'s token closes idle
+//!   (close), open connections (`503`). A client reading a response makes progress as long as
+//!   it takes bytes: while our writes wait, the socket's send queue shrinking counts
+//!   ([`SendQueue`](gatehouse_channel_request::SendQueue)). **Shutdown**: `serve_connection`'s token closes idle
 //!   connections and lets a request in progress finish first.
 //! - **Bad input** (unparseable request, missing or invalid `Host`, `%00` or `..` above the root
 //!   in the path) gets `400` and one log line naming the peer, with the peer's bytes escaped.

@@ -75,6 +75,12 @@ async fn answer(
         shared.set_unread(!incoming.is_end_stream());
         return Ok(fixed(501, true));
     }
+    if let Some(coding) = unimplemented_coding(&parts.headers) {
+        let error = Error::UnknownTransferCoding(coding);
+        tracing::warn!(peer = %info.peer, request_id = info.id, %error, "request answered with 501");
+        shared.set_unread(!incoming.is_end_stream());
+        return Ok(fixed(501, true));
+    }
     let content_length = announced_length(&parts.headers, &incoming);
     let env = match request_env(&parts, content_length, &shared.peer, shared.local) {
         Ok(env) => env,
@@ -337,6 +343,19 @@ fn convert_head(head: &ResponseHead) -> Result<(http::response::Parts, Option<u6
 
 /// A whole response made here: `status`, its reason as a text/plain body, and `Connection:
 /// close` when the connection must not be reused.
+/// The first transfer coding other than `chunked` (RFC 9112 section 6.1: a server answers `501`
+/// to a coding it does not implement, as nginx does). hyper decodes `chunked` alone: a body sent
+/// `gzip, chunked` would reach the app still compressed, with nothing saying so.
+fn unimplemented_coding(headers: &http::HeaderMap) -> Option<Vec<u8>> {
+    headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(trim_ows)
+        .find(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case(b"chunked"))
+        .map(<[u8]>::to_vec)
+}
+
 pub(crate) fn fixed(status: u16, close: bool) -> http::Response<ResponseBody> {
     let body = Bytes::from(format!("{}\n", reason_phrase(status)));
     let mut resp = http::Response::new(());

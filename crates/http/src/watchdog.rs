@@ -12,7 +12,10 @@
 //! ```
 //!
 //! Independently of the phase, a write the socket would not take (the client stopped reading)
-//! expires after `idle_timeout` without progress. Waiting for request body bytes is timed by the
+//! expires after `idle_timeout` without progress. Progress is a write the socket takes, or, while
+//! none does, the socket's send queue shrinking (the client took bytes): it is sampled every
+//! quarter of `idle_timeout`, so a client that stops reading is cut `idle_timeout` to 1.25 x
+//! `idle_timeout` after the last byte it took. Waiting for request body bytes is timed by the
 //! body pump, which knows when it is waiting on the client rather than on the app.
 
 use std::time::{Duration, Instant};
@@ -39,6 +42,17 @@ pub(crate) enum Expired {
     Send,
 }
 
+/// A write the socket would not take, and the progress the client made since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Blocked {
+    /// The latest progress seen: the refused write, or a sample that found the queue shorter.
+    progress: Instant,
+    /// When the send queue was last sampled.
+    sampled: Instant,
+    /// The send queue then (`None`: the transport cannot tell).
+    queued: Option<u64>,
+}
+
 /// The timeouts of one connection.
 #[derive(Debug)]
 pub(crate) struct Timeouts {
@@ -46,7 +60,7 @@ pub(crate) struct Timeouts {
     header: Duration,
     phase: Phase,
     in_flight: usize,
-    write_blocked_since: Option<Instant>,
+    write_blocked: Option<Blocked>,
     /// Request heads completed on this connection.
     started: u64,
 }
@@ -59,7 +73,7 @@ impl Timeouts {
             header,
             phase: Phase::Idle { since: now },
             in_flight: 0,
-            write_blocked_since: None,
+            write_blocked: None,
             started: 0,
         }
     }
@@ -96,10 +110,18 @@ impl Timeouts {
         false
     }
 
-    /// The socket refused a write (its send buffer is full).
-    pub(crate) fn handle_write_blocked(&mut self, now: Instant) -> bool {
-        if self.write_blocked_since.is_none() {
-            self.write_blocked_since = Some(now);
+    /// The socket refused a write (its send buffer is full); `queued` samples its send queue.
+    pub(crate) fn handle_write_blocked(
+        &mut self,
+        now: Instant,
+        queued: impl FnOnce() -> Option<u64>,
+    ) -> bool {
+        if self.write_blocked.is_none() {
+            self.write_blocked = Some(Blocked {
+                progress: now,
+                sampled: now,
+                queued: queued(),
+            });
             return true;
         }
         false
@@ -107,30 +129,52 @@ impl Timeouts {
 
     /// The socket took bytes.
     pub(crate) fn handle_write(&mut self) {
-        self.write_blocked_since = None;
+        self.write_blocked = None;
     }
 
-    /// The earliest instant at which [`Timeouts::handle_timeout`] may report something.
+    /// How often a blocked write's send queue is sampled.
+    fn sample_every(&self) -> Duration {
+        self.idle / 4
+    }
+
+    /// The earliest instant at which [`Timeouts::handle_timeout`] may report something (or
+    /// sample the send queue).
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let phase = match self.phase {
             Phase::Idle { since } => Some(since + self.idle),
             Phase::Head { since } => Some(since + self.header),
             Phase::Busy => None,
         };
-        let send = self.write_blocked_since.map(|since| since + self.idle);
+        let send = self.write_blocked.map(|b| match b.queued {
+            Some(_) => (b.progress + self.idle).min(b.sampled + self.sample_every()),
+            None => b.progress + self.idle,
+        });
         match (phase, send) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
-    /// Which timeout, if any, has expired at `now`.
-    pub(crate) fn handle_timeout(&mut self, now: Instant) -> Option<Expired> {
-        if self
-            .write_blocked_since
-            .is_some_and(|since| now >= since + self.idle)
-        {
-            return Some(Expired::Send);
+    /// Which timeout, if any, has expired at `now`; `queued` samples the send queue when a
+    /// blocked write is due for it.
+    pub(crate) fn handle_timeout(
+        &mut self,
+        now: Instant,
+        queued: impl FnOnce() -> Option<u64>,
+    ) -> Option<Expired> {
+        let (idle, every) = (self.idle, self.sample_every());
+        if let Some(b) = self.write_blocked.as_mut() {
+            if b.queued.is_some() && now >= (b.sampled + every).min(b.progress + idle) {
+                let q = queued();
+                if matches!((q, b.queued), (Some(q), Some(before)) if q < before) {
+                    b.progress = now;
+                }
+                b.queued = q;
+                b.sampled = now;
+            }
+            if now >= b.progress + idle {
+                return Some(Expired::Send);
+            }
         }
         match self.phase {
             Phase::Idle { since } if now >= since + self.idle => Some(Expired::Idle),
@@ -147,6 +191,10 @@ mod tests {
     const IDLE: Duration = Duration::from_secs(60);
     const HEAD: Duration = Duration::from_secs(10);
 
+    fn none() -> Option<u64> {
+        None
+    }
+
     fn secs(t0: Instant, s: u64) -> Instant {
         t0 + Duration::from_secs(s)
     }
@@ -156,7 +204,7 @@ mod tests {
         let t0 = Instant::now();
         let mut t = Timeouts::new(IDLE, HEAD, t0);
         assert_eq!(t.poll_timeout(), Some(secs(t0, 60)));
-        assert_eq!(t.handle_timeout(secs(t0, 59)), None);
+        assert_eq!(t.handle_timeout(secs(t0, 59), none), None);
         // First byte at 50 s: the head deadline (60 s) replaces the idle one.
         assert!(t.handle_read(secs(t0, 50)));
         assert!(
@@ -164,7 +212,7 @@ mod tests {
             "later bytes do not move the head deadline"
         );
         assert_eq!(t.poll_timeout(), Some(secs(t0, 60)));
-        assert_eq!(t.handle_timeout(secs(t0, 60)), Some(Expired::Header));
+        assert_eq!(t.handle_timeout(secs(t0, 60), none), Some(Expired::Header));
     }
 
     #[test]
@@ -174,7 +222,7 @@ mod tests {
         t.handle_read(secs(t0, 1));
         t.handle_request_start();
         assert_eq!(t.poll_timeout(), None);
-        assert_eq!(t.handle_timeout(secs(t0, 10_000)), None);
+        assert_eq!(t.handle_timeout(secs(t0, 10_000), none), None);
         t.handle_read(secs(t0, 10_001));
         assert_eq!(
             t.poll_timeout(),
@@ -183,7 +231,10 @@ mod tests {
         );
         assert!(t.handle_request_end(secs(t0, 10_002)));
         assert_eq!(t.poll_timeout(), Some(secs(t0, 10_062)));
-        assert_eq!(t.handle_timeout(secs(t0, 10_062)), Some(Expired::Idle));
+        assert_eq!(
+            t.handle_timeout(secs(t0, 10_062), none),
+            Some(Expired::Idle)
+        );
     }
 
     #[test]
@@ -201,12 +252,52 @@ mod tests {
         let t0 = Instant::now();
         let mut t = Timeouts::new(IDLE, HEAD, t0);
         t.handle_request_start();
-        assert!(t.handle_write_blocked(secs(t0, 5)));
-        assert!(!t.handle_write_blocked(secs(t0, 30)));
+        assert!(t.handle_write_blocked(secs(t0, 5), none));
+        assert!(!t.handle_write_blocked(secs(t0, 30), none));
         assert_eq!(t.poll_timeout(), Some(secs(t0, 65)));
         t.handle_write();
         assert_eq!(t.poll_timeout(), None);
-        t.handle_write_blocked(secs(t0, 100));
-        assert_eq!(t.handle_timeout(secs(t0, 160)), Some(Expired::Send));
+        t.handle_write_blocked(secs(t0, 100), none);
+        assert_eq!(t.handle_timeout(secs(t0, 160), none), Some(Expired::Send));
+    }
+
+    #[test]
+    fn a_shrinking_send_queue_is_progress() {
+        let t0 = Instant::now();
+        let mut t = Timeouts::new(IDLE, HEAD, t0);
+        t.handle_request_start();
+        // Blocked at 0 with 1000 bytes queued: sampled every 15 s.
+        t.handle_write_blocked(t0, || Some(1000));
+        assert_eq!(t.poll_timeout(), Some(secs(t0, 15)));
+        // The client reads a little between samples, for much longer than the idle timeout.
+        let mut queued = 1000;
+        for step in 1..=20 {
+            queued -= 10;
+            let at = secs(t0, 15 * step);
+            assert_eq!(t.handle_timeout(at, || Some(queued)), None, "step {step}");
+            assert_eq!(t.poll_timeout(), Some(at + Duration::from_secs(15)));
+        }
+        // Then stops: cut one idle timeout after the last sample that saw progress.
+        let last = secs(t0, 300);
+        for s in [315, 330, 345] {
+            assert_eq!(t.handle_timeout(secs(t0, s), || Some(queued)), None);
+        }
+        assert_eq!(
+            t.handle_timeout(last + IDLE, || Some(queued)),
+            Some(Expired::Send)
+        );
+    }
+
+    #[test]
+    fn an_unknown_send_queue_is_never_sampled() {
+        let t0 = Instant::now();
+        let mut t = Timeouts::new(IDLE, HEAD, t0);
+        t.handle_request_start();
+        t.handle_write_blocked(t0, none);
+        assert_eq!(t.poll_timeout(), Some(secs(t0, 60)));
+        assert_eq!(
+            t.handle_timeout(secs(t0, 60), || panic!("no queue to sample")),
+            Some(Expired::Send)
+        );
     }
 }

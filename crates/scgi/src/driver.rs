@@ -28,12 +28,12 @@ use std::time::Duration;
 use gatehouse_channel_request::{
     body_channel, delivery_queue, serve_request, Application, BodySender, CancellationToken,
     Delivery, DeliveryReceiver, Output, Peer, Protocol, QueueChannel, Request, RequestInfo,
-    Response,
+    Response, SendQueue,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
-use tokio::time::{sleep_until, timeout, Instant, Sleep};
+use tokio::time::{sleep_until, timeout, timeout_at, Instant, Sleep};
 
 use crate::codec::{BodyDecoder, BodyFrame, HeadDecoder};
 use crate::error::{Error, LimitError};
@@ -111,15 +111,19 @@ impl Drop for AbortOnDrop {
 struct Conn<IO> {
     reader: Reader<ReadHalf<IO>>,
     wr: WriteHalf<IO>,
+    /// The socket's send queue: a slow reader's progress while a write waits.
+    send_queue: SendQueue,
     config: Config,
 }
 
 impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn<IO> {
     fn new(io: IO, config: Config) -> Self {
+        let send_queue = SendQueue::of(&io);
         let (rd, wr) = tokio::io::split(io);
         Self {
             reader: Reader::new(rd),
             wr,
+            send_queue,
             config,
         }
     }
@@ -238,22 +242,38 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn<IO> {
             }
             let held = tokio::select! {
                 read = self.read_step(&mut inbound, dec), if !matches!(inbound, Inbound::Closed) => {
-                    if let Err(e) = read {
-                        return Ending::Failed(e);
+                    match read.map_err(|e| (e.short_body(), e)) {
+                        Err((None, e)) => return Ending::Failed(e),
+                        Err((Some(short), e)) => {
+                            // The body's error is the app's to see, as behind FastCGI and as a
+                            // CGI program: an app that reads its body gets it (answered 400),
+                            // one that does not is answered as it answers. Failing the
+                            // connection here made the answer depend on whether the app had
+                            // answered first.
+                            log_failure(info, &e);
+                            if let Inbound::Body(tx) = std::mem::replace(&mut inbound, Inbound::Closed) {
+                                tx.fail(short);
+                            }
+                            hold.release()
+                        }
+                        Ok(()) => {
+                            if hold.is_holding() {
+                                hold.input_progress(now());
+                            }
+                            if dec.remaining() > 0 {
+                                continue;
+                            }
+                            hold.release() // The body is complete.
+                        }
                     }
-                    if hold.is_holding() {
-                        hold.input_progress(now());
-                    }
-                    if dec.remaining() > 0 {
-                        continue;
-                    }
-                    hold.release() // The body is complete.
                 }
                 delivery = drx.recv() => {
                     // The queue ends with Finish or Abort; a closed queue is an app task gone.
                     let Some(delivery) = delivery else { return Ending::AppFailed };
                     // The clock is read only while the body is incomplete (a hold may start).
-                    let open_at = (dec.remaining() > 0).then(now);
+                    // (A body cut short never completes: nothing is held for it.)
+                    let body_due = dec.remaining() > 0 && !matches!(inbound, Inbound::Closed);
+                    let open_at = body_due.then(now);
                     let was_holding = hold.is_holding();
                     match hold.offer(delivery, open_at, budget) {
                         Offer::Started | Offer::Kept => continue,
@@ -381,17 +401,41 @@ impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn<IO> {
 
     /// Writes `data`, failing if the peer takes no byte for `idle_timeout`.
     async fn write_all(&mut self, mut data: &[u8]) -> Result<(), Error> {
-        let idle = self.config.idle_timeout;
         while !data.is_empty() {
-            let n = timeout(idle, self.wr.write(data))
-                .await
-                .map_err(|_| Error::IdleTimeout(idle))??;
+            let n = self.write_some(data).await?;
             if n == 0 {
                 return Err(io::Error::from(io::ErrorKind::WriteZero).into());
             }
             data = &data[n..];
         }
         Ok(())
+    }
+
+    /// One write, waited for as long as the peer makes progress: the write itself, or (while it
+    /// waits for room) the socket's send queue shrinking, sampled every quarter of
+    /// `idle_timeout`. A socket is writable again only once much of its buffer has drained,
+    /// which a slow but steady reader can take longer than `idle_timeout` to do.
+    async fn write_some(&mut self, data: &[u8]) -> Result<usize, Error> {
+        let idle = self.config.idle_timeout;
+        let mut write = pin!(self.wr.write(data));
+        let mut queued = self.send_queue.bytes();
+        let mut progress = Instant::now();
+        loop {
+            let step = if queued.is_some() { idle / 4 } else { idle };
+            let wake = (progress + idle).min(Instant::now() + step);
+            if let Ok(written) = timeout_at(wake, &mut write).await {
+                return Ok(written?);
+            }
+            let now = Instant::now();
+            let q = self.send_queue.bytes();
+            if matches!((q, queued), (Some(q), Some(before)) if q < before) {
+                progress = now;
+            }
+            queued = q;
+            if now >= progress + idle {
+                return Err(Error::IdleTimeout(idle));
+            }
+        }
     }
 
     /// Answers with our own `status` response, then closes.

@@ -130,6 +130,20 @@ pub enum LimitError {
 }
 
 impl Error {
+    /// For a body that ended before `CONTENT_LENGTH`, the error the app's body stream fails
+    /// with.
+    pub fn short_body(&self) -> Option<gatehouse_channel_request::BodyError> {
+        match self {
+            Self::Peer(PeerError::ShortBody { expected, received }) => {
+                Some(gatehouse_channel_request::BodyError::Short {
+                    expected: *expected,
+                    received: *received,
+                })
+            }
+            _ => None,
+        }
+    }
+
     /// The HTTP status that answers this error in a `Status:` head (when no response byte went
     /// out yet), or `None` when there is no one to answer.
     ///

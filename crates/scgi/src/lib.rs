@@ -40,8 +40,10 @@
 //! [`Config::max_header_bytes`] and a head not complete within [`Config::header_timeout`] are
 //! answered `Status: 400 Bad Request` and closed, with one `warn` log line naming the peer and
 //! the offending bytes (escaped). A connection over [`Config::max_conns`] gets `503`. A peer
-//! that closes before the body is complete has its app cancelled and gets `400` if no response
-//! byte went out yet. A peer that half-closes (`shutdown(SHUT_WR)`) after its request still gets
+//! whose input ends before the body is complete gets one such line, and the app's body stream
+//! fails with `BodyError::Short`: an app that reads its body sees the error and the request is
+//! answered `400`; one that does not is answered as it answers (the same rule as behind FastCGI
+//! and as a CGI program). A peer that half-closes (`shutdown(SHUT_WR)`) after its request still gets
 //! the whole response; a peer that resets, or closes while we write, has its app cancelled.
 //!
 //! SCGI has no way to mark a response as incomplete but the connection itself: when an app fails

@@ -9,6 +9,8 @@
 //!   it does when that executable runs: same `sys.prefix`, same site-packages, and a virtualenv's
 //!   `pyvenv.cfg` is honoured (`sys.prefix` = the venv, `sys.base_prefix` = its base).
 //! - `install_signal_handlers = 0`: SIGINT and SIGTERM belong to the daemon, not to Python.
+//! - `faulthandler = 1` (`-X faulthandler`): a crash in an app writes its Python stack to stderr
+//!   (the log), where it otherwise dies without a word.
 //!
 //! Before starting, [`ensure_started`] checks in `/proc/self/maps` that the libpython the loader
 //! mapped is the one from the build directory: without the rpath the loader may pick a distro
@@ -265,6 +267,10 @@ fn start(executable: Option<&Path>) -> Result<(), String> {
         let fields = unsafe { config.assume_init_mut() };
         fields.install_signal_handlers = 0;
         fields.parse_argv = 0;
+        // `python -X faulthandler`: a SIGSEGV, SIGBUS, SIGFPE, SIGILL or SIGABRT in an app (a
+        // broken C extension) writes "Fatal Python error" and every thread's Python stack to
+        // stderr, which is the daemon's log, before the process dies of the signal.
+        fields.faulthandler = 1;
     }
     // From here on the config is only reached through this one pointer.
     let cfg = config.as_mut_ptr();
