@@ -237,9 +237,9 @@ struct LoopCtx {
 }
 
 async fn accept_loop(listener: Listener, ctx: LoopCtx) {
-    let mut warned_full: Option<Instant> = None;
+    let (mut warned_own, mut warned_full): (Option<Instant>, Option<Instant>) = (None, None);
     loop {
-        let Some(own) = acquire_own(&ctx, &mut warned_full).await else {
+        let Some(own) = acquire_own(&ctx, &mut warned_own).await else {
             return;
         };
         let Some((conn, peer)) = accept_one(&listener, &ctx).await else {
@@ -274,7 +274,7 @@ fn accept_blocking(
     balance: Option<&Arc<Balancer>>,
     rt: &tokio::runtime::Handle,
 ) {
-    let mut warned_full: Option<Instant> = None;
+    let (mut warned_own, mut warned_full): (Option<Instant>, Option<Instant>) = (None, None);
     let mut pause = Duration::from_millis(10);
     while !ctx.shutdown.is_cancelled() {
         // A free permit needs no trip through the runtime; waiting for one (or, for SCGI, for
@@ -285,7 +285,7 @@ fn accept_blocking(
         };
         let own = match free {
             Some(permit) => permit,
-            None => match rt.block_on(acquire_own(ctx, &mut warned_full)) {
+            None => match rt.block_on(acquire_own(ctx, &mut warned_own)) {
                 Some(permit) => permit,
                 None => break,
             },
@@ -406,6 +406,10 @@ impl StdConn {
 /// How often a listener may say that the connection limit holds it back.
 const LIMIT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
+/// How long a listener waits for its own budget before it says so: no connection may be
+/// waiting at all (the permit is taken before `accept`), and one that just closed frees it.
+const OWN_WAIT_QUIET: Duration = Duration::from_secs(1);
+
 /// A permit of this listener's budget, or `None` at shutdown. Says so (at most every 10 s)
 /// when it must wait. For SCGI also waits for a free slot of the front end, which then never
 /// answers 503 to a connection we accepted.
@@ -415,6 +419,7 @@ async fn acquire_own(ctx: &LoopCtx, warned: &mut Option<Instant>) -> Option<Owne
         &ctx.own,
         warned,
         "connection budget of this listener (--max-conns-per-listener) reached: new connections wait in its backlog",
+        OWN_WAIT_QUIET,
     )
     .await?;
     if ctx.kind == Kind::Scgi {
@@ -436,6 +441,7 @@ async fn acquire_global(
         &ctx.limit,
         warned,
         "connection limit (--max-conns) reached: new connections wait",
+        Duration::ZERO,
     )
     .await
 }
@@ -445,19 +451,24 @@ async fn wait_permit(
     sem: &Arc<Semaphore>,
     warned: &mut Option<Instant>,
     what: &'static str,
+    quiet_for: Duration,
 ) -> Option<OwnedSemaphorePermit> {
-    match sem.clone().try_acquire_owned() {
-        Ok(permit) => Some(permit),
-        Err(_) => {
-            if warned.is_none_or(|at| at.elapsed() >= LIMIT_WARNING_INTERVAL) {
-                *warned = Some(Instant::now());
-                tracing::warn!(listener = %ctx.name, "{what}");
-            }
-            tokio::select! {
-                _ = ctx.shutdown.cancelled() => None,
-                permit = sem.clone().acquire_owned() => permit.ok(),
-            }
-        }
+    if let Ok(permit) = sem.clone().try_acquire_owned() {
+        return Some(permit);
+    }
+    // A permit freed a moment later (a connection just ending) is not worth a warning.
+    tokio::select! {
+        _ = ctx.shutdown.cancelled() => return None,
+        permit = sem.clone().acquire_owned() => return permit.ok(),
+        () = tokio::time::sleep(quiet_for) => {}
+    }
+    if warned.is_none_or(|at| at.elapsed() >= LIMIT_WARNING_INTERVAL) {
+        *warned = Some(Instant::now());
+        tracing::warn!(listener = %ctx.name, "{what}");
+    }
+    tokio::select! {
+        _ = ctx.shutdown.cancelled() => None,
+        permit = sem.clone().acquire_owned() => permit.ok(),
     }
 }
 

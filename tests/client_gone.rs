@@ -167,7 +167,7 @@ fn clients_that_leave_are_not_warnings() {
             requests += 1;
         }
     }
-    // Every request ends (cancelled or aborted) and is logged once.
+    // Every request ends and is logged once.
     let lines = wait_for("every request in the access log", || {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let lines: Vec<String> = text.lines().map(str::to_owned).collect();
@@ -187,8 +187,14 @@ fn clients_that_leave_are_not_warnings() {
     }
     for l in &lines {
         let v: serde_json::Value = serde_json::from_str(l).unwrap();
-        assert_eq!(v["end"], "cancelled", "{v}");
-        assert!(matches!(v["status"].as_u64(), Some(200 | 499)), "{v}");
+        // Cancelled; or, for SCGI mid-body, the app saw its body end short and answered
+        // 400 to nobody (issue 12: a short body is the app's to see, whatever the timing).
+        let short_body = v["protocol"] == "scgi" && v["status"] == 400 && v["end"] == "finished";
+        assert!(v["end"] == "cancelled" || short_body, "{v}");
+        assert!(
+            matches!(v["status"].as_u64(), Some(200 | 499)) || short_body,
+            "{v}"
+        );
         let id = v["request_id"].as_u64().unwrap();
         assert!(
             named.contains(&id),

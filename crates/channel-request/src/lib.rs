@@ -45,8 +45,8 @@ pub mod head;
 pub mod hold;
 pub mod observe;
 pub mod queue;
-pub mod spill;
 pub mod sendq;
+pub mod spill;
 
 pub use app::{serve_request, AppError, Application, Peer, Protocol, Request, RequestInfo};
 pub use body::{body_channel, BodyClosed, BodySender, RequestBody};
@@ -59,8 +59,8 @@ pub use hold::{Hold, Offer};
 pub use queue::{
     delivery_queue, Delivery, DeliveryReceiver, DeliverySender, QueueChannel, StderrSender,
 };
-pub use spill::ResponseSpool;
 pub use sendq::SendQueue;
+pub use spill::ResponseSpool;
 pub use tokio_util::sync::CancellationToken;
 
 /// On a graceful shutdown (SIGTERM, a reload, a recycled worker), how long a connection that

@@ -86,7 +86,6 @@ impl ConnShared {
     /// Wakes `waker` on the next bytes the socket accepts.
     pub(crate) fn wake_on_write(&self, waker: &Waker) {
         *self.write_waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(waker.clone());
-
     }
 
     /// The socket's send queue, in bytes, when it can be known.

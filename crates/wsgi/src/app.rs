@@ -88,6 +88,7 @@ impl WsgiApp {
         match (pumped, outcome) {
             (Err(e), _) => Err(Box::new(e)),
             (Ok(()), Err(Error::ClientGone)) => Err(Box::new(CoreError::ClientGone)),
+            (Ok(()), Err(Error::RequestBody(e))) => Err(Box::new(CoreError::Body(e))),
             (Ok(()), Err(Error::Timeout { .. })) => {
                 // The watchdog logged it, with the traceback.
                 let answered = !resp.head_sent()

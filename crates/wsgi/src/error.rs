@@ -55,6 +55,9 @@ pub enum Error {
     },
     /// The client went away (peer): nothing more can be sent.
     ClientGone,
+    /// The app failed after its request body failed by the peer's fault (short, too long,
+    /// malformed): the body's error answers the request (400), not the app's traceback.
+    RequestBody(gatehouse_channel_request::BodyError),
     /// A worker thread ended without answering (bug).
     WorkerLost,
 }
@@ -93,6 +96,7 @@ impl fmt::Display for Error {
                 "wsgi request still running after the request timeout ({limit:?})"
             ),
             Self::ClientGone => f.write_str("client gone"),
+            Self::RequestBody(e) => write!(f, "request body: {e}"),
             Self::WorkerLost => f.write_str("wsgi worker ended without answering"),
         }
     }

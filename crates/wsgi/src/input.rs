@@ -33,6 +33,8 @@ pub(crate) struct Input {
     eof: bool,
     /// The rest of the body, once spooled ([`Input::spool_rest`]): read from here first.
     spool: Option<Spool>,
+    /// How the body failed by the peer's fault, when it did (short, too long, malformed).
+    failed: Option<BodyError>,
 }
 
 /// A spooled rest of the body: bytes in memory, then a temp file, then (when the file failed)
@@ -53,6 +55,7 @@ impl Input {
             buf: BytesMut::new(),
             eof: false,
             spool: None,
+            failed: None,
         }
     }
 
@@ -117,7 +120,7 @@ impl Input {
             let ending = spool.ending.take();
             self.spool = None;
             if let Some(e) = ending {
-                return Err(body_error(e));
+                return Err(self.body_failed(e));
             }
             // The spool held everything that was left unless it stopped at its limit: then
             // the body goes on streaming.
@@ -146,8 +149,25 @@ impl Input {
                 self.eof = true;
                 Ok(false)
             }
-            Err(e) => Err(body_error(e)),
+            Err(e) => Err(self.body_failed(e)),
         }
+    }
+
+    /// Records a body failure by the peer's fault (for the request's answer), and gives the
+    /// exception the app sees.
+    fn body_failed(&mut self, e: BodyError) -> PyErr {
+        if matches!(
+            e,
+            BodyError::Short { .. } | BodyError::Long { .. } | BodyError::Malformed(_)
+        ) {
+            self.failed = Some(e.clone());
+        }
+        body_error(e)
+    }
+
+    /// How the body failed by the peer's fault, if it did.
+    pub(crate) fn peer_fault(&self) -> Option<BodyError> {
+        self.failed.clone()
     }
 
     /// Takes `n` buffered bytes as a Python `bytes`.

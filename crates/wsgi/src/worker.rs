@@ -65,6 +65,14 @@ fn serve(
     let sink: SharedSink = Arc::new(Mutex::new(Sink::new(out, info.clone(), head_request)));
     let input = Bound::new(py, Input::new(body)).map_err(|e| failure(py, &sink, &e))?;
     let outcome = call_app(py, app, template, &env, &info, (&input, late_spool), &sink);
+    // An app that failed because its body did (the peer's fault) is answered for the body.
+    let outcome = match (
+        outcome,
+        input.try_borrow().ok().and_then(|i| i.peer_fault()),
+    ) {
+        (Err(Error::App(_)), Some(e)) => Err(Error::RequestBody(e)),
+        (outcome, _) => outcome,
+    };
     // However long Python keeps these objects, the request is over for the front end.
     if let Ok(mut input) = input.try_borrow_mut() {
         input.release();
