@@ -37,15 +37,34 @@ pub(crate) fn write_line(
     ctx: &Context,
     record: &RequestRecord,
     outcome: &Outcome,
-    out: &mut Vec<u8>,
+    out: &mut String,
 ) {
-    let mut s = String::with_capacity(256);
     match format {
-        Format::Combined => combined(record, outcome, &mut s),
-        Format::Json => json(ctx, record, outcome, &mut s),
+        Format::Combined => combined(record, outcome, out),
+        Format::Json => json(ctx, record, outcome, out),
     }
-    s.push('\n');
-    out.extend_from_slice(s.as_bytes());
+    out.push('\n');
+}
+
+/// `record.started_at` as `$time_local`, formatted once per second per thread (a busy daemon
+/// logs thousands of lines with the same second).
+fn write_clf_cached(t: std::time::SystemTime, s: &mut String) {
+    use std::cell::RefCell;
+    thread_local! {
+        static LAST: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(u64::MAX - 1, |d| d.as_secs());
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != secs {
+            last.1.clear();
+            Utc::from_system(t).write_clf(&mut last.1);
+            last.0 = secs;
+        }
+        s.push_str(&last.1);
+    });
 }
 
 /// `REMOTE - USER [TIME] "METHOD URI PROTOCOL" STATUS BYTES "REFERER" "USER-AGENT"`.
@@ -54,7 +73,7 @@ fn combined(record: &RequestRecord, outcome: &Outcome, s: &mut String) {
     s.push_str(" - ");
     field(s, record.remote_user.as_deref());
     s.push_str(" [");
-    Utc::from_system(record.started_at).write_clf(s);
+    write_clf_cached(record.started_at, s);
     s.push_str("] \"");
     let parts = [&record.method, &record.uri, &record.server_protocol];
     let mut first = true;
@@ -223,9 +242,9 @@ mod tests {
     }
 
     fn line(format: Format, r: &RequestRecord, o: &Outcome) -> String {
-        let mut out = Vec::new();
+        let mut out = String::new();
         write_line(format, &Context { worker: Some(2) }, r, o, &mut out);
-        String::from_utf8(out).unwrap()
+        out
     }
 
     #[test]
