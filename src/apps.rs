@@ -113,6 +113,7 @@ pub(crate) fn spool_dir(cli: &Cli) -> Result<std::path::PathBuf, Error> {
 
 /// For a WSGI app, where the rest of its body goes when it answers while still reading it
 /// (unless `--spool-request-body off`; with `all` the whole body is read before the app runs).
+#[cfg(feature = "wsgi")]
 fn late_spool(cli: &Cli) -> Result<Option<gatehouse_wsgi::LateSpool>, Error> {
     if cli.spool.spool_request_body == SpoolApps::Off {
         return Ok(None);

@@ -143,6 +143,7 @@ fn publish_stats(b: Block<'_>) {
         crate::access_log::dropped_lines(),
     );
     let cgi = gatehouse_cgi_exec::stats();
+    #[cfg_attr(not(feature = "wsgi"), allow(unused_mut))]
     let mut timeouts = cgi.timeouts_total;
     #[cfg(feature = "wsgi")]
     {
