@@ -1,10 +1,10 @@
 //! The access log (`--access-log PATH|-`): one line per request, whatever front end carried
 //! it, in nginx's `combined` format or as JSON (`--access-log-format`).
 //!
-//! [`AccessLog`] is an [`Observer`] of every request: when a request is over it formats the
+//! `AccessLog` is an [`Observer`] of every request: when a request is over it formats the
 //! line on the I/O thread (a few hundred bytes, no I/O) and hands it to the writer thread
-//! ([`writer`]) through a bounded buffer. The process's one access log is kept here so that
-//! SIGUSR1 can [`reopen`] it and the exit [`shutdown`] can write its last lines.
+//! (`writer`) through a bounded buffer. The process's one access log is kept here so that
+//! SIGUSR1 can `reopen` it and the exit `shutdown` can write its last lines.
 //!
 //! - `format`: the line formats and their escaping.
 //! - `time`: the dates in them.

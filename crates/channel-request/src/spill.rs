@@ -10,7 +10,7 @@
 //! ```
 //!
 //! [`ResponseSpool`] is the configuration and the process-wide count of response bytes queued
-//! in memory over all requests. A request's [`SpillFile`] is made on its first spill (and never
+//! in memory over all requests. A request's `SpillFile` is made on its first spill (and never
 //! for an answer that fits its credit); it is unlinked at once, so its space is freed when the
 //! last reference goes: the request's channel, a queued marker, the receiver reading it. That is
 //! when the response ends, the client goes or the connection closes.
