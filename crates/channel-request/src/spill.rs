@@ -42,6 +42,26 @@ pub const DEFAULT_MEMORY_BUDGET: usize = 32 << 20;
 /// The most read back from a spill file at once.
 pub const READ_CHUNK: usize = 64 << 10;
 
+/// A new temp file `PREFIX-PID-N` in `dir`, mode 0600, unlinked at once: only this process can
+/// reach it, and its space is freed when it is closed. The request-body spools and the response
+/// spill files are made here.
+pub fn unlinked_temp_file(dir: &Path, prefix: &str) -> io::Result<File> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let path = dir.join(format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    std::fs::remove_file(&path)?;
+    Ok(file)
+}
+
 /// A spill file rewound while at least this big is also truncated (its disk space returned).
 const SHRINK_AT: u64 = 4 << 20;
 
@@ -118,20 +138,7 @@ impl ResponseSpool {
 
     /// A new spill file, unlinked at once (only this process can reach it).
     pub(crate) fn create(self: &Arc<Self>) -> io::Result<Arc<SpillFile>> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let name = format!(
-            "gatehouse-response-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let path = self.dir.join(name);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)?;
-        std::fs::remove_file(&path)?;
+        let file = unlinked_temp_file(&self.dir, "gatehouse-response")?;
         self.files.fetch_add(1, Ordering::Relaxed);
         Ok(Arc::new(SpillFile {
             spool: self.clone(),

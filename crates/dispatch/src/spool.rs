@@ -21,12 +21,12 @@
 //! many bytes), as nginx does when it buffers a request.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use gatehouse_channel_request::body::DEFAULT_BODY_QUEUE_CHUNKS;
 use gatehouse_channel_request::env::CONTENT_LENGTH;
+use gatehouse_channel_request::spill::unlinked_temp_file;
 use gatehouse_channel_request::{
     body_channel, AppError, Application, BodySender, BoxFuture, Request, RequestBody, RequestInfo,
     Response,
@@ -195,24 +195,13 @@ async fn replay(mut tx: BodySender, memory: Bytes, file: Option<tokio::fs::File>
 }
 
 /// A new temp file in the spool directory, unlinked at once (only this process can reach it;
-/// its space is freed when the replay ends).
+/// its space is freed when the replay ends). Made on a blocking thread, as `tokio::fs` would.
 async fn temp_file(config: &SpoolConfig) -> std::io::Result<tokio::fs::File> {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let name = format!(
-        "gatehouse-spool-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    let path = config.dir.join(name);
-    let file = tokio::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .await?;
-    tokio::fs::remove_file(&path).await?;
-    Ok(file)
+    let dir = config.dir.clone();
+    let file = tokio::task::spawn_blocking(move || unlinked_temp_file(&dir, "gatehouse-spool"))
+        .await
+        .map_err(std::io::Error::other)??;
+    Ok(tokio::fs::File::from_std(file))
 }
 
 #[cfg(test)]

@@ -284,22 +284,7 @@ fn append(file: &mut File, chunk: &[u8]) -> std::io::Result<()> {
 
 /// A new temp file in the spool directory, unlinked at once.
 fn temp_file(limits: &LateSpool) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let path = limits.dir.join(format!(
-        "gatehouse-wsgi-spool-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)?;
-    std::fs::remove_file(&path)?;
-    Ok(file)
+    gatehouse_channel_request::spill::unlinked_temp_file(&limits.dir, "gatehouse-wsgi-spool")
 }
 
 /// `None` or a negative size means "no limit", as for Python files.
